@@ -1,0 +1,53 @@
+# persotool: `make demo` and `make test` work on a machine with only python3 and make.
+# The environment (.venv) is created with uv, installed into .tools/ with pip when not on PATH.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+export UV_COMPILE_BYTECODE := 1
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+export OPENBLAS_NUM_THREADS := 1
+export MPLBACKEND := Agg
+
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := .tools/bin/uv
+endif
+VENV := .venv
+STAMP := $(VENV)/.synced
+RUN := $(VENV)/bin
+DEMO := build/demo
+
+.PHONY: setup demo test bench lint ui clean
+
+setup: $(STAMP)
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+demo: $(STAMP)
+	$(RUN)/persotool ingest datasets/movielens-small/ratings.csv --preset movielens -o $(DEMO)/movielens --force
+	$(RUN)/persotool datasets info $(DEMO)/movielens
+	@echo "Runs are in ./mlflow.db: see them with 'make ui'."
+
+test: $(STAMP)
+	$(RUN)/pytest -q -n 2 tests
+
+bench: $(STAMP)
+	$(RUN)/python benchmarks/ingest.py
+
+lint: $(STAMP)
+	$(RUN)/ruff check src tests benchmarks
+	$(RUN)/ruff format --check src tests benchmarks
+
+ui: $(STAMP)
+	$(RUN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""persotool: offline personalization experiments."""
+
+__version__ = "0.1.0"

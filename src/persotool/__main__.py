@@ -1,0 +1,3 @@
+from persotool.cli import main
+
+main()

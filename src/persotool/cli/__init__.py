@@ -1,0 +1,93 @@
+"""The `persotool` command line: a thin shell over the library.
+
+Heavy libraries (polars, numpy, mlflow, lightfm) are imported inside commands so that `--help`
+stays instant. Every library error becomes one line on stderr and a documented exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+import typer
+from typer.core import TyperGroup
+
+from persotool import __version__
+from persotool.errors import EXIT_INTERNAL, PersotoolError
+
+DEBUG_FLAG = "--debug"
+
+
+class PersotoolGroup(TyperGroup):
+    """Maps persotool's error tree to one clear line and an exit status; `--debug` anywhere on the
+    command line (or PERSOTOOL_DEBUG=1) shows the traceback instead."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if DEBUG_FLAG in args:
+            cut = args.index("--") if "--" in args else len(args)
+            if DEBUG_FLAG in args[:cut]:
+                ctx.meta["persotool.debug"] = True
+                args = [a for i, a in enumerate(args) if not (a == DEBUG_FLAG and i < cut)]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: typer.Context):
+        debug = ctx.meta.get("persotool.debug") or os.environ.get("PERSOTOOL_DEBUG") == "1"
+        try:
+            return super().invoke(ctx)
+        except PersotoolError as exc:
+            if debug:
+                traceback.print_exc()
+            typer.echo(f"persotool: error: {exc.line()}", err=True)
+            ctx.exit(exc.exit_code)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            typer.echo("persotool: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            typer.echo(f"persotool: internal error: {type(exc).__name__}: {first} "
+                       "(rerun with --debug for the traceback)", err=True)  # fmt: skip
+            ctx.exit(EXIT_INTERNAL)
+
+
+app = typer.Typer(
+    name="persotool",
+    cls=PersotoolGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    help="Offline personalization experiments: ingest logs, train and evaluate recommenders, "
+    "simulate A/B tests, and track every run in MLflow.",
+    epilog="Exit status: 0 ok, 1 quality gate not met, 2 usage, 3 config, 4 data, 5 model, "
+    "6 tracking, 7 output, 70 internal error.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"persotool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),  # fmt: skip
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also accepted after any command)."),
+) -> None:
+    """persotool command line."""
+
+
+from persotool.cli import datasets as _datasets  # noqa: E402
+from persotool.cli import ingest as _ingest  # noqa: E402
+
+_ingest.register(app)
+app.add_typer(_datasets.app, name="datasets")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,221 @@
+"""`persotool ingest`: raw logs -> a canonical dataset directory, recorded in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from persotool.cli.options import ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  persotool ingest datasets/movielens-small/ratings.csv --preset movielens -o build/movielens
+
+  persotool ingest 'logs/*.jsonl.gz' --user-col uid --item-col sku --time-col ts --time-format ms \\
+      --event-col type --event-weight view=1 --event-weight purchase=5 -o build/shop
+
+  persotool ingest ml-1m/ratings.dat --no-header --columns user,item,rating,ts --delimiter '::' \\
+      --user-col user --item-col item --time-col ts --value-col rating -o build/ml1m
+"""
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",")] if text else None
+
+
+def build_spec(
+    sources: list[str], *, preset: str | None, schema: Path | None, overrides: dict
+):
+    """Merge preset < schema file < flags into a validated IngestSpec."""
+    from persotool.config import IngestSpec, deep_merge, load_toml, validate
+    from persotool.data.presets import preset as preset_config
+
+    merged: dict = {}
+    where = "command line"
+    if preset:
+        merged = preset_config(preset, sources[0] if sources else None)
+        where = f"preset {preset}"
+    if schema:
+        merged = deep_merge(merged, load_toml(schema))
+        where = str(schema)
+    merged = deep_merge(merged, overrides)
+    if "columns" not in merged:
+        from persotool.errors import ConfigError
+
+        raise ConfigError("say which columns hold the user, item and time: --user-col, --item-col, "
+                          "--time-col, or --schema FILE, or --preset movielens")  # fmt: skip
+    return validate(IngestSpec, merged, where)
+
+
+def _overrides(**flags) -> dict:
+    """Only flags the user actually gave override the preset and schema file."""
+    out: dict = {}
+
+    def put(path: str, value) -> None:
+        if value is None or value == [] or value is False:
+            return
+        node = out
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+
+    for path, value in flags.items():
+        put(path.replace("__", "."), value)
+    return out
+
+
+def ingest_command(
+    sources: Annotated[list[str], typer.Argument(help="Files, globs or directories of raw logs.", show_default=False)],
+    out: OutOpt,
+    schema: Annotated[Path | None, typer.Option("--schema", help="Schema file (configs/schemas/*.toml).")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="Built-in layout: movielens.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="auto, csv, jsonl or parquet.")] = None,
+    user_col: Annotated[str | None, typer.Option("--user-col", help="Column with the user id.")] = None,
+    item_col: Annotated[str | None, typer.Option("--item-col", help="Column with the item id.")] = None,
+    time_col: Annotated[str | None, typer.Option("--time-col", help="Column with the timestamp.")] = None,
+    time_format: Annotated[str | None, typer.Option(
+        "--time-format", help="auto, s, ms, us, ns (epoch), iso, or a strftime pattern.")] = None,
+    timezone: Annotated[str | None, typer.Option("--timezone", help="Zone of timestamps without one (default UTC).")] = None,
+    event_col: Annotated[str | None, typer.Option("--event-col", help="Column with the event type.")] = None,
+    value_col: Annotated[str | None, typer.Option("--value-col", help="Column with a value, e.g. a rating.")] = None,
+    consent_col: Annotated[str | None, typer.Option(
+        "--consent-col", help="Column whose false/no/0/opt-out removes that user entirely.")] = None,
+    delimiter: Annotated[str | None, typer.Option("--delimiter", help="Field delimiter, any length (e.g. ';', '\\t', '::'); sniffed if omitted.")] = None,
+    no_header: Annotated[bool, typer.Option("--no-header", help="The files have no header line.")] = False,
+    columns: Annotated[str | None, typer.Option("--columns", help="Column names for --no-header files: a,b,c.")] = None,
+    event_weight: Annotated[list[str] | None, typer.Option(
+        "--event-weight", help="NAME=WEIGHT, repeatable; events not listed are rejected.")] = None,
+    relevance_threshold: Annotated[float | None, typer.Option(
+        "--relevance-threshold", help="Values below it get weight 0 (kept, not relevant).")] = None,
+    session_gap: Annotated[float | None, typer.Option("--session-gap", help="Minutes of inactivity that end a session (default 30).")] = None,
+    max_reject_rate: Annotated[float | None, typer.Option(
+        "--max-reject-rate", help="Fail when more than this share of rows is rejected (default 0.1).")] = None,
+    items: Annotated[Path | None, typer.Option("--items", help="Item attribute file (e.g. movies.csv).")] = None,
+    item_key: Annotated[str | None, typer.Option("--item-key", help="Item id column in --items.")] = None,
+    item_features: Annotated[str | None, typer.Option("--item-features", help="Columns of --items to use as features: a,b.")] = None,
+    users: Annotated[Path | None, typer.Option("--users", help="User attribute file.")] = None,
+    user_key: Annotated[str | None, typer.Option("--user-key", help="User id column in --users.")] = None,
+    user_features: Annotated[str | None, typer.Option("--user-features", help="Columns of --users to use as features: a,b.")] = None,
+    pseudonymize: Annotated[bool, typer.Option(
+        "--pseudonymize", help="Replace user ids with a keyed HMAC; the key comes from $PERSOTOOL_PSEUDONYM_KEY.")] = False,
+    key_env: Annotated[str | None, typer.Option("--key-env", help="Environment variable holding the pseudonym key.")] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    no_track: NoTrackOpt = False,
+    experiment: ExperimentOpt = None,
+) -> None:
+    """Ingest raw interaction logs (CSV/TSV/JSONL/Parquet, plain, gzip or zstd) into a dataset."""
+    from persotool.errors import ConfigError
+    from persotool.tracking import preflight
+
+    tracking = preflight(not no_track, experiment)
+    weights = None
+    if event_weight:
+        weights = {}
+        for pair in event_weight:
+            name, sep, value = pair.partition("=")
+            try:
+                weights[name.strip()] = float(value)
+            except ValueError:
+                raise ConfigError(f"--event-weight {pair!r}: expected NAME=NUMBER, e.g. purchase=5") from None
+            if not sep or not name.strip():
+                raise ConfigError(f"--event-weight {pair!r}: expected NAME=NUMBER, e.g. purchase=5")
+    if (items is None) != (item_key is None) and items is not None:
+        raise ConfigError("--items needs --item-key (the item id column in that file)")
+    if users is not None and user_key is None:
+        raise ConfigError("--users needs --user-key (the user id column in that file)")
+    overrides = _overrides(
+        source__format=fmt, source__delimiter=delimiter, source__columns=_split_list(columns),
+        columns__user=user_col, columns__item=item_col, columns__time=time_col,
+        columns__time_format=time_format, columns__timezone=timezone, columns__event=event_col,
+        columns__value=value_col, columns__consent=consent_col, events=weights,
+        relevance_threshold=relevance_threshold, session_gap_minutes=session_gap,
+        max_reject_rate=max_reject_rate, pseudonymize=pseudonymize, pseudonym_key_env=key_env,
+        items__path=str(items) if items else None, items__key=item_key,
+        items__features=_split_list(item_features), users__path=str(users) if users else None,
+        users__key=user_key, users__features=_split_list(user_features),
+    )  # fmt: skip
+    if no_header:
+        overrides.setdefault("source", {})["header"] = False
+    spec = build_spec(sources, preset=preset, schema=schema, overrides=overrides)
+
+    from persotool.data.ingest import ingest, summary
+
+    manifest = ingest(spec, sources, out, force=force)
+    result = summary(manifest, out)
+    run_id = _track(tracking, manifest, out)
+    result["mlflow_run_id"] = run_id
+    if as_json:
+        print_json(result)
+    else:
+        _render(result, tracking.describe())
+
+
+def _track(tracking, manifest: dict, out: Path) -> str | None:
+    if not tracking.enabled:
+        return None
+    import json
+    import tempfile
+
+    from persotool.data.overview import plot_overview
+    from persotool.tracking import RunSpec, record_run
+
+    counts = manifest["counts"]
+    metrics = {k: v for k, v in counts.items() if isinstance(v, int | float)}
+    metrics |= {f"rejected.{k}": v for k, v in counts["rejected_by_reason"].items()}
+    metrics["seconds"] = manifest["seconds"]
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = Path(tmp) / "overview.png"
+        plot_overview(out, plot)
+        spec = RunSpec(
+            name=f"ingest {manifest['name']}",
+            command="ingest",
+            params={"config": manifest["config"], "sources": len(manifest["sources"]),
+                    "config_hash": manifest["config_hash"]},  # fmt: skip
+            metrics=metrics,
+            tags={"persotool.dataset_digest": manifest["dataset_digest"],
+                  "persotool.output": str(out.resolve())},  # fmt: skip
+            artifacts=[(out / "manifest.json", None), (plot, None)],
+            dataset={
+                "name": manifest["name"], "digest": manifest["dataset_digest"],
+                "source": json.dumps({"uri": str(out.resolve())}),
+                "profile": json.dumps({"num_rows": counts["rows_kept"], "n_users": counts["n_users"],
+                                       "n_items": counts["n_items"]}),  # fmt: skip
+                "schema": json.dumps({"mlflow_colspec": _colspec()}),
+                "context": "ingest",
+            },
+        )
+        return record_run(tracking, spec)
+
+
+def _colspec() -> list[dict]:
+    from persotool.data.ingest import INTERACTION_SCHEMA
+
+    kinds = {"Int32": "integer", "Int64": "long", "String": "string", "Float64": "double"}
+    return [{"name": n, "type": kinds.get(str(d).split("(")[0], "datetime")} for n, d in INTERACTION_SCHEMA.items()]
+
+
+def _render(result: dict, tracking: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Ingested into {result['output']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key in ("rows_read", "rows_kept", "rows_rejected", "duplicates_removed", "opted_out_users",
+                "below_threshold", "n_users", "n_items", "n_sessions"):  # fmt: skip
+        table.add_row(key.replace("_", " "), f"{result[key]:,}")
+    for reason, count in result["rejected_by_reason"].items():
+        table.add_row(f"  rejected: {reason}", f"{count:,}")
+    table.add_row("time range", f"{result['time_min']} .. {result['time_max']}")
+    table.add_row("dataset digest", result["dataset_digest"])
+    table.add_row("seconds", f"{result['seconds']:.2f}")
+    table.add_row("mlflow run", result["mlflow_run_id"] or f"not tracked ({tracking})")
+    console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest", epilog=EXAMPLES)(ingest_command)

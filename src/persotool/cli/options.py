@@ -1,0 +1,29 @@
+"""Options shared by several commands, and how their results are printed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output directory if it exists.")]
+NoTrackOpt = Annotated[bool, typer.Option("--no-track", help="Do not record an MLflow run.")]
+ExperimentOpt = Annotated[
+    str | None,
+    typer.Option("--experiment", help="MLflow experiment name (default: $MLFLOW_EXPERIMENT_NAME or 'persotool')."),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory (created atomically).")]
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False)

@@ -1,0 +1,152 @@
+"""Config models: every config file and preset is validated here, and its resolved form is what the
+manifest and MLflow record. TOML files are read with the standard library.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from persotool.errors import ConfigError
+
+TIME_FORMATS = ("auto", "s", "ms", "us", "ns", "iso")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class SourceSpec(Strict):
+    """How raw log files are laid out."""
+
+    format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
+    delimiter: str | None = Field(None, description="None sniffs it from the first line")
+    header: bool = True
+    columns: list[str] | None = Field(None, description="column names for files without a header")
+    quote: str | None = '"'
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = {"\\t": "\t", "tab": "\t"}.get(value, value)
+        if value in ("", "\n", "\r") or "\n" in value or '"' in value:
+            raise ValueError(f"{value!r} cannot separate fields")
+        return value
+
+    @model_validator(mode="after")
+    def _columns(self) -> SourceSpec:
+        if not self.header and not self.columns:
+            raise ValueError("files without a header need `columns` (flag --columns a,b,c)")
+        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+            raise ValueError("`columns` has duplicate names")
+        return self
+
+
+class ColumnMap(Strict):
+    """Which source column holds what. Names are used verbatim (any characters)."""
+
+    user: str
+    item: str
+    time: str
+    time_format: str = Field(
+        "auto", description="auto, s, ms, us, ns (epoch), iso (ISO-8601), or a strftime pattern"
+    )
+    timezone: str = Field("UTC", description="zone of timestamps written without one")
+    event: str | None = None
+    value: str | None = None
+    consent: str | None = Field(None, description="column whose false/0/no marks an opted-out user")
+
+    @field_validator("time_format")
+    @classmethod
+    def _time_format(cls, value: str) -> str:
+        if value not in TIME_FORMATS and "%" not in value:
+            raise ValueError(
+                f"{value!r} is not a time format: use one of {', '.join(TIME_FORMATS)} "
+                "or a strftime pattern such as '%d/%m/%Y %H:%M'"
+            )
+        return value
+
+
+class AttributeSpec(Strict):
+    """A user or item attribute table (e.g. MovieLens movies.csv)."""
+
+    path: Path
+    key: str = Field(description="column holding the user or item id")
+    features: list[str] = Field(default_factory=list, description="columns turned into features")
+    separator: str | None = Field("|", description="splits multi-valued feature columns")
+    delimiter: str | None = None
+    header: bool = True
+    columns: list[str] | None = None
+
+
+class IngestSpec(Strict):
+    """Everything `persotool ingest` needs besides the source paths and output directory."""
+
+    source: SourceSpec = Field(default_factory=SourceSpec)
+    columns: ColumnMap
+    events: dict[str, float] | None = Field(None, description="event name -> weight")
+    relevance_threshold: float | None = Field(
+        None, description="explicit ratings below it get weight 0 (kept, not relevant)"
+    )
+    session_gap_minutes: float = Field(30.0, gt=0)
+    pseudonymize: bool = False
+    pseudonym_key_env: str = "PERSOTOOL_PSEUDONYM_KEY"
+    max_reject_rate: float = Field(
+        0.1, ge=0, le=1, description="fail when more than this share of rows is rejected"
+    )
+    items: AttributeSpec | None = None
+    users: AttributeSpec | None = None
+
+    @model_validator(mode="after")
+    def _events(self) -> IngestSpec:
+        if self.events is not None:
+            if self.columns.event is None:
+                raise ValueError("`events` weights need an event column (columns.event)")
+            for name, weight in self.events.items():
+                if not weight >= 0:
+                    raise ValueError(f"event weight for {name!r} must be >= 0")
+        if self.relevance_threshold is not None and self.columns.value is None:
+            raise ValueError("`relevance_threshold` needs a value column (columns.value)")
+        return self
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError("no such config file", where=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"is not valid TOML ({exc})", where=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("is not UTF-8 text", where=str(path)) from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
+    """Validate `data` against `model`, turning the first pydantic error into one clear line."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"]) or "config"
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            msg = "is required"
+        elif first["type"] == "extra_forbidden":
+            msg = "is not a known setting"
+        raise ConfigError(f"{loc}: {msg}", where=where) from None

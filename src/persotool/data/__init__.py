@@ -1,0 +1,1 @@
+"""Data stage: reading raw logs, canonical dataset directories, synthetic logs."""

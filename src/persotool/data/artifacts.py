@@ -1,0 +1,117 @@
+"""Stage outputs on disk: atomic directories, content digests, and manifests validated on the way in.
+
+Every stage writes a directory of Parquet tables plus `manifest.json`; the next stage reads it back
+through `read_artifact`, which checks the kind and the schema version before anything else happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from persotool import __version__
+from persotool.errors import DataError, OutputError
+
+MANIFEST = "manifest.json"
+
+# The schema version of each kind of artifact this version of persotool writes and can read.
+SCHEMA_VERSIONS = {"dataset": 1, "synthetic-log": 1}
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A stable short hash of a resolved config (key order does not matter)."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def directory_digest(files: dict[str, str]) -> str:
+    """Digest of a set of files from their names and content digests."""
+    joined = "\n".join(f"{name}:{files[name]}" for name in sorted(files))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_directory(out: Path, *, force: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside `out`; rename it to `out` only if the block succeeds.
+
+    Nothing is ever left at `out` half-written: on error the temporary directory is removed. With
+    `force`, an existing `out` is replaced only after the new one is complete.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputError("already exists (use --force to replace it)", where=str(out))
+    if out.exists() and not out.is_dir():
+        raise OutputError("exists and is not a directory", where=str(out))
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory ({exc.strerror})", where=str(out)) from None
+    try:
+        yield tmp
+        if out.exists():
+            old = parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def new_manifest(kind: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "schema_version": SCHEMA_VERSIONS[kind],
+        "persotool_version": __version__,
+        **fields,
+    }
+
+
+def read_artifact(path: Path | str, kind: str) -> dict[str, Any]:
+    """Read and validate the manifest of an artifact directory of the given kind."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise DataError(f"is not a {kind} directory (no such directory)", where=str(path))
+    if not manifest_path.is_file():
+        raise DataError(f"is not a {kind} directory (no {MANIFEST})", where=str(path))
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"is not valid JSON ({exc})", where=str(manifest_path)) from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != kind:
+        found = manifest.get("kind") if isinstance(manifest, dict) else None
+        raise DataError(f"is a {found!r} artifact, expected {kind!r}", where=str(path))
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSIONS[kind]:
+        raise DataError(
+            f"has {kind} schema version {version}, this persotool reads version "
+            f"{SCHEMA_VERSIONS[kind]}; re-create it with persotool {__version__}",
+            where=str(path),
+        )
+    return manifest

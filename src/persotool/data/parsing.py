@@ -1,0 +1,181 @@
+"""Column parsers for ingest: each returns the parsed column plus, per row, why it failed (or null).
+
+Parsing is vectorised: the format is chosen on a sample, the whole column is parsed once, and only
+the rows that failed are tried against the other accepted forms.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import polars as pl
+
+from persotool.errors import ConfigError
+
+TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+EPOCH_US_PER = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}
+ISO_FORMATS = (
+    ("%Y-%m-%dT%H:%M:%S%.f%#z", True),
+    ("%Y-%m-%dT%H:%M:%S%.f", False),
+    ("%Y-%m-%dT%H:%M", False),
+    ("%Y-%m-%d", False),
+)
+NUMBER = re.compile(r"^\s*-?\d+(\.\d*)?\s*$")
+TRUE_WORDS = {"true", "t", "1", "yes", "y", "opt-in", "opt_in", "opted-in", "opted_in", "granted"}
+FALSE_WORDS = {"false", "f", "0", "no", "n", "opt-out", "opt_out", "opted-out", "opted_out",
+               "denied", "withdrawn", "revoked"}  # fmt: skip
+UTC_DTYPE = pl.Datetime("us", "UTC")
+
+
+def clean_id(series: pl.Series) -> pl.Series:
+    """Ids as stripped strings; empty becomes null."""
+    out = series.cast(pl.String).str.strip_chars()
+    return out.set(out == "", None) if out.null_count() < len(out) else out
+
+
+def detect_epoch_unit(values: pl.Series) -> str:
+    """Epoch unit from magnitude: seconds up to 1e11 (year 5138), then ms, us, ns."""
+    magnitude = values.cast(pl.Float64, strict=False).abs().median()
+    if magnitude is None or magnitude < 1e11:
+        return "s"
+    if magnitude < 1e14:
+        return "ms"
+    if magnitude < 1e17:
+        return "us"
+    return "ns"
+
+
+def resolve_time_format(raw: pl.Series, time_format: str) -> str:
+    """Turn `auto` into a concrete format (`s`/`ms`/`us`/`ns`/`iso`) from a sample of the column."""
+    if time_format != "auto":
+        return time_format
+    if raw.dtype.is_temporal():
+        return "native"
+    if raw.dtype.is_numeric():
+        return detect_epoch_unit(raw)
+    sample = [v for v in raw.drop_nulls().head(1000).to_list() if v.strip()]
+    numeric = [v for v in sample if NUMBER.match(v)]
+    if sample and len(numeric) * 2 > len(sample):
+        return detect_epoch_unit(pl.Series(numeric))
+    return "iso"
+
+
+def _to_utc(parsed: pl.Series, aware: bool, timezone: str) -> pl.Series:
+    if aware:
+        return parsed.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    try:
+        return parsed.dt.cast_time_unit("us").dt.replace_time_zone(
+            timezone, ambiguous="earliest", non_existent="null"
+        ).dt.convert_time_zone("UTC")
+    except pl.exceptions.PolarsError:
+        raise ConfigError(f"unknown time zone {timezone!r} (use an IANA name such as Europe/Paris)") from None
+
+
+def _parse_strings(raw: pl.Series, formats: list[tuple[str, bool]], timezone: str) -> pl.Series:
+    text = raw.str.strip_chars()
+    if formats is ISO_FORMATS_LIST:
+        text = text.str.replace(" ", "T", literal=True).str.replace(r"Z$", "+00:00")
+    sample = text.drop_nulls().head(200)
+    scores = [sample.str.to_datetime(f, strict=False, time_unit="us").null_count() for f, _ in formats]
+    order = sorted(range(len(formats)), key=lambda i: scores[i])
+    best_fmt, best_aware = formats[order[0]]
+    out = _to_utc(text.str.to_datetime(best_fmt, strict=False, time_unit="us"), best_aware, timezone)
+    for i in order[1:]:
+        missing = out.is_null() & text.is_not_null()
+        if not missing.any():
+            break
+        idx = missing.arg_true()
+        fmt, aware = formats[i]
+        retry = _to_utc(text.gather(idx).str.to_datetime(fmt, strict=False, time_unit="us"), aware, timezone)
+        ok = retry.is_not_null()
+        if ok.any():
+            out = out.scatter(idx.filter(ok), retry.filter(ok))
+    return out
+
+
+ISO_FORMATS_LIST = list(ISO_FORMATS)
+
+
+def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple[pl.Series, pl.Series, str]:
+    """Parse a timestamp column to UTC microseconds.
+
+    Returns (timestamps, reasons, resolved format). A reason is `timestamp_missing`,
+    `timestamp_unparseable` or `timestamp_out_of_range` (outside 1900-01-01 .. 2200-01-01), else null.
+    """
+    fmt = resolve_time_format(raw, time_format)
+    if raw.dtype == pl.String:
+        raw = raw.set(raw.str.strip_chars() == "", None) if raw.null_count() < len(raw) else raw
+    missing = raw.is_null()
+    lo = int(TIME_MIN.timestamp() * 1e6)
+    hi = int(TIME_MAX.timestamp() * 1e6)
+    out_of_range = pl.repeat(False, len(raw), eager=True, dtype=pl.Boolean)
+    if fmt == "native" or raw.dtype.is_temporal():
+        if isinstance(raw.dtype, pl.Datetime):
+            ts = _to_utc(raw, raw.dtype.time_zone is not None, timezone)
+        else:
+            ts = _to_utc(raw.cast(pl.Datetime("us")), False, timezone)
+    elif fmt in EPOCH_US_PER:
+        numbers = raw if raw.dtype.is_numeric() else raw.cast(pl.String).str.strip_chars()
+        as_int = numbers.cast(pl.Int64, strict=False)
+        as_float = numbers.cast(pl.Float64, strict=False)
+        factor = EPOCH_US_PER[fmt]
+        micros_f = as_float * factor
+        out_of_range = (micros_f < lo) | (micros_f >= hi) | micros_f.is_nan()
+        out_of_range = out_of_range.fill_null(False)
+        whole = as_int * int(factor) if factor >= 1 else as_int // round(1 / factor)
+        micros = pl.select(
+            pl.when(as_int.is_not_null() & ~out_of_range).then(whole)
+            .when(~out_of_range).then(micros_f.cast(pl.Int64, strict=False))
+        ).to_series()  # fmt: skip
+        ts = micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        ts = ts.set(out_of_range | as_float.is_null(), None) if len(ts) else ts
+    elif raw.dtype != pl.String:
+        raise ConfigError(f"time format {fmt!r} needs text timestamps, found {raw.dtype}")
+    elif fmt == "iso":
+        ts = _parse_strings(raw, ISO_FORMATS_LIST, timezone)
+    else:
+        aware = "%z" in fmt or "%#z" in fmt or "%:z" in fmt
+        ts = _parse_strings(raw, [(fmt, aware)], timezone)
+    ts = ts.cast(UTC_DTYPE)
+    if fmt not in EPOCH_US_PER:
+        micros = ts.dt.epoch("us")
+        out_of_range = ((micros < lo) | (micros >= hi)).fill_null(False)
+        ts = ts.set(out_of_range, None) if out_of_range.any() else ts
+    reasons = pl.select(
+        pl.when(missing).then(pl.lit("timestamp_missing"))
+        .when(out_of_range).then(pl.lit("timestamp_out_of_range"))
+        .when(ts.is_null()).then(pl.lit("timestamp_unparseable"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    ).to_series()  # fmt: skip
+    return ts, reasons, fmt
+
+
+def parse_value(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Numeric value (e.g. a rating); a present but non-numeric or non-finite value is a failure."""
+    if raw.dtype == pl.String:
+        text = raw.str.strip_chars()
+        present = text.is_not_null() & (text != "")
+        values = text.cast(pl.Float64, strict=False)
+    else:
+        present = raw.is_not_null()
+        values = raw.cast(pl.Float64, strict=False)
+    bad = present & (values.is_null() | ~values.is_finite().fill_null(False))
+    values = values.set(bad, None) if bad.any() else values
+    reasons = pl.select(pl.when(bad).then(pl.lit("value_unparseable"))).to_series()
+    return values, reasons.cast(pl.String)
+
+
+def parse_consent(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Consent flags: true/1/yes/opt-in... or false/0/no/opt-out...; anything else fails."""
+    if raw.dtype == pl.Boolean:
+        flags = raw
+    else:
+        text = raw.cast(pl.String).str.strip_chars().str.to_lowercase()
+        flags = pl.select(
+            pl.when(text.is_in(list(TRUE_WORDS))).then(True)
+            .when(text.is_in(list(FALSE_WORDS))).then(False)
+        ).to_series()  # fmt: skip
+    reasons = pl.select(pl.when(flags.is_null()).then(pl.lit("consent_invalid"))).to_series()
+    return flags, reasons.cast(pl.String)

@@ -1,0 +1,387 @@
+"""Raw log files: find them, tell what they are, and check their bytes before parsing.
+
+One streaming pass per text file hashes the raw bytes, decompresses gzip/zstd, rejects what polars
+would misread or report vaguely (NUL bytes, invalid UTF-8, UTF-16 text, ragged rows) with the line
+it happens on, and rewrites multi-character delimiters such as MovieLens-1M's `::` to one byte.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob
+import gzip
+import hashlib
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from persotool.errors import DataError
+
+FORMAT_BY_SUFFIX = {
+    ".csv": "csv", ".tsv": "csv", ".tab": "csv", ".txt": "csv", ".dat": "csv",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".parquet": "parquet", ".pq": "parquet",
+}  # fmt: skip
+COMPRESSION_BY_SUFFIX = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd", "parquet": b"PAR1"}
+FORMAT_NAMES = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
+DELIMITER_CANDIDATES = ("::", "\t", ";", "|", ",")
+SUBSTITUTE = b"\x1f"  # ASCII unit separator stands in for a multi-character delimiter
+CHUNK = 1 << 25
+
+
+@dataclass
+class Source:
+    """One raw input file and what it turned out to be."""
+
+    path: Path
+    format: str
+    compression: str | None
+    size: int
+    sha256: str = ""
+
+
+@dataclass
+class PreparedText:
+    """A text source checked and ready for polars: plain UTF-8 with a one-byte delimiter."""
+
+    path: Path  # the original file, or a normalised copy in the work directory
+    delimiter: str  # what polars should split on
+    original_delimiter: str
+    header: list[str] | None
+    lines: int  # physical lines, header included
+    has_quotes: bool = False
+    blank_lines: list[int] = field(default_factory=list)
+
+
+def discover(specs: list[str]) -> list[Path]:
+    """Expand files, globs and directories (recursively, known suffixes only) into a file list."""
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if any(ch in spec for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise DataError("no files match this pattern", where=spec)
+            found.extend(matches)
+        elif path.is_dir():
+            matches = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and not p.name.startswith(".") and _declared(p)[0] is not None
+            )  # fmt: skip
+            if not matches:
+                raise DataError(
+                    "directory holds no log files (.csv .tsv .dat .jsonl .parquet, optionally .gz/.zst)",
+                    where=spec,
+                )
+            found.extend(matches)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise DataError("no such file or directory", where=spec)
+    unique = list(dict.fromkeys(found))
+    return unique
+
+
+def _declared(path: Path) -> tuple[str | None, str | None]:
+    """(format, compression) that the file name claims."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = COMPRESSION_BY_SUFFIX.get(suffixes[-1]) if suffixes else None
+    if compression:
+        suffixes = suffixes[:-1]
+    fmt = FORMAT_BY_SUFFIX.get(suffixes[-1]) if suffixes else None
+    return fmt, compression
+
+
+def identify(path: Path, fmt: str = "auto") -> Source:
+    """Decide a file's format and compression from its name and its first bytes, and check they agree."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise DataError(f"cannot read ({exc.strerror})", where=str(path)) from None
+    if size == 0:
+        raise DataError("is empty (0 bytes); expected a log file", where=str(path))
+    declared_fmt, declared_comp = _declared(path)
+    actual_comp = next((c for c in ("gzip", "zstd") if head.startswith(MAGIC[c])), None)
+    if declared_comp and actual_comp != declared_comp:
+        raise DataError(
+            f"is named as {declared_comp} but is not {declared_comp}-compressed data", where=str(path)
+        )
+    if fmt == "auto":
+        fmt = declared_fmt or ("parquet" if head.startswith(MAGIC["parquet"]) else None) or "csv"
+    is_parquet = head.startswith(MAGIC["parquet"])
+    if fmt == "parquet" and not is_parquet:
+        what = f"{actual_comp}-compressed data" if actual_comp else "text or another format"
+        raise DataError(f"is not a Parquet file (no PAR1 magic number; looks like {what})", where=str(path))
+    if fmt != "parquet" and is_parquet:
+        raise DataError(
+            f"is a Parquet file, not {FORMAT_NAMES[fmt]} as its name or --format says", where=str(path)
+        )
+    if fmt == "parquet" and actual_comp:
+        raise DataError("compressed Parquet files are not supported; Parquet compresses itself", where=str(path))
+    return Source(path=path, format=fmt, compression=actual_comp, size=size)
+
+
+def _raw_blocks(source: Source, digest: hashlib._Hash) -> Iterator[bytes]:
+    """Decompressed bytes of a source in chunks, hashing the raw bytes on the way."""
+    where = str(source.path)
+    with open(source.path, "rb") as raw:
+        if source.compression is None:
+            while block := raw.read(CHUNK):
+                digest.update(block)
+                yield block
+            return
+        if source.compression == "gzip":
+            decomp = zlib.decompressobj(wbits=31)
+            while block := raw.read(CHUNK):
+                digest.update(block)
+                try:
+                    out = decomp.decompress(block)
+                    # concatenated gzip members: start a new decompressor on the remainder
+                    while decomp.eof and decomp.unused_data:
+                        rest = decomp.unused_data
+                        decomp = zlib.decompressobj(wbits=31)
+                        out += decomp.decompress(rest)
+                except zlib.error as exc:
+                    raise DataError(f"is corrupt gzip data ({exc})", where=where) from None
+                if out:
+                    yield out
+            if not decomp.eof:
+                raise DataError(
+                    "is a truncated gzip file (the stream ends before its end marker); copy it again",
+                    where=where,
+                )
+            return
+        import zstandard
+
+        decomp = zstandard.ZstdDecompressor().decompressobj()
+        while block := raw.read(CHUNK):
+            digest.update(block)
+            try:
+                out = decomp.decompress(block)
+                while decomp.eof and decomp.unused_data:
+                    rest = decomp.unused_data
+                    decomp = zstandard.ZstdDecompressor().decompressobj()
+                    out += decomp.decompress(rest)
+            except zstandard.ZstdError as exc:
+                raise DataError(f"is corrupt zstd data ({exc})", where=where) from None
+            if out:
+                yield out
+        if not decomp.eof:
+            raise DataError(
+                "is a truncated zstd file (the stream ends before its end marker); copy it again",
+                where=where,
+            )
+
+
+def _lines(block: bytes) -> Iterator[bytes]:
+    yield from block.split(b"\n")
+
+
+def sniff_delimiter(first_line: str) -> str:
+    counts = {d: first_line.count(d) for d in DELIMITER_CANDIDATES}
+    best = max(DELIMITER_CANDIDATES, key=lambda d: (counts[d], -DELIMITER_CANDIDATES.index(d)))
+    return best if counts[best] else ","
+
+
+def _split_header(line: str, delimiter: str, quote: str | None) -> list[str]:
+    if len(delimiter) == 1:
+        reader = csv.reader([line], delimiter=delimiter, quotechar=quote or '"',
+                            quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)  # fmt: skip
+        return next(reader, [])
+    return line.split(delimiter)
+
+
+def prepare_text(
+    source: Source,
+    workdir: Path,
+    *,
+    delimiter: str | None,
+    header: bool,
+    columns: list[str] | None,
+    quote: str | None,
+) -> PreparedText:
+    """Check a CSV or JSON Lines source line by line (vectorised) and make it readable by polars."""
+    where = str(source.path)
+    digest = hashlib.sha256()
+    is_csv = source.format == "csv"
+    if is_csv and delimiter is None and source.path.suffix.lower() in (".tsv", ".tab"):
+        delimiter = "\t"
+    out_handle = None
+    out_path = source.path
+    sep_byte = b""
+    expected_fields: int | None = len(columns) if (is_csv and not header and columns) else None
+    header_names: list[str] | None = None
+    lines_before = 0
+    carry = b""
+    first = True
+    has_quotes = False
+    blank_lines: list[int] = []
+    quote_byte = quote.encode() if quote else None
+    decoder_check = codecs.getincrementaldecoder("utf-8")()
+
+    def fail(line: int, message: str) -> DataError:
+        return DataError(message, where=f"{where}:{line}")
+
+    def process(block: bytes, final: bool) -> None:
+        nonlocal first, delimiter, sep_byte, out_handle, out_path, expected_fields, header_names
+        nonlocal lines_before, has_quotes
+        if first:
+            first = False
+            if block.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+                raise DataError("is UTF-32 text (byte-order mark); expected UTF-8 "
+                                "(convert with: iconv -f UTF-32 -t UTF-8)", where=where)  # fmt: skip
+            if block.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                raise DataError("is UTF-16 text (byte-order mark); expected UTF-8 "
+                                "(convert with: iconv -f UTF-16 -t UTF-8)", where=where)  # fmt: skip
+            if block.startswith(codecs.BOM_UTF8):
+                block = block[len(codecs.BOM_UTF8):]
+            first_line = block.split(b"\n", 1)[0].rstrip(b"\r")
+            if not first_line.strip() and final and not block.strip():
+                raise DataError("has no data (only blank lines)", where=where)
+            if is_csv:
+                text = first_line.decode("utf-8", errors="replace")
+                if delimiter is None:
+                    delimiter = sniff_delimiter(text)
+                if len(delimiter) > 1 or source.compression:
+                    out_path = workdir / f"{len(list(workdir.iterdir()))}-{source.path.name}.txt"
+                    out_handle = open(out_path, "wb")  # noqa: SIM115 - closed below
+                sep_byte = SUBSTITUTE if len(delimiter) > 1 else delimiter.encode()
+                if header:
+                    header_names = _split_header(text, delimiter, quote)
+                    expected_fields = len(header_names)
+            elif source.compression:
+                out_path = workdir / f"{len(list(workdir.iterdir()))}-{source.path.name}.jsonl"
+                out_handle = open(out_path, "wb")  # noqa: SIM115
+        nul = block.find(b"\x00")
+        if nul >= 0:
+            line = lines_before + block.count(b"\n", 0, nul) + 1
+            hint = " (UTF-16 text?)" if block.count(b"\x00") > len(block) // 4 else ""
+            raise fail(line, f"contains a NUL byte{hint}; expected UTF-8 text")
+        if not block.isascii():
+            try:
+                decoder_check.decode(block, final=final)
+            except UnicodeDecodeError as exc:
+                line = lines_before + block.count(b"\n", 0, exc.start) + 1
+                col = exc.start - (block.rfind(b"\n", 0, exc.start) + 1) + 1
+                raise fail(
+                    line, f"invalid UTF-8 byte 0x{block[exc.start]:02x} at column {col}; expected "
+                    "UTF-8 text (convert with: iconv -f LATIN1 -t UTF-8)"
+                ) from None
+        if is_csv and len(delimiter) > 1:
+            if SUBSTITUTE in block:
+                raise fail(lines_before + block.count(b"\n", 0, block.find(SUBSTITUTE)) + 1,
+                           "contains byte 0x1f, which persotool needs to read a multi-character delimiter")  # fmt: skip
+            block = block.replace(delimiter.encode(), SUBSTITUTE)
+        arr = np.frombuffer(block, dtype=np.uint8)
+        ends = np.flatnonzero(arr == 10)
+        if final and (len(block) == 0 or block[-1:] != b"\n"):
+            ends = np.append(ends, len(block))
+        starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else np.zeros(0, dtype=np.int64)
+        lengths = ends - starts
+        cr = np.zeros(len(ends), dtype=bool)
+        if len(ends):
+            nonempty = lengths > 0
+            cr[nonempty] = arr[ends[nonempty] - 1] == 13
+        blank = (lengths - cr) == 0
+        blank_idx = np.flatnonzero(blank)
+        if len(blank_idx):
+            blank_lines.extend((lines_before + blank_idx + 1).tolist())
+        if is_csv and expected_fields is not None:
+            has_q = quote_byte is not None and quote_byte in block
+            has_quotes = has_quotes or has_q
+            if not has_q and len(ends):
+                seps = np.flatnonzero(arr == sep_byte[0])
+                fields = np.searchsorted(seps, ends) - np.searchsorted(seps, starts) + 1
+                bad = np.flatnonzero((fields != expected_fields) & ~blank)
+                if len(bad):
+                    j = int(bad[0])
+                    what = "the header" if header else "--columns"
+                    raise fail(
+                        lines_before + j + 1,
+                        f"has {int(fields[j])} fields, expected {expected_fields} as in {what} "
+                        f"(delimiter {delimiter!r}); the file has ragged rows",
+                    )
+        lines_before += len(ends)
+        if out_handle is not None:
+            out_handle.write(block)
+            if final and block and block[-1:] != b"\n":
+                out_handle.write(b"\n")
+
+    try:
+        for chunk in _raw_blocks(source, digest):
+            block = carry + chunk
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                carry = block
+                continue
+            carry = block[cut + 1:]
+            process(block[: cut + 1], final=False)
+        if carry or first:
+            process(carry, final=True)
+        elif not first:
+            decoder_check.decode(b"", final=True)
+    finally:
+        if out_handle is not None:
+            out_handle.close()
+    source.sha256 = digest.hexdigest()
+    if lines_before == 0 or lines_before == len(blank_lines):
+        raise DataError("has no data (only blank lines)" if lines_before else "is empty", where=where)
+    if is_csv and header and lines_before - len([b for b in blank_lines if b > 1]) <= 1:
+        raise DataError("has a header but no data rows", where=where)
+    polars_delimiter = SUBSTITUTE.decode() if is_csv and len(delimiter) > 1 else (delimiter or ",")
+    return PreparedText(
+        path=out_path,
+        delimiter=polars_delimiter,
+        original_delimiter=delimiter or ",",
+        header=header_names,
+        lines=lines_before,
+        has_quotes=has_quotes,
+        blank_lines=blank_lines,
+    )
+
+
+def read_lines(path: Path, line_numbers: list[int], limit: int = 1000) -> dict[int, str]:
+    """The text of the given 1-based physical lines of a plain file (for rejects), each cut to `limit`."""
+    wanted = np.array(sorted(set(line_numbers)), dtype=np.int64)
+    found: dict[int, str] = {}
+    if not len(wanted):
+        return found
+    lines_before = 0
+    carry = b""
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(CHUNK)
+            block = carry + chunk
+            if not chunk:
+                ends = np.array([len(block)]) if block else np.zeros(0, dtype=np.int64)
+                carry = b""
+            else:
+                cut = block.rfind(b"\n")
+                carry, block = (block, b"") if cut < 0 else (block[cut + 1:], block[: cut + 1])
+                ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            if len(ends):
+                lo, hi = lines_before + 1, lines_before + len(ends)
+                sel = wanted[(wanted >= lo) & (wanted <= hi)]
+                for number in sel.tolist():
+                    j = number - lines_before - 1
+                    start = 0 if j == 0 else int(ends[j - 1]) + 1
+                    text = block[start: int(ends[j])].rstrip(b"\r").decode("utf-8", errors="replace")
+                    found[number] = text[:limit]
+                lines_before += len(ends)
+            if not chunk:
+                break
+    return found
+
+
+def read_head(path: Path, n: int = 1) -> list[bytes]:
+    with open(path, "rb") as handle:
+        if path.suffix.lower() in (".gz", ".gzip"):
+            handle = gzip.GzipFile(fileobj=handle)  # noqa: SIM115
+        return [handle.readline() for _ in range(n)]
