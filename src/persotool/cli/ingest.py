@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from persotool.cli.options import ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
+from persotool.cli.options import (
+    ExperimentOpt,
+    ForceOpt,
+    JsonOpt,
+    NoTrackOpt,
+    OutOpt,
+    console,
+    print_json,
+)
 
 EXAMPLES = """
 [bold]Examples[/bold]

@@ -383,5 +383,5 @@ def read_lines(path: Path, line_numbers: list[int], limit: int = 1000) -> dict[i
 def read_head(path: Path, n: int = 1) -> list[bytes]:
     with open(path, "rb") as handle:
         if path.suffix.lower() in (".gz", ".gzip"):
-            handle = gzip.GzipFile(fileobj=handle)  # noqa: SIM115
+            handle = gzip.GzipFile(fileobj=handle)
         return [handle.readline() for _ in range(n)]

@@ -187,8 +187,8 @@ def generate(cfg: SynthConfig) -> tuple[pl.DataFrame, dict[str, np.ndarray], dic
         "event_counts": dict(zip(EVENT_TYPES, np.bincount(kind, minlength=4).tolist(), strict=True)),
         "opted_out_users": int(opted_out.sum()),
         "opted_out_users_with_events": int(opted_out[np.unique(e_user)].sum()),
-        "users_with_events": int(len(np.unique(e_user))),
-        "sessions": int(len(s_user)),
+        "users_with_events": len(np.unique(e_user)),
+        "sessions": len(s_user),
     }  # fmt: skip
     return frame, truth_arrays, truth_meta
 

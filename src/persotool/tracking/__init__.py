@@ -7,8 +7,10 @@ so a failed command leaves no half-filled run behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -68,7 +70,7 @@ def preflight(enabled: bool, experiment: str | None) -> Tracking:
     if uri.startswith(("http://", "https://")):
         health = uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(health, timeout=5) as response:  # noqa: S310 - user-given URI
+            with urllib.request.urlopen(health, timeout=5) as response:
                 if response.status != 200:
                     raise TrackingError(f"MLflow server at {uri} answered {response.status} on /health")
         except urllib.error.HTTPError as exc:
@@ -140,6 +142,12 @@ def record_run(tracking: Tracking, spec: RunSpec) -> str | None:
     """Record `spec` (and its children as nested runs); return the parent run id."""
     if not tracking.enabled:
         return None
+    # MLflow prints run links to stdout; they must not mix with a command's --json output.
+    with contextlib.redirect_stdout(sys.stderr):
+        return _record(tracking, spec)
+
+
+def _record(tracking: Tracking, spec: RunSpec) -> str:
     try:
         client = _client(tracking)
         experiment_id = _experiment_id(client, tracking.experiment)

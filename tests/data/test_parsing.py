@@ -1,0 +1,54 @@
+"""Timestamp, value and consent parsing on hand-checked cases."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from persotool.data.parsing import parse_consent, parse_time, parse_value
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt", "resolved", "iso"),
+    [
+        ("1260759144", "auto", "s", "2009-12-14T02:52:24+00:00"),
+        ("1260759144123", "auto", "ms", "2009-12-14T02:52:24.123000+00:00"),
+        ("1260759144123456", "auto", "us", "2009-12-14T02:52:24.123456+00:00"),
+        ("1260759144123456789", "auto", "ns", "2009-12-14T02:52:24.123456+00:00"),
+        ("2020-01-01T10:00:00+02:00", "auto", "iso", "2020-01-01T08:00:00+00:00"),
+        ("2020-01-01 10:00:00.250", "iso", "iso", "2020-01-01T10:00:00.250000+00:00"),
+        ("2020-01-01", "iso", "iso", "2020-01-01T00:00:00+00:00"),
+        ("14/12/2009 02:52", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M", "2009-12-14T02:52:00+00:00"),
+    ],
+)
+def test_time_formats(raw: str, fmt: str, resolved: str, iso: str | None) -> None:
+    ts, reasons, got_fmt = parse_time(pl.Series([raw]), fmt)
+    assert got_fmt == resolved
+    if iso is None:
+        assert reasons[0] == "timestamp_unparseable"
+    else:
+        assert ts[0].isoformat() == iso and reasons[0] is None
+
+
+def test_time_failures_are_named() -> None:
+    ts, reasons, _ = parse_time(pl.Series(["1", "", "x", "-99999999999", "1.5"]), "s")
+    assert reasons.to_list() == [None, "timestamp_missing", "timestamp_unparseable", "timestamp_out_of_range", None]
+    assert ts[4].isoformat() == "1970-01-01T00:00:01.500000+00:00"
+
+
+def test_native_datetimes_are_converted_to_utc() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    raw = pl.Series([datetime(2024, 6, 1, 12, tzinfo=ZoneInfo("Asia/Tokyo"))])
+    ts, reasons, fmt = parse_time(raw, "auto")
+    assert fmt == "native" and ts[0].isoformat() == "2024-06-01T03:00:00+00:00"
+
+
+def test_values_and_consent() -> None:
+    values, reasons = parse_value(pl.Series([" 4.5", "", "NaN", "1e999", "five"]))
+    assert values.to_list()[:2] == [4.5, None]
+    assert reasons.to_list() == [None, None, "value_unparseable", "value_unparseable", "value_unparseable"]
+    flags, why = parse_consent(pl.Series(["Yes", "opt-out", "0", "maybe"]))
+    assert flags.to_list() == [True, False, False, None]
+    assert why.to_list() == [None, None, None, "consent_invalid"]

@@ -1,0 +1,53 @@
+"""The command line as a whole: help everywhere, version, and the import-time budget."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import typer
+
+from persotool import __version__
+from persotool.cli import app
+from tests.conftest import run_cli
+
+
+def _all_commands(group, prefix=()):
+    command = typer.main.get_command(group) if isinstance(group, typer.Typer) else group
+    yield prefix
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _all_commands(sub, (*prefix, name))
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    paths = list(_all_commands(app))
+    assert {("ingest",), ("datasets", "synth"), ("datasets", "info")} <= set(paths)
+    for path in paths:
+        result = run_cli(*path, "--help")
+        assert result.exit_code == 0, (path, result.stderr)
+        assert "Usage" in result.stdout
+        if path and path != ("datasets",):
+            assert "Example" in result.stdout, f"{' '.join(path)} --help needs an example"
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"persotool {__version__}"
+
+
+def test_help_imports_no_heavy_library() -> None:
+    code = ("import sys; from persotool.cli import app; "
+            "heavy = [m for m in ('polars', 'numpy', 'mlflow', 'lightfm', 'scipy', 'pandas') if m in sys.modules]; "
+            "print(','.join(heavy))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
+def test_unknown_option_is_usage_error() -> None:
+    result = run_cli("ingest", "x.csv", "-o", "y", "--no-such-flag")
+    assert result.exit_code == 2
+
+
+def test_info_on_a_non_dataset_is_data_error(tmp_path) -> None:
+    result = run_cli("datasets", "info", tmp_path)
+    assert result.exit_code == 4 and "no manifest.json" in result.stderr
