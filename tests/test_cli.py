@@ -36,9 +36,11 @@ def test_version() -> None:
 
 
 def test_help_imports_no_heavy_library() -> None:
-    code = ("import sys; from persotool.cli import app; "
-            "heavy = [m for m in ('polars', 'numpy', 'mlflow', 'lightfm', 'scipy', 'pandas') if m in sys.modules]; "
-            "print(','.join(heavy))")  # fmt: skip
+    code = (
+        "import sys; from persotool.cli import app; "
+        "heavy = [m for m in ('polars', 'numpy', 'mlflow', 'lightfm', 'scipy', 'pandas') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
 

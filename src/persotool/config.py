@@ -53,9 +53,7 @@ class ColumnMap(Strict):
     user: str
     item: str
     time: str
-    time_format: str = Field(
-        "auto", description="auto, s, ms, us, ns (epoch), iso (ISO-8601), or a strftime pattern"
-    )
+    time_format: str = Field("auto", description="auto, s, ms, us, ns (epoch), iso (ISO-8601), or a strftime pattern")
     timezone: str = Field("UTC", description="zone of timestamps written without one")
     event: str | None = None
     value: str | None = None
@@ -96,9 +94,7 @@ class IngestSpec(Strict):
     session_gap_minutes: float = Field(30.0, gt=0)
     pseudonymize: bool = False
     pseudonym_key_env: str = "PERSOTOOL_PSEUDONYM_KEY"
-    max_reject_rate: float = Field(
-        0.1, ge=0, le=1, description="fail when more than this share of rows is rejected"
-    )
+    max_reject_rate: float = Field(0.1, ge=0, le=1, description="fail when more than this share of rows is rejected")
     items: AttributeSpec | None = None
     users: AttributeSpec | None = None
 

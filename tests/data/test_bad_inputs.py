@@ -40,8 +40,9 @@ def test_bad_input(name: str, tmp_path: Path) -> None:
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:
-    result = run_cli("ingest", BAD / "ragged_long.csv", "--preset", "movielens", "-o", tmp_path / "o",
-                     "--no-track", "--debug")  # fmt: skip
+    result = run_cli(
+        "ingest", BAD / "ragged_long.csv", "--preset", "movielens", "-o", tmp_path / "o", "--no-track", "--debug"
+    )
     assert result.exit_code == 4
     assert "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("persotool: error: ")
@@ -50,8 +51,7 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
 def test_unwritable_output(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    result = run_cli("ingest", DATA / "good" / "tiny.csv", "--preset", "movielens", "-o", blocker / "sub",
-                     "--no-track")  # fmt: skip
+    result = run_cli("ingest", DATA / "good" / "tiny.csv", "--preset", "movielens", "-o", blocker / "sub", "--no-track")
     assert result.exit_code == 7
     assert "cannot create the output directory" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -65,8 +65,7 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
     assert result.exit_code == 7
     assert "already exists (use --force" in result.stderr
     assert (out / "keep.txt").read_text() == "mine"
-    forced = run_cli("ingest", DATA / "good" / "tiny.csv", "--preset", "movielens", "-o", out, "--no-track",
-                     "--force")  # fmt: skip
+    forced = run_cli("ingest", DATA / "good" / "tiny.csv", "--preset", "movielens", "-o", out, "--no-track", "--force")
     assert forced.exit_code == 0, forced.stderr
     assert not (out / "keep.txt").exists()
     assert (out / "manifest.json").is_file()

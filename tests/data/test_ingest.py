@@ -53,8 +53,10 @@ def test_movielens_preset_counts_and_features(tmp_path: Path) -> None:
     assert "genres=Animation" in toy["features"] and len(toy["features"]) == 5
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "dataset" and manifest["schema_version"] == 1
-    assert manifest["sources"][0]["sha256"] == __import__("hashlib").sha256(
-        (MOVIELENS / "ratings.csv").read_bytes()).hexdigest()  # fmt: skip
+    assert (
+        manifest["sources"][0]["sha256"]
+        == __import__("hashlib").sha256((MOVIELENS / "ratings.csv").read_bytes()).hexdigest()
+    )
     assert len(manifest["config_hash"]) == 16
 
 
@@ -82,8 +84,19 @@ def test_multichar_delimiter_without_header(tmp_path: Path) -> None:
 
 def test_flags_any_column_names_and_tsv(tmp_path: Path) -> None:
     src = _write(tmp_path / "inter.tsv", "user_id:token\titem_id:token\ttimestamp:float\n7\t9\t1700000000\n")
-    result = run_cli("ingest", src, "--user-col", "user_id:token", "--item-col", "item_id:token",
-                     "--time-col", "timestamp:float", "-o", tmp_path / "o", "--no-track")  # fmt: skip
+    result = run_cli(
+        "ingest",
+        src,
+        "--user-col",
+        "user_id:token",
+        "--item-col",
+        "item_id:token",
+        "--time-col",
+        "timestamp:float",
+        "-o",
+        tmp_path / "o",
+        "--no-track",
+    )
     assert result.exit_code == 0, result.stderr
     assert _interactions(tmp_path / "o")["user_id"].to_list() == ["7"]
 
@@ -102,8 +115,12 @@ def test_jsonl_compressed_iso_with_zones(tmp_path: Path, compression: str) -> No
     manifest = ingest(_spec(), [str(src)], tmp_path / "o")
     assert manifest["sources"][0]["compression"] == compression
     got = {(r["user_id"], r["item_id"]): r["timestamp"].isoformat() for r in _interactions(tmp_path / "o").to_dicts()}
-    assert got == {("a", "1"): "2024-03-01T08:00:00+00:00", ("a", "2"): "2024-03-01T09:00:00+00:00",
-                   ("b", "1"): "2024-03-01T08:00:00+00:00", ("b", "3"): "2024-03-01T00:00:00+00:00"}  # fmt: skip
+    assert got == {
+        ("a", "1"): "2024-03-01T08:00:00+00:00",
+        ("a", "2"): "2024-03-01T09:00:00+00:00",
+        ("b", "1"): "2024-03-01T08:00:00+00:00",
+        ("b", "3"): "2024-03-01T00:00:00+00:00",
+    }
 
 
 def test_naive_times_in_given_timezone_and_strftime(tmp_path: Path) -> None:
@@ -115,7 +132,9 @@ def test_naive_times_in_given_timezone_and_strftime(tmp_path: Path) -> None:
 def test_parquet_glob_and_directory(tmp_path: Path) -> None:
     folder = tmp_path / "logs"
     folder.mkdir()
-    pl.DataFrame({"u": [1, 2], "i": [10, 11], "t": [1_700_000_000_000, 1_700_000_100_000]}).write_parquet(folder / "a.parquet")
+    pl.DataFrame({"u": [1, 2], "i": [10, 11], "t": [1_700_000_000_000, 1_700_000_100_000]}).write_parquet(
+        folder / "a.parquet"
+    )
     _write(folder / "b.csv", "u,i,t\n3,12,1700000200000\n")
     by_dir = ingest(_spec(), [str(folder)], tmp_path / "o1")
     by_glob = ingest(_spec(), [str(folder / "*")], tmp_path / "o2")
@@ -130,9 +149,11 @@ def test_rejects_have_line_reason_and_raw_text(tmp_path: Path) -> None:
     m = ingest(_spec(max_reject_rate=1.0), [str(src)], tmp_path / "o")
     rejects = pl.read_parquet(tmp_path / "o" / "rejects.parquet")
     assert rejects.select("line", "reason", "raw").rows() == [
-        (3, "user_missing", ",2,100"), (4, "item_missing", "b,,100"), (5, "timestamp_missing", "c,3,"),
+        (3, "user_missing", ",2,100"),
+        (4, "item_missing", "b,,100"),
+        (5, "timestamp_missing", "c,3,"),
         (6, "timestamp_unparseable", "d,4,yesterday"),
-    ]  # fmt: skip
+    ]
     assert rejects["source"].to_list() == [str(src)] * 4
     c = m["counts"]
     assert (c["rows_read"], c["rows_kept"], c["rows_rejected"], c["duplicates_removed"]) == (7, 2, 4, 1)
@@ -140,8 +161,10 @@ def test_rejects_have_line_reason_and_raw_text(tmp_path: Path) -> None:
 
 def test_sessions_split_by_gap(tmp_path: Path) -> None:
     minutes = [0, 10, 39, 80, 81, 200]  # gaps 10, 29, 41, 1, 119 -> sessions {0,10,39} {80,81} {200}
-    src = _write(tmp_path / "l.csv", "u,i,t\n" + "".join(f"a,{k},{1_700_000_000 + m * 60}\n" for k, m in enumerate(minutes))
-                 + "b,1,1700000000\n")  # fmt: skip
+    src = _write(
+        tmp_path / "l.csv",
+        "u,i,t\n" + "".join(f"a,{k},{1_700_000_000 + m * 60}\n" for k, m in enumerate(minutes)) + "b,1,1700000000\n",
+    )
     ingest(_spec(), [str(src)], tmp_path / "o")
     frame = _interactions(tmp_path / "o").sort("user_idx", "timestamp")
     assert frame["session_id"].to_list() == [0, 0, 0, 1, 1, 2, 3]
@@ -160,14 +183,36 @@ def test_event_weights_and_relevance_threshold(tmp_path: Path) -> None:
 
 def test_pseudonymize_keeps_raw_ids_out_of_every_output(tmp_path: Path) -> None:
     raw_ids = ["alice@example.com", "bob@example.com"]
-    src = _write(tmp_path / "l.csv", "u,i,t\n" + "".join(f"{u},{k},{100 + k}\n" for k, u in enumerate(raw_ids))
-                 + "alice@example.com,9,notatime\n")  # fmt: skip
+    src = _write(
+        tmp_path / "l.csv",
+        "u,i,t\n" + "".join(f"{u},{k},{100 + k}\n" for k, u in enumerate(raw_ids)) + "alice@example.com,9,notatime\n",
+    )
     users = _write(tmp_path / "users.csv", "uid,country\nalice@example.com,FR\nbob@example.com,DE\n")
     out = tmp_path / "o"
     env = {"PERSOTOOL_PSEUDONYM_KEY": "s3cret-key"}
-    result = run_cli("ingest", src, "--user-col", "u", "--item-col", "i", "--time-col", "t", "--pseudonymize",
-                     "--users", users, "--user-key", "uid", "--user-features", "country",
-                     "--max-reject-rate", "0.5", "-o", out, "--json", env=env)  # fmt: skip
+    result = run_cli(
+        "ingest",
+        src,
+        "--user-col",
+        "u",
+        "--item-col",
+        "i",
+        "--time-col",
+        "t",
+        "--pseudonymize",
+        "--users",
+        users,
+        "--user-key",
+        "uid",
+        "--user-features",
+        "country",
+        "--max-reject-rate",
+        "0.5",
+        "-o",
+        out,
+        "--json",
+        env=env,
+    )
     assert result.exit_code == 0, result.stderr
     for path in out.iterdir():
         blob = path.read_bytes()
@@ -181,12 +226,40 @@ def test_pseudonymize_keeps_raw_ids_out_of_every_output(tmp_path: Path) -> None:
     reject = pl.read_parquet(out / "rejects.parquet").row(0, named=True)
     assert reject["reason"] == "timestamp_unparseable"
     assert reject["raw"].split(",")[0] in set(frame["user_id"]) and reject["raw"].endswith(",9,notatime")
-    again = run_cli("ingest", src, "--user-col", "u", "--item-col", "i", "--time-col", "t", "--pseudonymize",
-                    "--max-reject-rate", "0.5", "-o", tmp_path / "o2", "--no-track", env=env)  # fmt: skip
+    again = run_cli(
+        "ingest",
+        src,
+        "--user-col",
+        "u",
+        "--item-col",
+        "i",
+        "--time-col",
+        "t",
+        "--pseudonymize",
+        "--max-reject-rate",
+        "0.5",
+        "-o",
+        tmp_path / "o2",
+        "--no-track",
+        env=env,
+    )
     assert again.exit_code == 0
     assert set(_interactions(tmp_path / "o2")["user_id"]) == set(frame["user_id"])
-    missing = run_cli("ingest", src, "--user-col", "u", "--item-col", "i", "--time-col", "t", "--pseudonymize",
-                      "-o", tmp_path / "o3", "--no-track", env={"PERSOTOOL_PSEUDONYM_KEY": ""})  # fmt: skip
+    missing = run_cli(
+        "ingest",
+        src,
+        "--user-col",
+        "u",
+        "--item-col",
+        "i",
+        "--time-col",
+        "t",
+        "--pseudonymize",
+        "-o",
+        tmp_path / "o3",
+        "--no-track",
+        env={"PERSOTOOL_PSEUDONYM_KEY": ""},
+    )
     assert missing.exit_code == 3 and "PERSOTOOL_PSEUDONYM_KEY" in missing.stderr
     assert not (tmp_path / "o3").exists()
 
@@ -201,12 +274,36 @@ def test_consent_removes_opted_out_users_everywhere(tmp_path: Path) -> None:
 
 
 def test_synthetic_log_counts_match_ground_truth(tmp_path: Path) -> None:
-    synth = run_cli("datasets", "synth", "-o", tmp_path / "s", "--events", "20000", "--dirty", "0.02",
-                    "--opted-out", "0.05", "--format", "jsonl", "--compression", "gzip", "--no-track", "--json")  # fmt: skip
+    synth = run_cli(
+        "datasets",
+        "synth",
+        "-o",
+        tmp_path / "s",
+        "--events",
+        "20000",
+        "--dirty",
+        "0.02",
+        "--opted-out",
+        "0.05",
+        "--format",
+        "jsonl",
+        "--compression",
+        "gzip",
+        "--no-track",
+        "--json",
+    )
     assert synth.exit_code == 0, synth.stderr
     truth = json.loads(synth.stdout)["truth"]
-    result = run_cli("ingest", tmp_path / "s" / "events.jsonl.gz", "--schema", tmp_path / "s" / "schema.toml",
-                     "-o", tmp_path / "d", "--no-track", "--json")  # fmt: skip
+    result = run_cli(
+        "ingest",
+        tmp_path / "s" / "events.jsonl.gz",
+        "--schema",
+        tmp_path / "s" / "schema.toml",
+        "-o",
+        tmp_path / "d",
+        "--no-track",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     got = json.loads(result.stdout)
     injected = truth["injected"]

@@ -15,8 +15,10 @@ from persotool.config import IngestSpec
 from persotool.data.ingest import ingest
 
 SPEC = IngestSpec.model_validate(
-    {"columns": {"user": "user", "item": "item", "time": "ts", "time_format": "s", "value": "v"},
-     "max_reject_rate": 1.0}  # fmt: skip
+    {
+        "columns": {"user": "user", "item": "item", "time": "ts", "time_format": "s", "value": "v"},
+        "max_reject_rate": 1.0,
+    }
 )
 ids = st.text(alphabet="abcxyz019-_. éü", min_size=1, max_size=6).map(str.strip).filter(bool)
 seconds = st.integers(min_value=0, max_value=4_000_000_000)

@@ -41,7 +41,7 @@ def test_native_datetimes_are_converted_to_utc() -> None:
     from zoneinfo import ZoneInfo
 
     raw = pl.Series([datetime(2024, 6, 1, 12, tzinfo=ZoneInfo("Asia/Tokyo"))])
-    ts, reasons, fmt = parse_time(raw, "auto")
+    ts, _reasons, fmt = parse_time(raw, "auto")
     assert fmt == "native" and ts[0].isoformat() == "2024-06-01T03:00:00+00:00"
 
 

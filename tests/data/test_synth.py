@@ -53,7 +53,9 @@ def test_churn_and_returns_are_recorded() -> None:
 
 
 def test_cli_writes_log_truth_schema_and_manifest(tmp_path: Path) -> None:
-    result = run_cli("datasets", "synth", "-o", tmp_path / "s", "--events", "2000", "--seed", "9", "--no-track", "--json")
+    result = run_cli(
+        "datasets", "synth", "-o", tmp_path / "s", "--events", "2000", "--seed", "9", "--no-track", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     names = {p.name for p in (tmp_path / "s").iterdir()}
     assert names == {"events.csv", "ground_truth.npz", "ground_truth.json", "schema.toml", "manifest.json"}

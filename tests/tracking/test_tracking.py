@@ -27,8 +27,9 @@ def _runs(client: MlflowClient, experiment: str):
 
 def test_ingest_is_recorded_in_default_store(tmp_path: Path, scratch_cwd: Path) -> None:
     out = tmp_path / "ml"
-    result = run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", out,
-                     "--experiment", "t-default", "--json")  # fmt: skip
+    result = run_cli(
+        "ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", out, "--experiment", "t-default", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (scratch_cwd / "mlflow.db").is_file()
@@ -53,9 +54,23 @@ def test_ingest_is_recorded_in_default_store(tmp_path: Path, scratch_cwd: Path) 
 def test_pseudonymized_ids_never_reach_mlflow(tmp_path: Path, scratch_cwd: Path) -> None:
     src = tmp_path / "l.csv"
     src.write_text("u,i,t\nsecret-user-1,1,100\nsecret-user-2,2,200\n")
-    result = run_cli("ingest", src, "--user-col", "u", "--item-col", "i", "--time-col", "t", "--pseudonymize",
-                     "-o", tmp_path / "o", "--experiment", "t-private", "--json",
-                     env={"PERSOTOOL_PSEUDONYM_KEY": "k3y"})  # fmt: skip
+    result = run_cli(
+        "ingest",
+        src,
+        "--user-col",
+        "u",
+        "--item-col",
+        "i",
+        "--time-col",
+        "t",
+        "--pseudonymize",
+        "-o",
+        tmp_path / "o",
+        "--experiment",
+        "t-private",
+        "--json",
+        env={"PERSOTOOL_PSEUDONYM_KEY": "k3y"},
+    )
     assert result.exit_code == 0, result.stderr
     client = MlflowClient(f"sqlite:///{scratch_cwd / 'mlflow.db'}")
     run = _runs(client, "t-private")[0]
@@ -70,8 +85,9 @@ def test_unreachable_server_fails_before_any_work(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     out = tmp_path / "o"
-    result = run_cli("ingest", TINY, "--preset", "movielens", "-o", out,
-                     env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})  # fmt: skip
+    result = run_cli(
+        "ingest", TINY, "--preset", "movielens", "-o", out, env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+    )
     assert result.exit_code == 6
     assert f"cannot reach the MLflow tracking server at http://127.0.0.1:{port}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -79,16 +95,32 @@ def test_unreachable_server_fails_before_any_work(tmp_path: Path) -> None:
 
 
 def test_file_store_uri_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_cli("ingest", TINY, "--preset", "movielens", "-o", tmp_path / "o",
-                     env={"MLFLOW_TRACKING_URI": str(tmp_path / "mlruns")})  # fmt: skip
+    result = run_cli(
+        "ingest",
+        TINY,
+        "--preset",
+        "movielens",
+        "-o",
+        tmp_path / "o",
+        env={"MLFLOW_TRACKING_URI": str(tmp_path / "mlruns")},
+    )
     assert result.exit_code == 6 and "file store" in result.stderr
     assert not (tmp_path / "o").exists()
 
 
 def test_no_track_writes_no_store(tmp_path: Path) -> None:
     db = tmp_path / "never.db"
-    result = run_cli("ingest", TINY, "--preset", "movielens", "-o", tmp_path / "o", "--no-track", "--json",
-                     env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"})  # fmt: skip
+    result = run_cli(
+        "ingest",
+        TINY,
+        "--preset",
+        "movielens",
+        "-o",
+        tmp_path / "o",
+        "--no-track",
+        "--json",
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"},
+    )
     assert result.exit_code == 0
     assert json.loads(result.stdout)["mlflow_run_id"] is None
     assert not db.exists()
@@ -104,10 +136,25 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{home / 'server.db'}", "--artifacts-destination", str(home / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=home, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )  # fmt: skip
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{home / 'server.db'}",
+            "--artifacts-destination",
+            str(home / "artifacts"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=home,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -133,8 +180,18 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
 
 def test_ingest_through_a_real_mlflow_server(tmp_path: Path, mlflow_server) -> None:
     uri, home = mlflow_server
-    result = run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", tmp_path / "ml",
-                     "--experiment", "served", "--json", env={"MLFLOW_TRACKING_URI": uri})  # fmt: skip
+    result = run_cli(
+        "ingest",
+        MOVIELENS / "ratings.csv",
+        "--preset",
+        "movielens",
+        "-o",
+        tmp_path / "ml",
+        "--experiment",
+        "served",
+        "--json",
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
     assert result.exit_code == 0, result.stderr
     run_id = json.loads(result.stdout)["mlflow_run_id"]
     client = MlflowClient(uri)

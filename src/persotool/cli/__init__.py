@@ -48,8 +48,10 @@ class PersotoolGroup(TyperGroup):
             if debug:
                 traceback.print_exc()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            typer.echo(f"persotool: internal error: {type(exc).__name__}: {first} "
-                       "(rerun with --debug for the traceback)", err=True)  # fmt: skip
+            typer.echo(
+                f"persotool: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+                err=True,
+            )
             ctx.exit(EXIT_INTERNAL)
 
 
@@ -75,8 +77,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Show the version and exit."),  # fmt: skip
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also accepted after any command)."),
 ) -> None:
     """persotool command line."""

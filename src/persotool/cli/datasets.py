@@ -34,9 +34,13 @@ def synth_command(
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with any SynthConfig fields.")] = None,
     users: Annotated[int | None, typer.Option("--users", help="Number of users (default 2000).")] = None,
     items: Annotated[int | None, typer.Option("--items", help="Number of items (default 1000).")] = None,
-    events: Annotated[int | None, typer.Option("--events", help="Approximate number of events (default 100000).")] = None,
+    events: Annotated[
+        int | None, typer.Option("--events", help="Approximate number of events (default 100000).")
+    ] = None,
     days: Annotated[int | None, typer.Option("--days", help="Days covered (default 90).")] = None,
-    factors: Annotated[int | None, typer.Option("--factors", help="Latent dimensions of the truth (default 16).")] = None,
+    factors: Annotated[
+        int | None, typer.Option("--factors", help="Latent dimensions of the truth (default 16).")
+    ] = None,
     churn: Annotated[float | None, typer.Option("--churn", help="Mean daily churn probability (default 0.02).")] = None,
     opted_out: Annotated[float | None, typer.Option("--opted-out", help="Share of users who refuse consent.")] = None,
     dirty: Annotated[float | None, typer.Option("--dirty", help="Share of extra broken or duplicate rows.")] = None,
@@ -53,9 +57,19 @@ def synth_command(
     from persotool.tracking import preflight
 
     tracking = preflight(not no_track, experiment)
-    flags = {"users": users, "items": items, "events": events, "days": days, "factors": factors,
-             "churn_hazard_mean": churn, "opted_out_share": opted_out, "dirty_share": dirty,
-             "format": fmt, "compression": compression, "seed": seed}  # fmt: skip
+    flags = {
+        "users": users,
+        "items": items,
+        "events": events,
+        "days": days,
+        "factors": factors,
+        "churn_hazard_mean": churn,
+        "opted_out_share": opted_out,
+        "dirty_share": dirty,
+        "format": fmt,
+        "compression": compression,
+        "seed": seed,
+    }
     merged = deep_merge(load_toml(config) if config else {}, {k: v for k, v in flags.items() if v is not None})
     from persotool.data.synth import SynthConfig, write
 
@@ -65,16 +79,34 @@ def synth_command(
     if tracking.enabled:
         from persotool.tracking import RunSpec, record_run
 
-        run_id = record_run(tracking, RunSpec(
-            name=f"synth {out.name}", command="datasets synth", params=cfg.model_dump(),
-            metrics={"rows": manifest["rows"], "seconds": manifest["seconds"],
-                     "sessions": manifest["truth"]["sessions"]},
-            artifacts=[(out / "manifest.json", None), (out / "ground_truth.json", None), (out / "schema.toml", None)],
-            tags={"persotool.output": str(out.resolve())},
-        ))  # fmt: skip
-    result = {"output": str(out), "log": str(out / manifest["log"]), "rows": manifest["rows"],
-              "schema": str(out / "schema.toml"), "truth": manifest["truth"], "seconds": manifest["seconds"],
-              "mlflow_run_id": run_id}  # fmt: skip
+        run_id = record_run(
+            tracking,
+            RunSpec(
+                name=f"synth {out.name}",
+                command="datasets synth",
+                params=cfg.model_dump(),
+                metrics={
+                    "rows": manifest["rows"],
+                    "seconds": manifest["seconds"],
+                    "sessions": manifest["truth"]["sessions"],
+                },
+                artifacts=[
+                    (out / "manifest.json", None),
+                    (out / "ground_truth.json", None),
+                    (out / "schema.toml", None),
+                ],
+                tags={"persotool.output": str(out.resolve())},
+            ),
+        )
+    result = {
+        "output": str(out),
+        "log": str(out / manifest["log"]),
+        "rows": manifest["rows"],
+        "schema": str(out / "schema.toml"),
+        "truth": manifest["truth"],
+        "seconds": manifest["seconds"],
+        "mlflow_run_id": run_id,
+    }
     if as_json:
         print_json(result)
         return
@@ -103,15 +135,18 @@ def info_command(
     head.add_column(style="bold")
     head.add_column(justify="right")
     for label, value in [
-        ("interactions", f"{info['interactions']:,}"), ("users", f"{info['users']:,}"),
-        ("items", f"{info['items']:,}"), ("sessions", f"{info['sessions']:,}"),
-        ("sparsity", f"{info['sparsity']:.4%}"), ("time range", f"{info['time_min']} .. {info['time_max']}"),
+        ("interactions", f"{info['interactions']:,}"),
+        ("users", f"{info['users']:,}"),
+        ("items", f"{info['items']:,}"),
+        ("sessions", f"{info['sessions']:,}"),
+        ("sparsity", f"{info['sparsity']:.4%}"),
+        ("time range", f"{info['time_min']} .. {info['time_max']}"),
         ("top 1% items' share", f"{info['top_1pct_items_share']:.1%}"),
         ("items with features", f"{info['items_with_features']:,}"),
         ("rows read / rejected", f"{info['rows_read']:,} / {info['rows_rejected']:,}"),
         ("duplicates removed", f"{info['duplicates_removed']:,}"),
         ("opted-out users removed", f"{info['opted_out_users']:,}"),
-    ]:  # fmt: skip
+    ]:
         head.add_row(label, value)
     for reason, count in info["rejected_by_reason"].items():
         head.add_row(f"  rejected: {reason}", f"{count:,}")
@@ -120,8 +155,11 @@ def info_command(
     dist.add_column("per")
     for col in ("min", "p25", "median", "mean", "p90", "p99", "max"):
         dist.add_column(col, justify="right")
-    for label, key in [("user", "interactions_per_user"), ("item", "interactions_per_item"),
-                       ("session", "events_per_session")]:  # fmt: skip
+    for label, key in [
+        ("user", "interactions_per_user"),
+        ("item", "interactions_per_item"),
+        ("session", "events_per_session"),
+    ]:
         d = info[key]
         dist.add_row(label, *(f"{d[k]:,.1f}" for k in ("min", "p25", "median", "mean", "p90", "p99", "max")))
     c.print(dist)

@@ -34,9 +34,7 @@ def _split_list(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",")] if text else None
 
 
-def build_spec(
-    sources: list[str], *, preset: str | None, schema: Path | None, overrides: dict
-):
+def build_spec(sources: list[str], *, preset: str | None, schema: Path | None, overrides: dict):
     """Merge preset < schema file < flags into a validated IngestSpec."""
     from persotool.config import IngestSpec, deep_merge, load_toml, validate
     from persotool.data.presets import preset as preset_config
@@ -53,8 +51,10 @@ def build_spec(
     if "columns" not in merged:
         from persotool.errors import ConfigError
 
-        raise ConfigError("say which columns hold the user, item and time: --user-col, --item-col, "
-                          "--time-col, or --schema FILE, or --preset movielens")  # fmt: skip
+        raise ConfigError(
+            "say which columns hold the user, item and time: --user-col, --item-col, "
+            "--time-col, or --schema FILE, or --preset movielens"
+        )
     return validate(IngestSpec, merged, where)
 
 
@@ -85,32 +85,56 @@ def ingest_command(
     user_col: Annotated[str | None, typer.Option("--user-col", help="Column with the user id.")] = None,
     item_col: Annotated[str | None, typer.Option("--item-col", help="Column with the item id.")] = None,
     time_col: Annotated[str | None, typer.Option("--time-col", help="Column with the timestamp.")] = None,
-    time_format: Annotated[str | None, typer.Option(
-        "--time-format", help="auto, s, ms, us, ns (epoch), iso, or a strftime pattern.")] = None,
-    timezone: Annotated[str | None, typer.Option("--timezone", help="Zone of timestamps without one (default UTC).")] = None,
+    time_format: Annotated[
+        str | None, typer.Option("--time-format", help="auto, s, ms, us, ns (epoch), iso, or a strftime pattern.")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="Zone of timestamps without one (default UTC).")
+    ] = None,
     event_col: Annotated[str | None, typer.Option("--event-col", help="Column with the event type.")] = None,
     value_col: Annotated[str | None, typer.Option("--value-col", help="Column with a value, e.g. a rating.")] = None,
-    consent_col: Annotated[str | None, typer.Option(
-        "--consent-col", help="Column whose false/no/0/opt-out removes that user entirely.")] = None,
-    delimiter: Annotated[str | None, typer.Option("--delimiter", help="Field delimiter, any length (e.g. ';', '\\t', '::'); sniffed if omitted.")] = None,
+    consent_col: Annotated[
+        str | None, typer.Option("--consent-col", help="Column whose false/no/0/opt-out removes that user entirely.")
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option("--delimiter", help="Field delimiter, any length (e.g. ';', '\\t', '::'); sniffed if omitted."),
+    ] = None,
     no_header: Annotated[bool, typer.Option("--no-header", help="The files have no header line.")] = False,
     columns: Annotated[str | None, typer.Option("--columns", help="Column names for --no-header files: a,b,c.")] = None,
-    event_weight: Annotated[list[str] | None, typer.Option(
-        "--event-weight", help="NAME=WEIGHT, repeatable; events not listed are rejected.")] = None,
-    relevance_threshold: Annotated[float | None, typer.Option(
-        "--relevance-threshold", help="Values below it get weight 0 (kept, not relevant).")] = None,
-    session_gap: Annotated[float | None, typer.Option("--session-gap", help="Minutes of inactivity that end a session (default 30).")] = None,
-    max_reject_rate: Annotated[float | None, typer.Option(
-        "--max-reject-rate", help="Fail when more than this share of rows is rejected (default 0.1).")] = None,
+    event_weight: Annotated[
+        list[str] | None,
+        typer.Option("--event-weight", help="NAME=WEIGHT, repeatable; events not listed are rejected."),
+    ] = None,
+    relevance_threshold: Annotated[
+        float | None, typer.Option("--relevance-threshold", help="Values below it get weight 0 (kept, not relevant).")
+    ] = None,
+    session_gap: Annotated[
+        float | None, typer.Option("--session-gap", help="Minutes of inactivity that end a session (default 30).")
+    ] = None,
+    max_reject_rate: Annotated[
+        float | None,
+        typer.Option("--max-reject-rate", help="Fail when more than this share of rows is rejected (default 0.1)."),
+    ] = None,
     items: Annotated[Path | None, typer.Option("--items", help="Item attribute file (e.g. movies.csv).")] = None,
     item_key: Annotated[str | None, typer.Option("--item-key", help="Item id column in --items.")] = None,
-    item_features: Annotated[str | None, typer.Option("--item-features", help="Columns of --items to use as features: a,b.")] = None,
+    item_features: Annotated[
+        str | None, typer.Option("--item-features", help="Columns of --items to use as features: a,b.")
+    ] = None,
     users: Annotated[Path | None, typer.Option("--users", help="User attribute file.")] = None,
     user_key: Annotated[str | None, typer.Option("--user-key", help="User id column in --users.")] = None,
-    user_features: Annotated[str | None, typer.Option("--user-features", help="Columns of --users to use as features: a,b.")] = None,
-    pseudonymize: Annotated[bool, typer.Option(
-        "--pseudonymize", help="Replace user ids with a keyed HMAC; the key comes from $PERSOTOOL_PSEUDONYM_KEY.")] = False,
-    key_env: Annotated[str | None, typer.Option("--key-env", help="Environment variable holding the pseudonym key.")] = None,
+    user_features: Annotated[
+        str | None, typer.Option("--user-features", help="Columns of --users to use as features: a,b.")
+    ] = None,
+    pseudonymize: Annotated[
+        bool,
+        typer.Option(
+            "--pseudonymize", help="Replace user ids with a keyed HMAC; the key comes from $PERSOTOOL_PSEUDONYM_KEY."
+        ),
+    ] = False,
+    key_env: Annotated[
+        str | None, typer.Option("--key-env", help="Environment variable holding the pseudonym key.")
+    ] = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
     no_track: NoTrackOpt = False,
@@ -137,16 +161,30 @@ def ingest_command(
     if users is not None and user_key is None:
         raise ConfigError("--users needs --user-key (the user id column in that file)")
     overrides = _overrides(
-        source__format=fmt, source__delimiter=delimiter, source__columns=_split_list(columns),
-        columns__user=user_col, columns__item=item_col, columns__time=time_col,
-        columns__time_format=time_format, columns__timezone=timezone, columns__event=event_col,
-        columns__value=value_col, columns__consent=consent_col, events=weights,
-        relevance_threshold=relevance_threshold, session_gap_minutes=session_gap,
-        max_reject_rate=max_reject_rate, pseudonymize=pseudonymize, pseudonym_key_env=key_env,
-        items__path=str(items) if items else None, items__key=item_key,
-        items__features=_split_list(item_features), users__path=str(users) if users else None,
-        users__key=user_key, users__features=_split_list(user_features),
-    )  # fmt: skip
+        source__format=fmt,
+        source__delimiter=delimiter,
+        source__columns=_split_list(columns),
+        columns__user=user_col,
+        columns__item=item_col,
+        columns__time=time_col,
+        columns__time_format=time_format,
+        columns__timezone=timezone,
+        columns__event=event_col,
+        columns__value=value_col,
+        columns__consent=consent_col,
+        events=weights,
+        relevance_threshold=relevance_threshold,
+        session_gap_minutes=session_gap,
+        max_reject_rate=max_reject_rate,
+        pseudonymize=pseudonymize,
+        pseudonym_key_env=key_env,
+        items__path=str(items) if items else None,
+        items__key=item_key,
+        items__features=_split_list(item_features),
+        users__path=str(users) if users else None,
+        users__key=user_key,
+        users__features=_split_list(user_features),
+    )
     if no_header:
         overrides.setdefault("source", {})["header"] = False
     spec = build_spec(sources, preset=preset, schema=schema, overrides=overrides)
@@ -182,17 +220,24 @@ def _track(tracking, manifest: dict, out: Path) -> str | None:
         spec = RunSpec(
             name=f"ingest {manifest['name']}",
             command="ingest",
-            params={"config": manifest["config"], "sources": len(manifest["sources"]),
-                    "config_hash": manifest["config_hash"]},  # fmt: skip
+            params={
+                "config": manifest["config"],
+                "sources": len(manifest["sources"]),
+                "config_hash": manifest["config_hash"],
+            },
             metrics=metrics,
-            tags={"persotool.dataset_digest": manifest["dataset_digest"],
-                  "persotool.output": str(out.resolve())},  # fmt: skip
+            tags={
+                "persotool.dataset_digest": manifest["dataset_digest"],
+                "persotool.output": str(out.resolve()),
+            },
             artifacts=[(out / "manifest.json", None), (plot, None)],
             dataset={
-                "name": manifest["name"], "digest": manifest["dataset_digest"],
+                "name": manifest["name"],
+                "digest": manifest["dataset_digest"],
                 "source": json.dumps({"uri": str(out.resolve())}),
-                "profile": json.dumps({"num_rows": counts["rows_kept"], "n_users": counts["n_users"],
-                                       "n_items": counts["n_items"]}),  # fmt: skip
+                "profile": json.dumps(
+                    {"num_rows": counts["rows_kept"], "n_users": counts["n_users"], "n_items": counts["n_items"]}
+                ),
                 "schema": json.dumps({"mlflow_colspec": _colspec()}),
                 "context": "ingest",
             },
@@ -213,8 +258,17 @@ def _render(result: dict, tracking: str) -> None:
     table = Table(title=f"Ingested into {result['output']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
-    for key in ("rows_read", "rows_kept", "rows_rejected", "duplicates_removed", "opted_out_users",
-                "below_threshold", "n_users", "n_items", "n_sessions"):  # fmt: skip
+    for key in (
+        "rows_read",
+        "rows_kept",
+        "rows_rejected",
+        "duplicates_removed",
+        "opted_out_users",
+        "below_threshold",
+        "n_users",
+        "n_items",
+        "n_sessions",
+    ):
         table.add_row(key.replace("_", " "), f"{result[key]:,}")
     for reason, count in result["rejected_by_reason"].items():
         table.add_row(f"  rejected: {reason}", f"{count:,}")

@@ -12,10 +12,14 @@ from persotool.data.artifacts import read_artifact
 
 def _distribution(series: pl.Series) -> dict[str, float]:
     return {
-        "min": float(series.min()), "p25": float(series.quantile(0.25)), "median": float(series.median()),
-        "mean": float(series.mean()), "p90": float(series.quantile(0.9)), "p99": float(series.quantile(0.99)),
+        "min": float(series.min()),
+        "p25": float(series.quantile(0.25)),
+        "median": float(series.median()),
+        "mean": float(series.mean()),
+        "p90": float(series.quantile(0.9)),
+        "p99": float(series.quantile(0.99)),
         "max": float(series.max()),
-    }  # fmt: skip
+    }
 
 
 def describe(path: Path) -> dict[str, Any]:
@@ -52,9 +56,7 @@ def describe(path: Path) -> dict[str, Any]:
         "users_with_features": int((users["features"].list.len() > 0).sum()) if "features" in users.columns else 0,
         "rows_read": counts["rows_read"],
         "rows_rejected": counts["rows_rejected"],
-        "rejected_by_reason": dict(
-            rejects.group_by("reason").agg(pl.len()).sort("reason").iter_rows()
-        ),
+        "rejected_by_reason": dict(rejects.group_by("reason").agg(pl.len()).sort("reason").iter_rows()),
         "duplicates_removed": counts["duplicates_removed"],
         "opted_out_users": counts["opted_out_users"],
     }

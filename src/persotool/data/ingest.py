@@ -46,12 +46,17 @@ REASON_TEXT = {
     "consent_invalid": "consent is not a yes/no value",
 }
 INTERACTION_SCHEMA = {
-    "user_idx": pl.Int32, "item_idx": pl.Int32, "user_id": pl.String, "item_id": pl.String,
-    "timestamp": UTC_DTYPE, "event": pl.String, "value": pl.Float64, "weight": pl.Float64,
+    "user_idx": pl.Int32,
+    "item_idx": pl.Int32,
+    "user_id": pl.String,
+    "item_id": pl.String,
+    "timestamp": UTC_DTYPE,
+    "event": pl.String,
+    "value": pl.Float64,
+    "weight": pl.Float64,
     "session_id": pl.Int64,
-}  # fmt: skip
-REJECT_SCHEMA = {"source": pl.String, "line": pl.Int64, "reason": pl.String, "detail": pl.String,
-                 "raw": pl.String}  # fmt: skip
+}
+REJECT_SCHEMA = {"source": pl.String, "line": pl.Int64, "reason": pl.String, "detail": pl.String, "raw": pl.String}
 
 
 @dataclass
@@ -100,8 +105,9 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
         return _Loaded(source, frame, None, 0)
 
     src = spec.source
-    prepared = prepare_text(source, workdir, delimiter=src.delimiter, header=src.header,
-                            columns=src.columns, quote=src.quote)  # fmt: skip
+    prepared = prepare_text(
+        source, workdir, delimiter=src.delimiter, header=src.header, columns=src.columns, quote=src.quote
+    )
     if source.format == "jsonl":
         frame = _read_jsonl(source, prepared, mapping)
         return _Loaded(source, frame, prepared, len(prepared.blank_lines))
@@ -129,8 +135,9 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
     except pl.exceptions.NoDataError:
         raise DataError("has no data rows", where=where) from None
     except pl.exceptions.PolarsError as exc:
-        raise DataError(f"cannot be read as CSV ({_first_line(exc)}); check --delimiter and quoting",
-                        where=where) from None  # fmt: skip
+        raise DataError(
+            f"cannot be read as CSV ({_first_line(exc)}); check --delimiter and quoting", where=where
+        ) from None
     header_lines = 1 if src.header else 0
     frame = raw.select(
         (pl.col("__row").cast(pl.Int64) + 1 + header_lines).alias("__line"),
@@ -158,11 +165,14 @@ def _read_jsonl(source: Source, prepared: PreparedText, mapping: dict[str, str])
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise DataError(f"is not valid JSON ({err.msg} at column {err.colno}); "
-                                    "expected one JSON object per line", where=f"{where}:{number}") from None  # fmt: skip
+                    raise DataError(
+                        f"is not valid JSON ({err.msg} at column {err.colno}); expected one JSON object per line",
+                        where=f"{where}:{number}",
+                    ) from None
                 if not isinstance(obj, dict):
-                    raise DataError("is not a JSON object; expected one object per line",
-                                    where=f"{where}:{number}") from None  # fmt: skip
+                    raise DataError(
+                        "is not a JSON object; expected one object per line", where=f"{where}:{number}"
+                    ) from None
         raise DataError(f"cannot be read as JSON Lines ({_first_line(exc)})", where=where) from None
     present = set()
     with open(prepared.path, encoding="utf-8") as handle:
@@ -247,10 +257,7 @@ def _vocabulary(ids: pl.Series, pseudonymize=None) -> tuple[pl.Series, pl.Series
     """Sorted unique raw ids (numerically when all are integers) and their public ids, same order."""
     unique = ids.unique()
     as_int = unique.cast(pl.Int64, strict=False)
-    if as_int.null_count() == 0:
-        unique = unique.gather(as_int.arg_sort())
-    else:
-        unique = unique.sort()
+    unique = unique.gather(as_int.arg_sort()) if as_int.null_count() == 0 else unique.sort()
     if pseudonymize is None:
         return unique, unique
     public = pl.Series(pseudonymize(unique.to_list()), dtype=pl.String)
@@ -271,18 +278,24 @@ def _reject_details(rejects: pl.DataFrame, fmt_by_file: dict[int, str]) -> pl.Se
     if has_raw_time:
         exprs = (
             pl.when(pl.col("reason").is_in(["timestamp_unparseable", "timestamp_out_of_range"]))
-            .then(pl.format("timestamp {} cannot be read as {} (expected {})",
-                            pl.format("'{}'", pl.col("__raw_time").str.slice(0, 60)),
-                            time_fmt, pl.lit("a real date-time between 1900 and 2200")))
+            .then(
+                pl.format(
+                    "timestamp {} cannot be read as {} (expected {})",
+                    pl.format("'{}'", pl.col("__raw_time").str.slice(0, 60)),
+                    time_fmt,
+                    pl.lit("a real date-time between 1900 and 2200"),
+                )
+            )
             .otherwise(exprs)
-        )  # fmt: skip
+        )
     if has_raw_value:
         exprs = (
             pl.when(pl.col("reason") == "value_unparseable")
-            .then(pl.format("value {} is not a finite number",
-                            pl.format("'{}'", pl.col("__raw_value").str.slice(0, 60))))
+            .then(
+                pl.format("value {} is not a finite number", pl.format("'{}'", pl.col("__raw_value").str.slice(0, 60)))
+            )
             .otherwise(exprs)
-        )  # fmt: skip
+        )
     return rejects.select(exprs.alias("detail")).to_series()
 
 
@@ -292,8 +305,12 @@ def _attach_raw(rejects: pl.DataFrame, loaded: list[_Loaded], spec: IngestSpec, 
     if pseudonymize is not None:
         users = rejects["user_id"]
         mapped = pl.Series(
-            [None if u is None else p for u, p in zip(users.to_list(),
-             pseudonymize([u or "" for u in users.to_list()]), strict=True)], dtype=pl.String)  # fmt: skip
+            [
+                None if u is None else p
+                for u, p in zip(users.to_list(), pseudonymize([u or "" for u in users.to_list()]), strict=True)
+            ],
+            dtype=pl.String,
+        )
         parts = [mapped.fill_null(""), rejects["item_id"].fill_null("")]
         if "__raw_time" in rejects.columns:
             parts.append(rejects["__raw_time"].fill_null(""))
@@ -307,9 +324,13 @@ def _attach_raw(rejects: pl.DataFrame, loaded: list[_Loaded], spec: IngestSpec, 
             continue
         if item.prepared is None:  # Parquet: show the mapped fields as JSON
             sub = item.frame.filter(pl.col("__line").is_in(lines[mask].tolist()))
-            as_json = dict(zip(sub["__line"].to_list(),
-                               sub.drop("__line").select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list(),
-                               strict=True))  # fmt: skip
+            as_json = dict(
+                zip(
+                    sub["__line"].to_list(),
+                    sub.drop("__line").select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list(),
+                    strict=True,
+                )
+            )
             for j in mask:
                 texts[j] = as_json.get(int(lines[j]), "")
             continue
@@ -321,8 +342,9 @@ def _attach_raw(rejects: pl.DataFrame, loaded: list[_Loaded], spec: IngestSpec, 
     return pl.Series(texts, dtype=pl.String)
 
 
-def _attributes(spec_attr: AttributeSpec, vocab_raw: pl.Series, vocab_public: pl.Series, kind: str,
-                workdir: Path, pseudonymize) -> tuple[pl.DataFrame, dict[str, int]]:  # fmt: skip
+def _attributes(
+    spec_attr: AttributeSpec, vocab_raw: pl.Series, vocab_public: pl.Series, kind: str, workdir: Path, pseudonymize
+) -> tuple[pl.DataFrame, dict[str, int]]:
     """Read a user/item attribute table, keep rows for known ids, build `features` tokens."""
     source = identify(Path(spec_attr.path))
     where = str(source.path)
@@ -331,14 +353,25 @@ def _attributes(spec_attr: AttributeSpec, vocab_raw: pl.Series, vocab_public: pl
         source.sha256 = artifacts.file_sha256(source.path)
         table = table.with_columns(pl.all().cast(pl.String))
     else:
-        prepared = prepare_text(source, workdir, delimiter=spec_attr.delimiter, header=spec_attr.header,
-                                columns=spec_attr.columns, quote='"')  # fmt: skip
+        prepared = prepare_text(
+            source,
+            workdir,
+            delimiter=spec_attr.delimiter,
+            header=spec_attr.header,
+            columns=spec_attr.columns,
+            quote='"',
+        )
         if source.format == "jsonl":
             table = pl.read_ndjson(prepared.path).with_columns(pl.all().cast(pl.String))
         else:
             try:
-                table = pl.read_csv(prepared.path, separator=prepared.delimiter, infer_schema=False,
-                                    has_header=spec_attr.header, new_columns=spec_attr.columns)
+                table = pl.read_csv(
+                    prepared.path,
+                    separator=prepared.delimiter,
+                    infer_schema=False,
+                    has_header=spec_attr.header,
+                    new_columns=spec_attr.columns,
+                )
             except pl.exceptions.PolarsError as exc:
                 raise DataError(f"cannot be read as CSV ({_first_line(exc)})", where=where) from None
     for column in [spec_attr.key, *spec_attr.features]:
@@ -348,8 +381,13 @@ def _attributes(spec_attr: AttributeSpec, vocab_raw: pl.Series, vocab_public: pl
     rows = len(table)
     table = table.unique("__key", keep="first", maintain_order=True)
     duplicates = rows - len(table)
-    index = pl.DataFrame({"__key": vocab_raw, f"{kind}_idx": pl.int_range(len(vocab_raw), eager=True, dtype=pl.Int32),
-                          f"{kind}_id": vocab_public})  # fmt: skip
+    index = pl.DataFrame(
+        {
+            "__key": vocab_raw,
+            f"{kind}_idx": pl.int_range(len(vocab_raw), eager=True, dtype=pl.Int32),
+            f"{kind}_id": vocab_public,
+        }
+    )
     joined = index.join(table, on="__key", how="left")
     unknown = rows - duplicates - int(joined[spec_attr.key].is_not_null().sum())
     token_lists = []
@@ -358,18 +396,24 @@ def _attributes(spec_attr: AttributeSpec, vocab_raw: pl.Series, vocab_public: pl
         listed = values.str.split(spec_attr.separator) if spec_attr.separator else values.cast(pl.List(pl.String))
         token_lists.append(
             listed.list.eval(
-                pl.concat_str(pl.lit(f"{column}="), pl.element().str.strip_chars())
-                .filter(pl.element().str.strip_chars() != "")
-            ).fill_null([])  # fmt: skip
+                pl.concat_str(pl.lit(f"{column}="), pl.element().str.strip_chars()).filter(
+                    pl.element().str.strip_chars() != ""
+                )
+            ).fill_null([])
         )
     features = pl.concat_list(token_lists) if token_lists else pl.lit([], dtype=pl.List(pl.String))
     drop = ["__key", spec_attr.key] if spec_attr.key != f"{kind}_id" else ["__key"]
     if pseudonymize is not None and kind == "user":
         drop = ["__key", spec_attr.key]  # the raw key column must not survive
     out = joined.with_columns(features=features).drop(drop)
-    counts = {f"{kind}_attribute_rows": rows, f"{kind}_attribute_duplicates": duplicates,
-              f"{kind}_attribute_unknown_ids": max(unknown, 0),
-              f"{kind}s_without_attributes": int(joined[spec_attr.key].is_null().sum()) if spec_attr.key in joined.columns else 0}  # fmt: skip
+    counts = {
+        f"{kind}_attribute_rows": rows,
+        f"{kind}_attribute_duplicates": duplicates,
+        f"{kind}_attribute_unknown_ids": max(unknown, 0),
+        f"{kind}s_without_attributes": int(joined[spec_attr.key].is_null().sum())
+        if spec_attr.key in joined.columns
+        else 0,
+    }
     return out, counts
 
 
@@ -449,23 +493,32 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         new_session = (pl.col("user_idx") != pl.col("user_idx").shift(1)).fill_null(True) | (
             pl.col("timestamp").dt.epoch("us").diff().fill_null(0) > gap_us
         )
-        frame = frame.with_columns(
-            weight=weight, session_id=(new_session.cast(pl.Int64).cum_sum() - 1), __below=below
-        )
+        frame = frame.with_columns(weight=weight, session_id=(new_session.cast(pl.Int64).cum_sum() - 1), __below=below)
         counts["below_threshold"] = int(frame["__below"].sum())
-        interactions = frame.select(
-            pl.col(name).cast(dtype) for name, dtype in INTERACTION_SCHEMA.items()
-        )
+        interactions = frame.select(pl.col(name).cast(dtype) for name, dtype in INTERACTION_SCHEMA.items())
         del frame
         interactions.write_parquet(tmp / "interactions.parquet", statistics=True)
 
-        users = interactions.group_by("user_idx").agg(
-            n_interactions=pl.len(), n_sessions=pl.col("session_id").n_unique(),
-            first_seen=pl.col("timestamp").min(), last_seen=pl.col("timestamp").max(),
-        ).sort("user_idx").with_columns(user_id=user_public)  # fmt: skip
-        items = interactions.group_by("item_idx").agg(
-            n_interactions=pl.len(), n_users=pl.col("user_idx").n_unique(),
-        ).sort("item_idx").with_columns(item_id=item_public)  # fmt: skip
+        users = (
+            interactions.group_by("user_idx")
+            .agg(
+                n_interactions=pl.len(),
+                n_sessions=pl.col("session_id").n_unique(),
+                first_seen=pl.col("timestamp").min(),
+                last_seen=pl.col("timestamp").max(),
+            )
+            .sort("user_idx")
+            .with_columns(user_id=user_public)
+        )
+        items = (
+            interactions.group_by("item_idx")
+            .agg(
+                n_interactions=pl.len(),
+                n_users=pl.col("user_idx").n_unique(),
+            )
+            .sort("item_idx")
+            .with_columns(item_id=item_public)
+        )
         attribute_sources = []
         if spec.users is not None:
             table, extra = _attributes(spec.users, user_vocab, user_public, "user", work, pseudonymize)
@@ -483,13 +536,18 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         items.write_parquet(tmp / "items.parquet")
 
         rejects = rejects.sort(["__file", "__line"])
-        reject_table = pl.DataFrame({
-            "source": pl.Series([str(files[i].path) for i in rejects["__file"].to_list()], dtype=pl.String),
-            "line": rejects["__line"].cast(pl.Int64),
-            "reason": rejects["reason"],
-            "detail": _reject_details(rejects, fmt_by_file) if len(rejects) else pl.Series([], dtype=pl.String),
-            "raw": _attach_raw(rejects, loaded, spec, pseudonymize) if len(rejects) else pl.Series([], dtype=pl.String),
-        }, schema=REJECT_SCHEMA)  # fmt: skip
+        reject_table = pl.DataFrame(
+            {
+                "source": pl.Series([str(files[i].path) for i in rejects["__file"].to_list()], dtype=pl.String),
+                "line": rejects["__line"].cast(pl.Int64),
+                "reason": rejects["reason"],
+                "detail": _reject_details(rejects, fmt_by_file) if len(rejects) else pl.Series([], dtype=pl.String),
+                "raw": _attach_raw(rejects, loaded, spec, pseudonymize)
+                if len(rejects)
+                else pl.Series([], dtype=pl.String),
+            },
+            schema=REJECT_SCHEMA,
+        )
         reject_table.write_parquet(tmp / "rejects.parquet")
 
         import shutil
@@ -498,12 +556,16 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         tmin, tmax = interactions["timestamp"].min(), interactions["timestamp"].max()
         n_users, n_items = len(user_vocab), len(item_vocab)
         counts |= {
-            "rows_kept": len(interactions), "n_users": n_users, "n_items": n_items,
+            "rows_kept": len(interactions),
+            "n_users": n_users,
+            "n_items": n_items,
             "n_sessions": int(interactions["session_id"].max()) + 1,
             "density": len(interactions) / (n_users * n_items),
-        }  # fmt: skip
-        file_digests = {name: artifacts.file_sha256(tmp / name) for name in
-                        ("interactions.parquet", "users.parquet", "items.parquet", "rejects.parquet")}  # fmt: skip
+        }
+        file_digests = {
+            name: artifacts.file_sha256(tmp / name)
+            for name in ("interactions.parquet", "users.parquet", "items.parquet", "rejects.parquet")
+        }
         config = spec.model_dump(mode="json")
         manifest = artifacts.new_manifest(
             "dataset",
@@ -512,10 +574,20 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
             config=config,
             config_hash=artifacts.config_hash(config),
             time_format_detected={str(files[k].path): v for k, v in fmt_by_file.items()},
-            sources=[{"path": str(s.path), "format": s.format, "compression": s.compression,
-                      "bytes": s.size, "sha256": s.sha256} for s in files]  # fmt: skip
-            + [{"path": str(p), "role": role, "sha256": artifacts.file_sha256(Path(p))}
-               for role, p in attribute_sources],  # fmt: skip
+            sources=[
+                {
+                    "path": str(s.path),
+                    "format": s.format,
+                    "compression": s.compression,
+                    "bytes": s.size,
+                    "sha256": s.sha256,
+                }
+                for s in files
+            ]
+            + [
+                {"path": str(p), "role": role, "sha256": artifacts.file_sha256(Path(p))}
+                for role, p in attribute_sources
+            ],
             counts=counts,
             time_min=tmin.isoformat() if tmin else None,
             time_max=tmax.isoformat() if tmax else None,
@@ -533,9 +605,20 @@ def _summary(by_reason: dict[str, int]) -> str:
 def summary(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
     """The flat summary `ingest --json` prints."""
     counts = manifest["counts"]
-    keys = ("rows_read", "rows_kept", "rows_rejected", "rejected_by_reason", "duplicates_removed",
-            "opted_out_users", "opted_out_rows", "below_threshold", "blank_lines", "n_users", "n_items",
-            "n_sessions")  # fmt: skip
+    keys = (
+        "rows_read",
+        "rows_kept",
+        "rows_rejected",
+        "rejected_by_reason",
+        "duplicates_removed",
+        "opted_out_users",
+        "opted_out_rows",
+        "below_threshold",
+        "blank_lines",
+        "n_users",
+        "n_items",
+        "n_sessions",
+    )
     return {
         **{k: counts[k] for k in keys},
         "time_min": manifest["time_min"],

@@ -15,9 +15,7 @@ def plot_overview(dataset: Path, path: Path) -> Path:
 
     interactions = pl.scan_parquet(dataset / "interactions.parquet")
     per_user = pl.read_parquet(dataset / "users.parquet", columns=["n_interactions"])["n_interactions"]
-    per_day = (
-        interactions.group_by(pl.col("timestamp").dt.date().alias("day")).agg(pl.len()).sort("day").collect()
-    )
+    per_day = interactions.group_by(pl.col("timestamp").dt.date().alias("day")).agg(pl.len()).sort("day").collect()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     left.hist(per_user.to_numpy(), bins=50, log=True, color="#3b6ea5")
     left.set(title="Interactions per user", xlabel="interactions", ylabel="users (log)")

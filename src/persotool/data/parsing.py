@@ -24,8 +24,20 @@ ISO_FORMATS = (
 )
 NUMBER = re.compile(r"^\s*-?\d+(\.\d*)?\s*$")
 TRUE_WORDS = {"true", "t", "1", "yes", "y", "opt-in", "opt_in", "opted-in", "opted_in", "granted"}
-FALSE_WORDS = {"false", "f", "0", "no", "n", "opt-out", "opt_out", "opted-out", "opted_out",
-               "denied", "withdrawn", "revoked"}  # fmt: skip
+FALSE_WORDS = {
+    "false",
+    "f",
+    "0",
+    "no",
+    "n",
+    "opt-out",
+    "opt_out",
+    "opted-out",
+    "opted_out",
+    "denied",
+    "withdrawn",
+    "revoked",
+}
 UTC_DTYPE = pl.Datetime("us", "UTC")
 
 
@@ -66,9 +78,11 @@ def _to_utc(parsed: pl.Series, aware: bool, timezone: str) -> pl.Series:
     if aware:
         return parsed.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
     try:
-        return parsed.dt.cast_time_unit("us").dt.replace_time_zone(
-            timezone, ambiguous="earliest", non_existent="null"
-        ).dt.convert_time_zone("UTC")
+        return (
+            parsed.dt.cast_time_unit("us")
+            .dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+        )
     except pl.exceptions.PolarsError:
         raise ConfigError(f"unknown time zone {timezone!r} (use an IANA name such as Europe/Paris)") from None
 
@@ -126,9 +140,11 @@ def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple
         out_of_range = out_of_range.fill_null(False)
         whole = as_int * int(factor) if factor >= 1 else as_int // round(1 / factor)
         micros = pl.select(
-            pl.when(as_int.is_not_null() & ~out_of_range).then(whole)
-            .when(~out_of_range).then(micros_f.cast(pl.Int64, strict=False))
-        ).to_series()  # fmt: skip
+            pl.when(as_int.is_not_null() & ~out_of_range)
+            .then(whole)
+            .when(~out_of_range)
+            .then(micros_f.cast(pl.Int64, strict=False))
+        ).to_series()
         ts = micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         ts = ts.set(out_of_range | as_float.is_null(), None) if len(ts) else ts
     elif raw.dtype != pl.String:
@@ -144,11 +160,14 @@ def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple
         out_of_range = ((micros < lo) | (micros >= hi)).fill_null(False)
         ts = ts.set(out_of_range, None) if out_of_range.any() else ts
     reasons = pl.select(
-        pl.when(missing).then(pl.lit("timestamp_missing"))
-        .when(out_of_range).then(pl.lit("timestamp_out_of_range"))
-        .when(ts.is_null()).then(pl.lit("timestamp_unparseable"))
+        pl.when(missing)
+        .then(pl.lit("timestamp_missing"))
+        .when(out_of_range)
+        .then(pl.lit("timestamp_out_of_range"))
+        .when(ts.is_null())
+        .then(pl.lit("timestamp_unparseable"))
         .otherwise(pl.lit(None, dtype=pl.String))
-    ).to_series()  # fmt: skip
+    ).to_series()
     return ts, reasons, fmt
 
 
@@ -174,8 +193,7 @@ def parse_consent(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
     else:
         text = raw.cast(pl.String).str.strip_chars().str.to_lowercase()
         flags = pl.select(
-            pl.when(text.is_in(list(TRUE_WORDS))).then(True)
-            .when(text.is_in(list(FALSE_WORDS))).then(False)
-        ).to_series()  # fmt: skip
+            pl.when(text.is_in(list(TRUE_WORDS))).then(True).when(text.is_in(list(FALSE_WORDS))).then(False)
+        ).to_series()
     reasons = pl.select(pl.when(flags.is_null()).then(pl.lit("consent_invalid"))).to_series()
     return flags, reasons.cast(pl.String)

@@ -9,12 +9,21 @@ from persotool.errors import ConfigError
 
 MOVIELENS_CSV: dict[str, Any] = {
     "source": {"format": "csv", "delimiter": ",", "header": True},
-    "columns": {"user": "userId", "item": "movieId", "time": "timestamp", "time_format": "s",
-                "value": "rating"},  # fmt: skip
+    "columns": {
+        "user": "userId",
+        "item": "movieId",
+        "time": "timestamp",
+        "time_format": "s",
+        "value": "rating",
+    },
 }
 MOVIELENS_DAT: dict[str, Any] = {
-    "source": {"format": "csv", "delimiter": "::", "header": False,
-               "columns": ["userId", "movieId", "rating", "timestamp"]},  # fmt: skip
+    "source": {
+        "format": "csv",
+        "delimiter": "::",
+        "header": False,
+        "columns": ["userId", "movieId", "rating", "timestamp"],
+    },
     "columns": MOVIELENS_CSV["columns"],
 }
 PRESETS = ("movielens",)
@@ -31,10 +40,20 @@ def preset(name: str, first_source: str | None) -> dict[str, Any]:
     folder = path if path and path.is_dir() else (path.parent if path else None)
     if folder is not None:
         if is_dat and (folder / "movies.dat").is_file():
-            config["items"] = {"path": str(folder / "movies.dat"), "key": "movieId",
-                               "features": ["genres"], "separator": "|", "delimiter": "::",
-                               "header": False, "columns": ["movieId", "title", "genres"]}  # fmt: skip
+            config["items"] = {
+                "path": str(folder / "movies.dat"),
+                "key": "movieId",
+                "features": ["genres"],
+                "separator": "|",
+                "delimiter": "::",
+                "header": False,
+                "columns": ["movieId", "title", "genres"],
+            }
         elif (folder / "movies.csv").is_file():
-            config["items"] = {"path": str(folder / "movies.csv"), "key": "movieId",
-                               "features": ["genres"], "separator": "|"}  # fmt: skip
+            config["items"] = {
+                "path": str(folder / "movies.csv"),
+                "key": "movieId",
+                "features": ["genres"],
+                "separator": "|",
+            }
     return config

@@ -22,10 +22,17 @@ import numpy as np
 from persotool.errors import DataError
 
 FORMAT_BY_SUFFIX = {
-    ".csv": "csv", ".tsv": "csv", ".tab": "csv", ".txt": "csv", ".dat": "csv",
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-    ".parquet": "parquet", ".pq": "parquet",
-}  # fmt: skip
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
+    ".txt": "csv",
+    ".dat": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 COMPRESSION_BY_SUFFIX = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd", "parquet": b"PAR1"}
 FORMAT_NAMES = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
@@ -70,9 +77,8 @@ def discover(specs: list[str]) -> list[Path]:
             found.extend(matches)
         elif path.is_dir():
             matches = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and not p.name.startswith(".") and _declared(p)[0] is not None
-            )  # fmt: skip
+                p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and _declared(p)[0] is not None
+            )
             if not matches:
                 raise DataError(
                     "directory holds no log files (.csv .tsv .dat .jsonl .parquet, optionally .gz/.zst)",
@@ -110,9 +116,7 @@ def identify(path: Path, fmt: str = "auto") -> Source:
     declared_fmt, declared_comp = _declared(path)
     actual_comp = next((c for c in ("gzip", "zstd") if head.startswith(MAGIC[c])), None)
     if declared_comp and actual_comp != declared_comp:
-        raise DataError(
-            f"is named as {declared_comp} but is not {declared_comp}-compressed data", where=str(path)
-        )
+        raise DataError(f"is named as {declared_comp} but is not {declared_comp}-compressed data", where=str(path))
     if fmt == "auto":
         fmt = declared_fmt or ("parquet" if head.startswith(MAGIC["parquet"]) else None) or "csv"
     is_parquet = head.startswith(MAGIC["parquet"])
@@ -120,9 +124,7 @@ def identify(path: Path, fmt: str = "auto") -> Source:
         what = f"{actual_comp}-compressed data" if actual_comp else "text or another format"
         raise DataError(f"is not a Parquet file (no PAR1 magic number; looks like {what})", where=str(path))
     if fmt != "parquet" and is_parquet:
-        raise DataError(
-            f"is a Parquet file, not {FORMAT_NAMES[fmt]} as its name or --format says", where=str(path)
-        )
+        raise DataError(f"is a Parquet file, not {FORMAT_NAMES[fmt]} as its name or --format says", where=str(path))
     if fmt == "parquet" and actual_comp:
         raise DataError("compressed Parquet files are not supported; Parquet compresses itself", where=str(path))
     return Source(path=path, format=fmt, compression=actual_comp, size=size)
@@ -192,8 +194,9 @@ def sniff_delimiter(first_line: str) -> str:
 
 def _split_header(line: str, delimiter: str, quote: str | None) -> list[str]:
     if len(delimiter) == 1:
-        reader = csv.reader([line], delimiter=delimiter, quotechar=quote or '"',
-                            quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)  # fmt: skip
+        reader = csv.reader(
+            [line], delimiter=delimiter, quotechar=quote or '"', quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE
+        )
         return next(reader, [])
     return line.split(delimiter)
 
@@ -235,13 +238,17 @@ def prepare_text(
         if first:
             first = False
             if block.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-                raise DataError("is UTF-32 text (byte-order mark); expected UTF-8 "
-                                "(convert with: iconv -f UTF-32 -t UTF-8)", where=where)  # fmt: skip
+                raise DataError(
+                    "is UTF-32 text (byte-order mark); expected UTF-8 (convert with: iconv -f UTF-32 -t UTF-8)",
+                    where=where,
+                )
             if block.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                raise DataError("is UTF-16 text (byte-order mark); expected UTF-8 "
-                                "(convert with: iconv -f UTF-16 -t UTF-8)", where=where)  # fmt: skip
+                raise DataError(
+                    "is UTF-16 text (byte-order mark); expected UTF-8 (convert with: iconv -f UTF-16 -t UTF-8)",
+                    where=where,
+                )
             if block.startswith(codecs.BOM_UTF8):
-                block = block[len(codecs.BOM_UTF8):]
+                block = block[len(codecs.BOM_UTF8) :]
             first_line = block.split(b"\n", 1)[0].rstrip(b"\r")
             if not first_line.strip() and final and not block.strip():
                 raise DataError("has no data (only blank lines)", where=where)
@@ -271,13 +278,16 @@ def prepare_text(
                 line = lines_before + block.count(b"\n", 0, exc.start) + 1
                 col = exc.start - (block.rfind(b"\n", 0, exc.start) + 1) + 1
                 raise fail(
-                    line, f"invalid UTF-8 byte 0x{block[exc.start]:02x} at column {col}; expected "
-                    "UTF-8 text (convert with: iconv -f LATIN1 -t UTF-8)"
+                    line,
+                    f"invalid UTF-8 byte 0x{block[exc.start]:02x} at column {col}; expected "
+                    "UTF-8 text (convert with: iconv -f LATIN1 -t UTF-8)",
                 ) from None
         if is_csv and len(delimiter) > 1:
             if SUBSTITUTE in block:
-                raise fail(lines_before + block.count(b"\n", 0, block.find(SUBSTITUTE)) + 1,
-                           "contains byte 0x1f, which persotool needs to read a multi-character delimiter")  # fmt: skip
+                raise fail(
+                    lines_before + block.count(b"\n", 0, block.find(SUBSTITUTE)) + 1,
+                    "contains byte 0x1f, which persotool needs to read a multi-character delimiter",
+                )
             block = block.replace(delimiter.encode(), SUBSTITUTE)
         arr = np.frombuffer(block, dtype=np.uint8)
         ends = np.flatnonzero(arr == 10)
@@ -321,7 +331,7 @@ def prepare_text(
             if cut < 0:
                 carry = block
                 continue
-            carry = block[cut + 1:]
+            carry = block[cut + 1 :]
             process(block[: cut + 1], final=False)
         if carry or first:
             process(carry, final=True)
@@ -364,7 +374,7 @@ def read_lines(path: Path, line_numbers: list[int], limit: int = 1000) -> dict[i
                 carry = b""
             else:
                 cut = block.rfind(b"\n")
-                carry, block = (block, b"") if cut < 0 else (block[cut + 1:], block[: cut + 1])
+                carry, block = (block, b"") if cut < 0 else (block[cut + 1 :], block[: cut + 1])
                 ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
             if len(ends):
                 lo, hi = lines_before + 1, lines_before + len(ends)
@@ -372,7 +382,7 @@ def read_lines(path: Path, line_numbers: list[int], limit: int = 1000) -> dict[i
                 for number in sel.tolist():
                     j = number - lines_before - 1
                     start = 0 if j == 0 else int(ends[j - 1]) + 1
-                    text = block[start: int(ends[j])].rstrip(b"\r").decode("utf-8", errors="replace")
+                    text = block[start : int(ends[j])].rstrip(b"\r").decode("utf-8", errors="replace")
                     found[number] = text[:limit]
                 lines_before += len(ends)
             if not chunk:

@@ -25,8 +25,9 @@ from persotool.data import artifacts
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
 EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0}
 # Share of activity by hour of day (UTC): quiet nights, a lunch bump and an evening peak.
-HOURLY = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3, 3.2, 3.3, 3.6, 4.2, 4, 3.6, 3.5, 3.8, 4.4,
-                   5.4, 6.4, 6.8, 6, 4, 2.2])  # fmt: skip
+HOURLY = np.array(
+    [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3, 3.2, 3.3, 3.6, 4.2, 4, 3.6, 3.5, 3.8, 4.4, 5.4, 6.4, 6.8, 6, 4, 2.2]
+)
 HOURLY = HOURLY / HOURLY.sum()
 
 
@@ -85,13 +86,25 @@ def _simulate_visits(cfg: SynthConfig, rng: np.random.Generator) -> tuple[np.nda
         leaving = active & ~arriving & (rng.random(n) < hazard)
         churn_day[leaving & (churn_day < 0)] = day
         active &= ~leaving
-    truth = {"visit_propensity": propensity, "churn_hazard": hazard, "first_day": first_day,
-             "first_churn_day": churn_day, "returns": returns}  # fmt: skip
+    truth = {
+        "visit_propensity": propensity,
+        "churn_hazard": hazard,
+        "first_day": first_day,
+        "first_churn_day": churn_day,
+        "returns": returns,
+    }
     return np.concatenate(users), np.concatenate(days), truth
 
 
-def _sample_items(users: np.ndarray, user_f: np.ndarray, item_f: np.ndarray, bias: np.ndarray,
-                  temperature: float, rng: np.random.Generator, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _sample_items(
+    users: np.ndarray,
+    user_f: np.ndarray,
+    item_f: np.ndarray,
+    bias: np.ndarray,
+    temperature: float,
+    rng: np.random.Generator,
+    batch: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one item per event from softmax(temperature * u.v + bias), batched over users."""
     order = np.argsort(users, kind="stable")
     sorted_users = users[order]
@@ -101,7 +114,7 @@ def _sample_items(users: np.ndarray, user_f: np.ndarray, item_f: np.ndarray, bia
     unique, starts = np.unique(sorted_users, return_index=True)
     ends = np.append(starts[1:], len(sorted_users))
     for lo in range(0, len(unique), batch):
-        block_users = unique[lo: lo + batch]
+        block_users = unique[lo : lo + batch]
         logits = temperature * (user_f[block_users] @ item_f.T) + bias
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
@@ -109,7 +122,7 @@ def _sample_items(users: np.ndarray, user_f: np.ndarray, item_f: np.ndarray, bia
         cdf /= cdf[:, -1:]
         cdf[:, -1] = 1.0
         s, e = starts[lo], ends[min(lo + batch, len(unique)) - 1]
-        rows = np.repeat(np.arange(len(block_users)), ends[lo: lo + batch] - starts[lo: lo + batch])
+        rows = np.repeat(np.arange(len(block_users)), ends[lo : lo + batch] - starts[lo : lo + batch])
         draws = rng.random(e - s)
         flat = (cdf + np.arange(len(block_users))[:, None]).ravel()
         picked = np.searchsorted(flat, draws + rows, side="right") - rows * n_items
@@ -172,24 +185,28 @@ def generate(cfg: SynthConfig) -> tuple[pl.DataFrame, dict[str, np.ndarray], dic
         timestamp=_encode_time(pl.col("ts"), cfg.time_encoding),
         event=pl.col("k").replace_strict(dict(enumerate(EVENT_TYPES)), return_dtype=pl.String),
         consent=pl.when(pl.col("out")).then(pl.lit("no")).otherwise(pl.lit("yes")),
-    )  # fmt: skip
+    )
     clean_rows = len(frame)
     frame, injected = _inject_dirt(frame, cfg, rng)
     truth_arrays = {
-        "user_factors": user_f.astype(np.float32), "item_factors": item_f.astype(np.float32),
-        "item_bias": bias.astype(np.float32), "opted_out": opted_out,
+        "user_factors": user_f.astype(np.float32),
+        "item_factors": item_f.astype(np.float32),
+        "item_bias": bias.astype(np.float32),
+        "opted_out": opted_out,
         **user_truth,
-    }  # fmt: skip
+    }
     truth_meta = {
         "affinity": "affinity_temperature * user_factors @ item_factors.T + item_bias (softmax logits)",
-        "user_ids": "u{index}", "item_ids": "i{index}",
-        "clean_rows": clean_rows, "injected": injected,
+        "user_ids": "u{index}",
+        "item_ids": "i{index}",
+        "clean_rows": clean_rows,
+        "injected": injected,
         "event_counts": dict(zip(EVENT_TYPES, np.bincount(kind, minlength=4).tolist(), strict=True)),
         "opted_out_users": int(opted_out.sum()),
         "opted_out_users_with_events": int(opted_out[np.unique(e_user)].sum()),
         "users_with_events": len(np.unique(e_user)),
         "sessions": len(s_user),
-    }  # fmt: skip
+    }
     return frame, truth_arrays, truth_meta
 
 
@@ -201,7 +218,7 @@ def _encode_time(ms: pl.Expr, encoding: str) -> pl.Expr:
 
 def _inject_dirt(frame: pl.DataFrame, cfg: SynthConfig, rng: np.random.Generator) -> tuple[pl.DataFrame, dict]:
     """Append known numbers of exact duplicates and broken rows, so ingest counts can be checked."""
-    n_extra = int(round(len(frame) * cfg.dirty_share))
+    n_extra = round(len(frame) * cfg.dirty_share)
     if n_extra == 0:
         return frame, {"duplicates": 0, "user_missing": 0, "item_missing": 0, "timestamp_unparseable": 0}
     kinds = rng.integers(0, 4, size=n_extra)
@@ -236,11 +253,16 @@ def write(cfg: SynthConfig, out: Path, *, force: bool = False) -> dict[str, Any]
         (tmp / "ground_truth.json").write_text(json.dumps({"config": cfg.model_dump(), **meta}, indent=2) + "\n")
         (tmp / "schema.toml").write_text(_schema_toml(cfg))
         manifest = artifacts.new_manifest(
-            "synthetic-log", name=Path(out).name, config=cfg.model_dump(),
-            config_hash=artifacts.config_hash(cfg.model_dump()), log=name, rows=len(frame),
-            truth=meta, files={n: artifacts.file_sha256(tmp / n) for n in (name, "ground_truth.npz")},
+            "synthetic-log",
+            name=Path(out).name,
+            config=cfg.model_dump(),
+            config_hash=artifacts.config_hash(cfg.model_dump()),
+            log=name,
+            rows=len(frame),
+            truth=meta,
+            files={n: artifacts.file_sha256(tmp / n) for n in (name, "ground_truth.npz")},
             seconds=round(time.perf_counter() - started, 3),
-        )  # fmt: skip
+        )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
     return manifest
 
@@ -282,7 +304,7 @@ format = "{cfg.format}"
 user = "user_id"
 item = "item_id"
 time = "timestamp"
-time_format = "{'iso' if cfg.time_encoding == 'iso' else 'ms'}"
+time_format = "{"iso" if cfg.time_encoding == "iso" else "ms"}"
 event = "event"
 consent = "consent"
 

@@ -85,8 +85,10 @@ def preflight(enabled: bool, experiment: str | None) -> Tracking:
         db = Path(uri.removeprefix("sqlite:///"))
         folder = db.parent if str(db.parent) else Path(".")
         if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise TrackingError(f"cannot write the MLflow store {uri} (folder {folder} is not writable); "
-                                "set MLFLOW_TRACKING_URI or pass --no-track")  # fmt: skip
+            raise TrackingError(
+                f"cannot write the MLflow store {uri} (folder {folder} is not writable); "
+                "set MLFLOW_TRACKING_URI or pass --no-track"
+            )
     elif uri.startswith("file:") or "://" not in uri:
         raise TrackingError(
             f"MLFLOW_TRACKING_URI={uri} is a file store, which MLflow 3 no longer supports for new "
@@ -97,8 +99,9 @@ def preflight(enabled: bool, experiment: str | None) -> Tracking:
 
 def git_commit(cwd: Path | None = None) -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                              timeout=5, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
@@ -166,8 +169,12 @@ def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) ->
     from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME
 
-    tags = {"persotool.version": __version__, "persotool.command": spec.command,
-            MLFLOW_SOURCE_NAME: f"persotool {spec.command}", **spec.tags}  # fmt: skip
+    tags = {
+        "persotool.version": __version__,
+        "persotool.command": spec.command,
+        MLFLOW_SOURCE_NAME: f"persotool {spec.command}",
+        **spec.tags,
+    }
     commit = git_commit()
     if commit:
         tags[MLFLOW_GIT_COMMIT] = commit
@@ -181,15 +188,18 @@ def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) ->
     for key, values in spec.metric_history.items():
         metrics.extend(Metric(key, float(v), now, step) for step, v in enumerate(values))
     for start in range(0, max(len(params), 1), 100):
-        client.log_batch(run_id, params=params[start:start + 100])
+        client.log_batch(run_id, params=params[start : start + 100])
     for start in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[start:start + 1000])
+        client.log_batch(run_id, metrics=metrics[start : start + 1000])
     if spec.dataset:
         dataset = Dataset(
-            name=spec.dataset["name"], digest=spec.dataset["digest"], source_type="local",
-            source=spec.dataset["source"], schema=spec.dataset.get("schema"),
+            name=spec.dataset["name"],
+            digest=spec.dataset["digest"],
+            source_type="local",
+            source=spec.dataset["source"],
+            schema=spec.dataset.get("schema"),
             profile=spec.dataset.get("profile"),
-        )  # fmt: skip
+        )
         context = spec.dataset.get("context", "training")
         client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
     for path, artifact_dir in spec.artifacts:
