@@ -21,7 +21,7 @@ import polars as pl
 
 from persotool.config import AttributeSpec, IngestSpec
 from persotool.data import artifacts
-from persotool.data.parsing import UTC_DTYPE, clean_id, parse_consent, parse_time, parse_value
+from persotool.data.parsing import UTC_DTYPE, by_distinct, clean_id, consent_exprs, id_expr, parse_time, value_exprs
 from persotool.data.sources import (
     SUBSTITUTE,
     PreparedText,
@@ -198,44 +198,99 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _parse(loaded: _Loaded, spec: IngestSpec, file_no: int) -> tuple[pl.DataFrame, str]:
-    """Parse one file's role columns; returns rows with `reason` (null when valid) and the time format."""
+    """Parse one file's role columns in one parallel pass; returns rows with `reason` (null when
+    valid), the raw time and value text (for reject details), and the resolved time format."""
     frame = loaded.frame
-    columns: dict[str, pl.Series] = {
-        "__file": pl.repeat(file_no, len(frame), eager=True, dtype=pl.Int32),
-        "__line": frame["__line"],
-        "user_id": clean_id(frame["user"]),
-        "item_id": clean_id(frame["item"]),
-    }
     try:
         ts, time_reason, fmt = parse_time(frame["time"], spec.columns.time_format, spec.columns.timezone)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=str(loaded.source.path)) from None
-    columns["timestamp"] = ts
+    frame = frame.with_columns(timestamp=ts, __time_reason=time_reason)
+    user, item = id_expr(pl.col("user")), id_expr(pl.col("item"))
+    exprs: dict[str, pl.Expr] = {
+        "__file": pl.lit(file_no, dtype=pl.Int32),
+        "__line": pl.col("__line"),
+        "user_id": user,
+        "item_id": item,
+        "timestamp": pl.col("timestamp"),
+    }
     reasons = [
-        pl.when(pl.col("user_id").is_null()).then(pl.lit("user_missing")),
-        pl.when(pl.col("item_id").is_null()).then(pl.lit("item_missing")),
+        pl.when(user.is_null()).then(pl.lit("user_missing")),
+        pl.when(item.is_null()).then(pl.lit("item_missing")),
         pl.col("__time_reason"),
     ]
-    columns["__time_reason"] = time_reason
     if "value" in frame.columns:
-        columns["value"], columns["__value_reason"] = parse_value(frame["value"])
-        reasons.append(pl.col("__value_reason"))
+        exprs["value"], value_reason = value_exprs(pl.col("value"))
+        reasons.append(value_reason)
     else:
-        columns["value"] = pl.repeat(None, len(frame), eager=True, dtype=pl.Float64)
+        exprs["value"] = pl.lit(None, dtype=pl.Float64)
     if "event" in frame.columns:
-        columns["event"] = clean_id(frame["event"])
-        if spec.events is not None:
-            reasons.append(pl.when(pl.col("event").is_null()).then(pl.lit("event_missing")))
-            reasons.append(pl.when(~pl.col("event").is_in(list(spec.events))).then(pl.lit("event_unknown")))
+        known = list(spec.events) if spec.events is not None else None
+
+        def events(values: pl.Series) -> pl.DataFrame:
+            event = id_expr(pl.col("e"))
+            reason = pl.lit(None, dtype=pl.String)
+            if known is not None:
+                reason = (
+                    pl.when(event.is_null())
+                    .then(pl.lit("event_missing"))
+                    .when(~event.is_in(known))
+                    .then(pl.lit("event_unknown"))
+                )
+            return pl.DataFrame({"e": values}).select(__event=event, __event_reason=reason)
+
+        frame = frame.with_columns(by_distinct(frame["event"], events))
+        exprs["event"] = pl.col("__event")
+        reasons.append(pl.col("__event_reason"))
     else:
-        columns["event"] = pl.repeat("interaction", len(frame), eager=True, dtype=pl.String)
+        exprs["event"] = pl.lit("interaction")
     if "consent" in frame.columns:
-        columns["consent"], columns["__consent_reason"] = parse_consent(frame["consent"])
+
+        def consent(values: pl.Series) -> pl.DataFrame:
+            flag, reason = consent_exprs(pl.col("c"))
+            return pl.DataFrame({"c": values}).select(__consent=flag, __consent_reason=reason)
+
+        frame = frame.with_columns(by_distinct(frame["consent"], consent))
+        exprs["consent"] = pl.col("__consent")
         reasons.append(pl.col("__consent_reason"))
-    parsed = pl.DataFrame(columns).with_columns(reason=pl.coalesce(reasons))
-    raw_cols = {"__raw_" + role: frame[role].cast(pl.String) for role in ("time", "value") if role in frame.columns}
-    parsed = parsed.with_columns(**raw_cols)
-    return parsed.drop([c for c in parsed.columns if c.endswith("_reason") and c.startswith("__")]), fmt
+    exprs["reason"] = pl.coalesce(reasons)
+    for role in ("time", "value"):
+        if role in frame.columns:
+            exprs[f"__raw_{role}"] = pl.col(role).cast(pl.String)
+    return frame.lazy().select(**exprs).collect(), fmt
+
+
+def sort_unique(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Sort by `keys` and drop exact duplicates over them.
+
+    When the dense ranks of all keys fit in 63 bits together (they usually do: users, time points,
+    items, event types, rating levels), they are packed into one integer, which sorts several times
+    faster than a multi-column sort; otherwise it falls back to that.
+    """
+    packed = None
+    bits_used = 0
+    for key in reversed(keys):
+        column = frame[key]
+        if column.null_count() == len(column):
+            continue
+        rank = column.rank("dense").cast(pl.UInt64)  # 1-based; nulls stay null
+        rank = rank.fill_null(0) if column.null_count() else rank - 1
+        bits = max(int(rank.max()).bit_length(), 1)
+        if bits_used + bits > 63:
+            packed = None
+            break
+        packed = rank if packed is None else packed + rank * (1 << bits_used)
+        bits_used += bits
+    else:
+        if packed is None:
+            return frame.head(1)
+        order = packed.arg_sort()
+        ordered = packed.gather(order)
+        keep = (ordered != ordered.shift(1)).fill_null(True)
+        return frame.gather(order).filter(keep)
+    ordered = frame.sort(keys, nulls_last=True)
+    duplicate = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys).fill_null(False)
+    return ordered.filter(~duplicate)
 
 
 def _pseudonymizer(spec: IngestSpec):
@@ -449,7 +504,7 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         counts |= {"opted_out_users": opted_out_users, "opted_out_rows": opted_out_rows}
 
         rejects = frame.filter(pl.col("reason").is_not_null())
-        frame = frame.filter(pl.col("reason").is_null())
+        frame = frame.select(pl.exclude("^__raw_.*$", "reason", "__line", "__file")).filter(frame["reason"].is_null())
         by_reason = dict(sorted(Counter(rejects["reason"].to_list()).items()))
         counts |= {"rows_rejected": len(rejects), "rejected_by_reason": by_reason}
         considered = rows_read - opted_out_rows
@@ -467,24 +522,23 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
 
         user_vocab, user_public = _vocabulary(frame["user_id"], pseudonymize)
         item_vocab, item_public = _vocabulary(frame["item_id"])
-        frame = frame.with_columns(
+        events = frame["event"].unique().drop_nulls().sort()
+        # Sort numeric codes only; the id and event strings are gathered back from the vocabularies
+        # afterwards, which is much cheaper than moving strings through a sort.
+        frame = frame.select(
             user_idx=_codes(frame["user_id"], user_vocab),
             item_idx=_codes(frame["item_id"], item_vocab),
+            timestamp=pl.col("timestamp"),
+            event_code=pl.col("event").cast(pl.Enum(events.to_list())).to_physical(),
+            value=pl.col("value"),
         )
-        if pseudonymize is not None:
-            frame = frame.with_columns(user_id=user_public.gather(frame["user_idx"]))
-
-        keys = ["user_idx", "timestamp", "item_idx", "event", "value"]
-        frame = frame.sort(keys, nulls_last=True, maintain_order=True)
-        dup = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys)
         before = len(frame)
-        frame = frame.filter(~dup.fill_null(False))
+        frame = sort_unique(frame, ["user_idx", "timestamp", "item_idx", "event_code", "value"])
         counts["duplicates_removed"] = before - len(frame)
 
-        if spec.events is not None:
-            weight = pl.col("event").replace_strict(spec.events, return_dtype=pl.Float64)
-        else:
-            weight = pl.lit(1.0)
+        event_weights = spec.events or {}
+        code_weights = pl.Series([float(event_weights.get(e, 1.0)) for e in events.to_list()], dtype=pl.Float64)
+        weight = pl.lit(code_weights).gather(pl.col("event_code"))
         below = pl.lit(False)
         if spec.relevance_threshold is not None:
             below = pl.col("value").lt(spec.relevance_threshold).fill_null(False)
@@ -493,7 +547,14 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         new_session = (pl.col("user_idx") != pl.col("user_idx").shift(1)).fill_null(True) | (
             pl.col("timestamp").dt.epoch("us").diff().fill_null(0) > gap_us
         )
-        frame = frame.with_columns(weight=weight, session_id=(new_session.cast(pl.Int64).cum_sum() - 1), __below=below)
+        frame = frame.with_columns(
+            user_id=pl.lit(user_public).gather(pl.col("user_idx")),
+            item_id=pl.lit(item_public).gather(pl.col("item_idx")),
+            event=pl.lit(events).gather(pl.col("event_code")),
+            weight=weight,
+            session_id=new_session.cast(pl.Int64).cum_sum() - 1,
+            __below=below,
+        )
         counts["below_threshold"] = int(frame["__below"].sum())
         interactions = frame.select(pl.col(name).cast(dtype) for name, dtype in INTERACTION_SCHEMA.items())
         del frame

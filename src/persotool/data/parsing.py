@@ -43,8 +43,27 @@ UTC_DTYPE = pl.Datetime("us", "UTC")
 
 def clean_id(series: pl.Series) -> pl.Series:
     """Ids as stripped strings; empty becomes null."""
-    out = series.cast(pl.String).str.strip_chars()
-    return out.set(out == "", None) if out.null_count() < len(out) else out
+    return pl.select(id_expr(pl.lit(series))).to_series()
+
+
+def by_distinct(series: pl.Series, compute) -> pl.DataFrame:
+    """Apply `compute` (Series of distinct values -> DataFrame of results, same length) once per
+    distinct value and spread the results back by dense code: for low-cardinality text columns
+    (event types, consent flags) this replaces per-row string work with two hash passes."""
+    distinct = series.unique(maintain_order=False).drop_nulls()
+    if len(distinct) * 20 > len(series):
+        return compute(series)
+    codes = series.cast(pl.Enum(distinct.to_list())).to_physical()
+    results = compute(distinct)
+    nulls = compute(pl.Series([None], dtype=series.dtype))
+    table = pl.concat([results, nulls])
+    return table[codes.fill_null(len(distinct)).cast(pl.Int64)]
+
+
+def id_expr(column: pl.Expr) -> pl.Expr:
+    """Ids as stripped strings; empty becomes null."""
+    text = column.cast(pl.String).str.strip_chars()
+    return pl.when(text != "").then(text)
 
 
 def detect_epoch_unit(values: pl.Series) -> str:
@@ -88,6 +107,21 @@ def _to_utc(parsed: pl.Series, aware: bool, timezone: str) -> pl.Series:
 
 
 def _parse_strings(raw: pl.Series, formats: list[tuple[str, bool]], timezone: str) -> pl.Series:
+    if formats is ISO_FORMATS_LIST:
+        layout = _fixed_layout(raw.drop_nulls().head(200).to_list())
+        if layout is not None:
+            length, fraction, zulu = layout
+            fast = _to_utc(_parse_fixed(raw, length, fraction), False, "UTC" if zulu else timezone)
+            failed = fast.is_null() & raw.is_not_null()
+            if not failed.any():
+                return fast
+            idx = failed.arg_true()
+            retry = _parse_strings_general(raw.gather(idx), formats, timezone)
+            return fast.scatter(idx, retry)
+    return _parse_strings_general(raw, formats, timezone)
+
+
+def _parse_strings_general(raw: pl.Series, formats: list[tuple[str, bool]], timezone: str) -> pl.Series:
     text = raw.str.strip_chars()
     if formats is ISO_FORMATS_LIST:
         text = text.str.replace(" ", "T", literal=True).str.replace(r"Z$", "+00:00")
@@ -110,6 +144,57 @@ def _parse_strings(raw: pl.Series, formats: list[tuple[str, bool]], timezone: st
 
 
 ISO_FORMATS_LIST = list(ISO_FORMATS)
+FIXED_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z?$")
+
+
+def _fixed_layout(sample: list[str]) -> tuple[int, int, bool] | None:
+    """(length, fraction digits, ends in Z) when every sampled value has one fixed ISO layout."""
+    if not sample or not all(FIXED_ISO.match(v) for v in sample):
+        return None
+    lengths = {len(v) for v in sample}
+    zulu = {v.endswith("Z") for v in sample}
+    if len(lengths) != 1 or len(zulu) != 1:
+        return None
+    length, has_z = lengths.pop(), zulu.pop()
+    return length, max(length - 20 - has_z, 0), has_z
+
+
+def _parse_fixed(raw: pl.Series, length: int, fraction: int) -> pl.Series:
+    """Parse fixed-position ISO date-times with slices and integer casts (several times faster than
+    a format-string parser); anything off the layout or off the calendar comes back null."""
+    c = pl.col("t")
+
+    def digits(start: int, n: int) -> pl.Expr:
+        return c.str.slice(start, n).cast(pl.Int32, strict=False)
+
+    parts = {
+        "y": digits(0, 4),
+        "mo": digits(5, 2),
+        "d": digits(8, 2),
+        "h": digits(11, 2),
+        "mi": digits(14, 2),
+        "s": digits(17, 2),
+        "ok": c.str.len_bytes() == length,
+    }
+    if fraction:
+        used = min(fraction, 6)
+        parts["f"] = c.str.slice(20, used).cast(pl.Int32, strict=False) * 10 ** (6 - used)
+    frame = pl.DataFrame({"t": raw}).select(**parts)
+    y, mo, d = pl.col("y"), pl.col("mo"), pl.col("d")
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    days_in_month = pl.when(mo == 2).then(28 + leap.cast(pl.Int32)).when(mo.is_in([4, 6, 9, 11])).then(30).otherwise(31)
+    valid = (
+        pl.col("ok")
+        & mo.is_between(1, 12)
+        & (d >= 1)
+        & (d <= days_in_month)
+        & (pl.col("h") < 24)
+        & (pl.col("mi") < 60)
+        & (pl.col("s") < 60)
+    )
+    micro = pl.col("f") if fraction else pl.lit(0)
+    stamp = pl.datetime(y, mo, d, pl.col("h"), pl.col("mi"), pl.col("s"), micro, time_unit="us")
+    return frame.select(pl.when(valid.fill_null(False)).then(stamp)).to_series()
 
 
 def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple[pl.Series, pl.Series, str]:
@@ -171,29 +256,35 @@ def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple
     return ts, reasons, fmt
 
 
+def value_exprs(column: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(value, reason): a present but non-numeric or non-finite value fails as `value_unparseable`."""
+    text = column.cast(pl.String).str.strip_chars()
+    number = text.cast(pl.Float64, strict=False)
+    bad = (text != "") & (number.is_null() | ~number.is_finite())
+    return pl.when(~bad).then(number), pl.when(bad).then(pl.lit("value_unparseable"))
+
+
 def parse_value(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
     """Numeric value (e.g. a rating); a present but non-numeric or non-finite value is a failure."""
-    if raw.dtype == pl.String:
-        text = raw.str.strip_chars()
-        present = text.is_not_null() & (text != "")
-        values = text.cast(pl.Float64, strict=False)
-    else:
-        present = raw.is_not_null()
-        values = raw.cast(pl.Float64, strict=False)
-    bad = present & (values.is_null() | ~values.is_finite().fill_null(False))
-    values = values.set(bad, None) if bad.any() else values
-    reasons = pl.select(pl.when(bad).then(pl.lit("value_unparseable"))).to_series()
-    return values, reasons.cast(pl.String)
+    value, reason = value_exprs(pl.col("v"))
+    out = pl.DataFrame({"v": raw}).select(value=value, reason=reason)
+    return out["value"], out["reason"]
+
+
+def consent_exprs(column: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(flag, reason): true/1/yes/opt-in... or false/0/no/opt-out...; anything else `consent_invalid`."""
+    mapping = dict.fromkeys(TRUE_WORDS, True) | dict.fromkeys(FALSE_WORDS, False)
+    flag = (
+        column.cast(pl.String)
+        .str.strip_chars()
+        .str.to_lowercase()
+        .replace_strict(mapping, default=None, return_dtype=pl.Boolean)
+    )
+    return flag, pl.when(flag.is_null()).then(pl.lit("consent_invalid"))
 
 
 def parse_consent(raw: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Consent flags: true/1/yes/opt-in... or false/0/no/opt-out...; anything else fails."""
-    if raw.dtype == pl.Boolean:
-        flags = raw
-    else:
-        text = raw.cast(pl.String).str.strip_chars().str.to_lowercase()
-        flags = pl.select(
-            pl.when(text.is_in(list(TRUE_WORDS))).then(True).when(text.is_in(list(FALSE_WORDS))).then(False)
-        ).to_series()
-    reasons = pl.select(pl.when(flags.is_null()).then(pl.lit("consent_invalid"))).to_series()
-    return flags, reasons.cast(pl.String)
+    """Consent flags as booleans, with a reason where the value is not a recognised yes/no."""
+    flag, reason = consent_exprs(pl.col("c"))
+    out = pl.DataFrame({"c": raw}).select(flag=flag, reason=reason)
+    return out["flag"], out["reason"]

@@ -130,7 +130,29 @@ def identify(path: Path, fmt: str = "auto") -> Source:
     return Source(path=path, format=fmt, compression=actual_comp, size=size)
 
 
-def _raw_blocks(source: Source, digest: hashlib._Hash) -> Iterator[bytes]:
+class _BackgroundDigest:
+    """sha256 fed from a worker thread: hashlib releases the GIL, so hashing overlaps the checks."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._digest = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending = []
+
+    def update(self, block: bytes) -> None:
+        self._pending.append(self._pool.submit(self._digest.update, block))
+        if len(self._pending) > 4:
+            self._pending.pop(0).result()
+
+    def hexdigest(self) -> str:
+        for future in self._pending:
+            future.result()
+        self._pool.shutdown()
+        return self._digest.hexdigest()
+
+
+def _raw_blocks(source: Source, digest) -> Iterator[bytes]:
     """Decompressed bytes of a source in chunks, hashing the raw bytes on the way."""
     where = str(source.path)
     with open(source.path, "rb") as raw:
@@ -201,6 +223,85 @@ def _split_header(line: str, delimiter: str, quote: str | None) -> list[str]:
     return line.split(delimiter)
 
 
+def _fast_prepare(
+    source: Source, *, delimiter: str | None, header: bool, columns: list[str] | None, quote: str | None
+) -> PreparedText | None:
+    """The common case in one copy-free pass over raw chunks: a plain UTF-8 file whose delimiter
+    count says every line has the same number of fields. Returns None whenever anything needs a
+    closer look; the aligned pass in `prepare_text` then finds the line to report."""
+    if source.compression is not None:
+        return None
+    with open(source.path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return None
+    first_line = head.removeprefix(codecs.BOM_UTF8).split(b"\n", 1)[0].rstrip(b"\r")
+    is_csv = source.format == "csv"
+    header_names = None
+    expected = None
+    if is_csv:
+        if delimiter is None and source.path.suffix.lower() in (".tsv", ".tab"):
+            delimiter = "\t"
+        text = first_line.decode("utf-8", errors="replace")
+        delimiter = delimiter or sniff_delimiter(text)
+        if len(delimiter) > 1:
+            return None
+        if header:
+            header_names = _split_header(text, delimiter, quote)
+            expected = len(header_names)
+        elif columns:
+            expected = len(columns)
+    sep = delimiter.encode() if is_csv else b""
+    quote_byte = quote.encode() if quote else None
+    digest = _BackgroundDigest()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines = seps = 0
+    quoted = False
+    blank = False
+    previous_last = b"\n"
+    with open(source.path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            if chunk.find(b"\x00") >= 0:
+                return None
+            if not chunk.isascii():
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    return None
+            newlines += chunk.count(b"\n")
+            if is_csv and expected and expected > 1:
+                seps += chunk.count(sep)
+                quoted = quoted or (quote_byte is not None and quote_byte in chunk)
+            if not (is_csv and expected and expected > 1) or quoted:
+                blank = (
+                    blank
+                    or b"\n\n" in chunk
+                    or b"\n\r\n" in chunk
+                    or (previous_last == b"\n" and chunk.startswith((b"\n", b"\r\n")))
+                )
+            previous_last = chunk[-1:]
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return None
+    lines = newlines + (0 if previous_last == b"\n" else 1)
+    if blank or lines == 0 or (header and lines <= 1):
+        return None
+    if is_csv and expected and expected > 1 and not quoted and seps != lines * (expected - 1):
+        return None
+    source.sha256 = digest.hexdigest()
+    return PreparedText(
+        path=source.path,
+        delimiter=delimiter or ",",
+        original_delimiter=delimiter or ",",
+        header=header_names,
+        lines=lines,
+        has_quotes=quoted,
+        blank_lines=[],
+    )
+
+
 def prepare_text(
     source: Source,
     workdir: Path,
@@ -211,8 +312,11 @@ def prepare_text(
     quote: str | None,
 ) -> PreparedText:
     """Check a CSV or JSON Lines source line by line (vectorised) and make it readable by polars."""
+    fast = _fast_prepare(source, delimiter=delimiter, header=header, columns=columns, quote=quote)
+    if fast is not None:
+        return fast
     where = str(source.path)
-    digest = hashlib.sha256()
+    digest = _BackgroundDigest()
     is_csv = source.format == "csv"
     if is_csv and delimiter is None and source.path.suffix.lower() in (".tsv", ".tab"):
         delimiter = "\t"
@@ -289,36 +393,30 @@ def prepare_text(
                     "contains byte 0x1f, which persotool needs to read a multi-character delimiter",
                 )
             block = block.replace(delimiter.encode(), SUBSTITUTE)
-        arr = np.frombuffer(block, dtype=np.uint8)
-        ends = np.flatnonzero(arr == 10)
-        if final and (len(block) == 0 or block[-1:] != b"\n"):
-            ends = np.append(ends, len(block))
-        starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else np.zeros(0, dtype=np.int64)
-        lengths = ends - starts
-        cr = np.zeros(len(ends), dtype=bool)
-        if len(ends):
-            nonempty = lengths > 0
-            cr[nonempty] = arr[ends[nonempty] - 1] == 13
-        blank = (lengths - cr) == 0
-        blank_idx = np.flatnonzero(blank)
-        if len(blank_idx):
-            blank_lines.extend((lines_before + blank_idx + 1).tolist())
-        if is_csv and expected_fields is not None:
-            has_q = quote_byte is not None and quote_byte in block
-            has_quotes = has_quotes or has_q
-            if not has_q and len(ends):
-                seps = np.flatnonzero(arr == sep_byte[0])
-                fields = np.searchsorted(seps, ends) - np.searchsorted(seps, starts) + 1
-                bad = np.flatnonzero((fields != expected_fields) & ~blank)
-                if len(bad):
-                    j = int(bad[0])
-                    what = "the header" if header else "--columns"
-                    raise fail(
-                        lines_before + j + 1,
-                        f"has {int(fields[j])} fields, expected {expected_fields} as in {what} "
-                        f"(delimiter {delimiter!r}); the file has ragged rows",
-                    )
-        lines_before += len(ends)
+        n_lines = block.count(b"\n") + (1 if final and block and block[-1:] != b"\n" else 0)
+        # Fast path: C-speed counts over the whole block. The per-line scan below runs only when
+        # there may be blank lines or when the delimiter count disagrees with a rectangular file.
+        maybe_blank = block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block
+        check_fields = is_csv and expected_fields is not None
+        has_q = check_fields and quote_byte is not None and quote_byte in block
+        has_quotes = has_quotes or has_q
+        rectangular = not check_fields or has_q or block.count(sep_byte) == n_lines * (expected_fields - 1)
+        if maybe_blank or not rectangular:
+            _scan_lines(
+                block,
+                final,
+                lines_before,
+                blank_lines,
+                expected_fields if check_fields and not has_q else None,
+                sep_byte,
+                lambda line, found: fail(
+                    line,
+                    f"has {found} fields, expected {expected_fields} as in "
+                    f"{'the header' if header else '--columns'} (delimiter {delimiter!r}); "
+                    "the file has ragged rows",
+                ),
+            )
+        lines_before += n_lines
         if out_handle is not None:
             out_handle.write(block)
             if final and block and block[-1:] != b"\n":
@@ -355,6 +453,40 @@ def prepare_text(
         has_quotes=has_quotes,
         blank_lines=blank_lines,
     )
+
+
+def _scan_lines(
+    block: bytes,
+    final: bool,
+    lines_before: int,
+    blank_lines: list[int],
+    expected_fields: int | None,
+    sep_byte: bytes,
+    ragged,
+) -> None:
+    """Per-line pass (numpy): record blank lines and raise `ragged(line, fields)` on the first line
+    whose field count differs from `expected_fields`."""
+    arr = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    if final and (len(block) == 0 or block[-1:] != b"\n"):
+        ends = np.append(ends, len(block))
+    if not len(ends):
+        return
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts
+    cr = np.zeros(len(ends), dtype=bool)
+    nonempty = lengths > 0
+    cr[nonempty] = arr[ends[nonempty] - 1] == 13
+    blank = (lengths - cr) == 0
+    blank_lines.extend((lines_before + np.flatnonzero(blank) + 1).tolist())
+    if expected_fields is None:
+        return
+    seps = np.flatnonzero(arr == sep_byte[0])
+    fields = np.searchsorted(seps, ends) - np.searchsorted(seps, starts) + 1
+    bad = np.flatnonzero((fields != expected_fields) & ~blank)
+    if len(bad):
+        j = int(bad[0])
+        raise ragged(lines_before + j + 1, int(fields[j]))
 
 
 def read_lines(path: Path, line_numbers: list[int], limit: int = 1000) -> dict[int, str]:

@@ -1,0 +1,130 @@
+"""Ingest benchmark: persotool ingest against a bare polars read+write (the floor) and a pandas
+pipeline, on the same 20M-row synthetic CSV, in one run. Each variant runs in its own process so
+its peak RSS is its own. Results: benchmarks/results/ingest.json (quoted in the README).
+
+    python benchmarks/ingest.py [--rows 20000000] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+RESULTS = HERE / "results" / "ingest.json"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_log(rows: int) -> Path:
+    """A synthetic e-commerce log with ISO timestamps (cached between runs)."""
+    folder = DATA / f"synth-{rows}"
+    if (folder / "events.csv").is_file():
+        return folder
+    from persotool.data.synth import SynthConfig, write
+
+    cfg = SynthConfig(users=max(rows // 200, 100), items=max(rows // 2000, 100), events=rows, days=180, seed=1)
+    write(cfg, folder, force=True)
+    return folder
+
+
+def variant_persotool(folder: Path, out: Path) -> dict:
+    from persotool.config import IngestSpec, load_toml
+    from persotool.data.ingest import ingest
+
+    spec = IngestSpec.model_validate(load_toml(folder / "schema.toml"))
+    manifest = ingest(spec, [str(folder / "events.csv")], out / "dataset", force=True)
+    return {"rows_out": manifest["counts"]["rows_kept"]}
+
+
+def variant_polars_floor(folder: Path, out: Path) -> dict:
+    import polars as pl
+
+    frame = pl.read_csv(folder / "events.csv")
+    frame.write_parquet(out / "floor.parquet")
+    return {"rows_out": len(frame)}
+
+
+def variant_pandas(folder: Path, out: Path) -> dict:
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "events.csv")
+    frame = frame.drop_duplicates()
+    frame.to_parquet(out / "pandas.parquet")
+    return {"rows_out": len(frame)}
+
+
+VARIANTS = {"persotool": variant_persotool, "polars_floor": variant_polars_floor, "pandas": variant_pandas}
+
+
+def child(name: str, folder: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    info = VARIANTS[name](folder, out)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), **info}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=20_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the generated log for the next run")
+    parser.add_argument("--child", choices=list(VARIANTS))
+    parser.add_argument("--folder", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.folder, args.out)
+        return
+    folder = make_log(args.rows)
+    log = folder / "events.csv"
+    rows = sum(1 for _ in open(log, "rb")) - 1
+    out = DATA / "out"
+    measured = {}
+    for name in ("polars_floor", "persotool", "pandas"):
+        shutil.rmtree(out, ignore_errors=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--folder", str(folder), "--out", str(out)],
+            capture_output=True, text=True, check=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        )
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result["rows_per_second"] = rows / result["seconds"]
+        measured[name] = result
+        print(f"{name:13s} {result['seconds']:7.2f} s  {result['rows_per_second'] / 1e6:6.2f} M rows/s  "
+              f"peak RSS {result['peak_rss_mb']:7.0f} MB", flush=True)
+    shutil.rmtree(out, ignore_errors=True)
+    report = {
+        "rows": rows,
+        "csv_bytes": log.stat().st_size,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "variants": measured,
+        "ratio_to_floor": measured["persotool"]["seconds"] / measured["polars_floor"]["seconds"],
+        "speedup_vs_pandas": measured["pandas"]["seconds"] / measured["persotool"]["seconds"],
+        "targets": {"ratio_to_floor_max": 3.0, "speedup_vs_pandas_min": 2.0, "peak_rss_mb_max": 4096},
+    }
+    report["meets_targets"] = (
+        report["ratio_to_floor"] <= 3.0
+        and report["speedup_vs_pandas"] >= 2.0
+        and measured["persotool"]["peak_rss_mb"] <= 4096
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"ratio to floor {report['ratio_to_floor']:.2f}x, speed-up vs pandas {report['speedup_vs_pandas']:.2f}x "
+          f"-> {RESULTS.relative_to(HERE.parent)}")
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
