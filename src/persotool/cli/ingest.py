@@ -214,6 +214,7 @@ def _track(tracking, manifest: dict, out: Path) -> str | None:
     metrics = {k: v for k, v in counts.items() if isinstance(v, int | float)}
     metrics |= {f"rejected.{k}": v for k, v in counts["rejected_by_reason"].items()}
     metrics["seconds"] = manifest["seconds"]
+    metrics |= {f"seconds.{phase}": value for phase, value in manifest.get("phase_seconds", {}).items()}
     with tempfile.TemporaryDirectory() as tmp:
         plot = Path(tmp) / "overview.png"
         plot_overview(out, plot)

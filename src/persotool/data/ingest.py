@@ -12,6 +12,7 @@ import hmac
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,20 +22,25 @@ import polars as pl
 
 from persotool.config import AttributeSpec, IngestSpec
 from persotool.data import artifacts
-from persotool.data.parsing import UTC_DTYPE, by_distinct, clean_id, consent_exprs, id_expr, parse_time, value_exprs
+from persotool.data.parsing import UTC_DTYPE, clean_id, consent_exprs, id_expr, parse_time, value_exprs
 from persotool.data.sources import (
     SUBSTITUTE,
     PreparedText,
     Source,
     discover,
     identify,
+    inspect_head,
     prepare_text,
     read_lines,
+    verify_bytes,
 )
 from persotool.errors import ConfigError, DataError
 
 ROLES = ("user", "item", "time", "event", "value", "consent")
-REASON_TEXT = {
+# Roles read as Categorical: their cleaning and parsing runs once per distinct value, and rows carry
+# only integer codes through filtering, deduplication and sorting.
+CODED_ROLES = ("user", "item", "event", "value", "consent")
+REASON_TEXT = {  # in the order rows are checked; a row is rejected for the first that applies
     "user_missing": "user id is missing",
     "item_missing": "item id is missing",
     "timestamp_missing": "timestamp is missing",
@@ -45,6 +51,7 @@ REASON_TEXT = {
     "event_unknown": "event is not in the event-weight map",
     "consent_invalid": "consent is not a yes/no value",
 }
+REASONS = list(REASON_TEXT)
 INTERACTION_SCHEMA = {
     "user_idx": pl.Int32,
     "item_idx": pl.Int32,
@@ -57,6 +64,19 @@ INTERACTION_SCHEMA = {
     "session_id": pl.Int64,
 }
 REJECT_SCHEMA = {"source": pl.String, "line": pl.Int64, "reason": pl.String, "detail": pl.String, "raw": pl.String}
+
+
+class _Phases:
+    """Wall-clock seconds per phase of a run, recorded in the manifest and as MLflow metrics."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self._last, 3)
+        self._last = now
 
 
 @dataclass
@@ -105,13 +125,30 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
         return _Loaded(source, frame, None, 0)
 
     src = spec.source
-    prepared = prepare_text(
-        source, workdir, delimiter=src.delimiter, header=src.header, columns=src.columns, quote=src.quote
-    )
+    options = {"delimiter": src.delimiter, "header": src.header, "columns": src.columns, "quote": src.quote}
+    if source.format == "csv":
+        head = inspect_head(source, **options)
+        if head is not None:
+            # Parse while another thread checks the bytes; keep the result only if they pass.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                verified = pool.submit(verify_bytes, source, head, header=src.header, quote=src.quote)
+                try:
+                    frame = _read_csv(source, head, spec, mapping)
+                except DataError:
+                    frame = None
+                if verified.result() and frame is not None:
+                    return _Loaded(source, frame, head, 0)
+    prepared = prepare_text(source, workdir, **options)
     if source.format == "jsonl":
         frame = _read_jsonl(source, prepared, mapping)
         return _Loaded(source, frame, prepared, len(prepared.blank_lines))
+    return _Loaded(source, _read_csv(source, prepared, spec, mapping), prepared, len(prepared.blank_lines))
 
+
+def _read_csv(source: Source, prepared: PreparedText, spec: IngestSpec, mapping: dict[str, str]) -> pl.DataFrame:
+    """The mapped columns of a checked CSV file: ids, events, values and consent as Categorical."""
+    src = spec.source
+    where = str(source.path)
     names = prepared.header if src.header else list(src.columns or [])
     index_of: dict[str, int] = {}
     for column in mapping.values():
@@ -131,6 +168,11 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
             truncate_ragged_lines=False,
             raise_if_empty=True,
             row_index_name="__row",
+            schema_overrides={
+                f"c{index_of[col]}": pl.Categorical
+                for role, col in mapping.items()
+                if role in CODED_ROLES and index_of[col] != index_of[mapping["time"]]
+            },
         )
     except pl.exceptions.NoDataError:
         raise DataError("has no data rows", where=where) from None
@@ -146,7 +188,7 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
     # Blank lines come back as all-null rows: count them, do not reject them.
     if prepared.blank_lines:
         frame = frame.filter(~pl.col("__line").is_in(prepared.blank_lines))
-    return _Loaded(source, frame, prepared, len(prepared.blank_lines))
+    return frame
 
 
 def _read_jsonl(source: Source, prepared: PreparedText, mapping: dict[str, str]) -> pl.DataFrame:
@@ -197,100 +239,205 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _parse(loaded: _Loaded, spec: IngestSpec, file_no: int) -> tuple[pl.DataFrame, str]:
-    """Parse one file's role columns in one parallel pass; returns rows with `reason` (null when
-    valid), the raw time and value text (for reject details), and the resolved time format."""
+def _with_time(loaded: _Loaded, spec: IngestSpec, file_no: int) -> tuple[pl.DataFrame, str]:
+    """One file's rows with parsed UTC timestamps; coded roles become Categorical whatever the format."""
     frame = loaded.frame
     try:
         ts, time_reason, fmt = parse_time(frame["time"], spec.columns.time_format, spec.columns.timezone)
     except ConfigError as exc:
         raise ConfigError(exc.message, where=str(loaded.source.path)) from None
-    frame = frame.with_columns(timestamp=ts, __time_reason=time_reason)
-    user, item = id_expr(pl.col("user")), id_expr(pl.col("item"))
-    exprs: dict[str, pl.Expr] = {
-        "__file": pl.lit(file_no, dtype=pl.Int32),
-        "__line": pl.col("__line"),
-        "user_id": user,
-        "item_id": item,
-        "timestamp": pl.col("timestamp"),
+    coded = {
+        role: pl.col(role)
+        if frame.schema[role] == pl.Categorical
+        else pl.col(role).cast(pl.String).cast(pl.Categorical)
+        for role in CODED_ROLES
+        if role in frame.columns
     }
-    reasons = [
-        pl.when(user.is_null()).then(pl.lit("user_missing")),
-        pl.when(item.is_null()).then(pl.lit("item_missing")),
-        pl.col("__time_reason"),
+    return frame.select(
+        pl.lit(file_no, dtype=pl.Int32).alias("__file"),
+        pl.col("__line"),
+        **coded,
+        timestamp=ts,
+        __time_reason=time_reason,
+        __raw_time=pl.col("time").cast(pl.String),
+    ), fmt
+
+
+def _reason_codes(reasons: pl.Series) -> np.ndarray:
+    """Reason names -> uint8 codes (0 = no reason, i + 1 = REASONS[i])."""
+    if reasons.null_count() == len(reasons):
+        return np.zeros(len(reasons), dtype=np.uint8)
+    mapping = {name: code for code, name in enumerate(REASONS, start=1)}
+    return reasons.replace_strict(mapping, default=0, return_dtype=pl.UInt8).to_numpy()
+
+
+def _per_distinct(column: pl.Series, compute) -> dict[str, np.ndarray]:
+    """Run `compute` (distinct values as text -> DataFrame of the same height) once per distinct
+    value of a Categorical column, then spread each result column to every row with one numpy
+    `take`. Nulls get what `compute` gives for a null. Results come back as sentinel-coded arrays:
+    -1 for missing integers and booleans (booleans as int8), NaN for missing floats, and uint8
+    codes for `*reason` columns."""
+    distinct = column.unique().drop_nulls()
+    codes = distinct.to_physical().to_numpy()
+    table = pl.concat([compute(distinct.cast(pl.String)), compute(pl.Series([None], dtype=pl.String))])
+    size = int(codes.max()) + 1 if len(codes) else 0
+    position = np.full(size + 1, len(distinct), dtype=np.int32)
+    position[codes] = np.arange(len(distinct), dtype=np.int32)
+    rows = position[column.to_physical().fill_null(size).to_numpy()]
+    out = {}
+    for name, result in zip(table.columns, table.iter_columns(), strict=True):
+        if name.endswith("reason"):
+            lookup = _reason_codes(result)
+        elif result.dtype == pl.Boolean:
+            lookup = result.cast(pl.Int8).fill_null(-1).to_numpy()
+        elif result.dtype.is_float():
+            lookup = result.fill_null(float("nan")).to_numpy()
+        else:
+            lookup = result.fill_null(-1).to_numpy()
+        out[name] = lookup[rows]
+    return out
+
+
+def _sorted_ids(ids: pl.Series) -> pl.Series:
+    """Distinct ids in a stable order: numerically when all are integers, else as text."""
+    as_int = ids.cast(pl.Int64, strict=False)
+    return ids.gather(as_int.arg_sort()) if as_int.null_count() == 0 else ids.sort()
+
+
+@dataclass
+class _Coded:
+    """Every row as primitive arrays: provisional user/item codes (-1 missing), event code, value
+    (NaN when absent), consent (-1/0/1) and the uint8 code of the first reason to reject it."""
+
+    user: np.ndarray
+    item: np.ndarray
+    event: np.ndarray
+    value: np.ndarray
+    consent: np.ndarray | None
+    reason: np.ndarray
+    users: pl.Series  # cleaned user ids, indexed by provisional code
+    items: pl.Series
+    events: pl.Series  # cleaned event names, indexed by event code
+
+
+def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
+    """Clean ids and parse values, events and consent once per distinct value; give every row
+    integer codes and the first reason (if any) it must be rejected for."""
+    n = len(frame)
+
+    def ids(values: pl.Series) -> pl.DataFrame:
+        return pl.DataFrame({"v": values}).select(id=id_expr(pl.col("v")))
+
+    vocab: dict[str, pl.Series] = {}
+    coded: dict[str, np.ndarray] = {}
+    for role in ("user", "item"):
+        distinct = frame[role].unique().drop_nulls().cast(pl.String)
+        ordered = _sorted_ids(ids(distinct)["id"].unique().drop_nulls())
+        index = pl.DataFrame({"id": ordered, "code": pl.int_range(len(ordered), eager=True, dtype=pl.Int32)})
+
+        def to_code(values: pl.Series, index: pl.DataFrame = index) -> pl.DataFrame:
+            return ids(values).join(index, on="id", how="left", maintain_order="left").select("code")
+
+        coded[role] = _per_distinct(frame[role], to_code)["code"]
+        vocab[role] = ordered
+    checks = [
+        np.where(coded["user"] < 0, REASONS.index("user_missing") + 1, 0).astype(np.uint8),
+        np.where(coded["item"] < 0, REASONS.index("item_missing") + 1, 0).astype(np.uint8),
+        _reason_codes(frame["__time_reason"]),
     ]
+    value = np.full(n, np.nan)
     if "value" in frame.columns:
-        exprs["value"], value_reason = value_exprs(pl.col("value"))
-        reasons.append(value_reason)
-    else:
-        exprs["value"] = pl.lit(None, dtype=pl.Float64)
+
+        def values(raw: pl.Series) -> pl.DataFrame:
+            parsed, reason = value_exprs(pl.col("v"))
+            return pl.DataFrame({"v": raw}).select(value=parsed, reason=reason)
+
+        parsed = _per_distinct(frame["value"], values)
+        value = parsed["value"]
+        checks.append(parsed["reason"])
+    events = pl.Series(["interaction"], dtype=pl.String)
+    event = np.zeros(n, dtype=np.int32)
     if "event" in frame.columns:
+        names = ids(frame["event"].unique().drop_nulls().cast(pl.String))["id"].unique().drop_nulls().sort()
+        events = names if len(names) else events
         known = list(spec.events) if spec.events is not None else None
 
-        def events(values: pl.Series) -> pl.DataFrame:
-            event = id_expr(pl.col("e"))
+        def event_codes(raw: pl.Series) -> pl.DataFrame:
+            name = id_expr(pl.col("e"))
             reason = pl.lit(None, dtype=pl.String)
             if known is not None:
                 reason = (
-                    pl.when(event.is_null())
+                    pl.when(name.is_null())
                     .then(pl.lit("event_missing"))
-                    .when(~event.is_in(known))
+                    .when(~name.is_in(known))
                     .then(pl.lit("event_unknown"))
                 )
-            return pl.DataFrame({"e": values}).select(__event=event, __event_reason=reason)
+            code = name.replace_strict(events.to_list(), list(range(len(events))), default=None, return_dtype=pl.Int32)
+            return pl.DataFrame({"e": raw}).select(code=code, reason=reason)
 
-        frame = frame.with_columns(by_distinct(frame["event"], events))
-        exprs["event"] = pl.col("__event")
-        reasons.append(pl.col("__event_reason"))
-    else:
-        exprs["event"] = pl.lit("interaction")
+        parsed = _per_distinct(frame["event"], event_codes)
+        event = parsed["code"]
+        checks.append(parsed["reason"])
+    consent = None
     if "consent" in frame.columns:
 
-        def consent(values: pl.Series) -> pl.DataFrame:
+        def flags(raw: pl.Series) -> pl.DataFrame:
             flag, reason = consent_exprs(pl.col("c"))
-            return pl.DataFrame({"c": values}).select(__consent=flag, __consent_reason=reason)
+            return pl.DataFrame({"c": raw}).select(flag=flag, reason=reason)
 
-        frame = frame.with_columns(by_distinct(frame["consent"], consent))
-        exprs["consent"] = pl.col("__consent")
-        reasons.append(pl.col("__consent_reason"))
-    exprs["reason"] = pl.coalesce(reasons)
-    for role in ("time", "value"):
-        if role in frame.columns:
-            exprs[f"__raw_{role}"] = pl.col(role).cast(pl.String)
-    return frame.lazy().select(**exprs).collect(), fmt
+        parsed = _per_distinct(frame["consent"], flags)
+        consent = parsed["flag"]
+        checks.append(parsed["reason"])
+    # Reasons in REASONS order: the first check that fails names the row's reason.
+    reason = np.zeros(n, dtype=np.uint8)
+    for check in reversed(checks):
+        reason = np.where(check != 0, check, reason)
+    return _Coded(coded["user"], coded["item"], event, value, consent, reason, vocab["user"], vocab["item"], events)
 
 
-def sort_unique(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Sort by `keys` and drop exact duplicates over them.
+def sort_unique(frame: pl.DataFrame, keys: list[str], dense: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Sort `frame` (whose columns are all keys) by `keys` and drop exact duplicates.
 
-    When the dense ranks of all keys fit in 63 bits together (they usually do: users, time points,
-    items, event types, rating levels), they are packed into one integer, which sorts several times
-    faster than a multi-column sort; otherwise it falls back to that.
+    When the dense ranks of all keys fit in 64 bits together (they usually do: users, time points,
+    items, event types, rating levels), they are packed into one integer: one single-column sort,
+    and the sorted columns are decoded back from the sorted integers with shifts and masks instead
+    of being gathered row by row. Otherwise it falls back to a multi-column sort. Keys named in
+    `dense` are already codes 0..n-1 without nulls and need no ranking.
     """
-    packed = None
-    bits_used = 0
+    packed = np.zeros(len(frame), dtype=np.uint64)
+    layout = []  # (key, offset, bits, sorted distinct values or None for dense codes)
+    offset = 0
     for key in reversed(keys):
         column = frame[key]
-        if column.null_count() == len(column):
-            continue
-        rank = column.rank("dense").cast(pl.UInt64)  # 1-based; nulls stay null
-        rank = rank.fill_null(0) if column.null_count() else rank - 1
-        bits = max(int(rank.max()).bit_length(), 1)
-        if bits_used + bits > 63:
-            packed = None
-            break
-        packed = rank if packed is None else packed + rank * (1 << bits_used)
-        bits_used += bits
-    else:
-        if packed is None:
-            return frame.head(1)
-        order = packed.arg_sort()
-        ordered = packed.gather(order)
-        keep = (ordered != ordered.shift(1)).fill_null(True)
-        return frame.gather(order).filter(keep)
-    ordered = frame.sort(keys, nulls_last=True)
-    duplicate = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys).fill_null(False)
-    return ordered.filter(~duplicate)
+        if key in dense:
+            rank, values = column.to_numpy().astype(np.uint64), None
+        else:
+            # dense rank, 1-based with 0 for null; `values[rank]` gives the value back
+            distinct = column.unique().drop_nulls().sort()
+            values = pl.concat([pl.Series([None], dtype=column.dtype), distinct])
+            rank = column.rank("dense").fill_null(0).to_numpy().astype(np.uint64)
+            if not column.null_count():
+                rank += np.uint64(0)  # rank("dense") is already 1-based
+        bits = max(int(rank.max()).bit_length(), 1) if len(rank) else 1
+        if offset + bits > 64:
+            ordered = frame.sort(keys, nulls_last=True)
+            duplicate = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys).fill_null(False)
+            return ordered.filter(~duplicate)
+        packed |= rank << np.uint64(offset)
+        layout.append((key, offset, bits, values))
+        offset += bits
+    ordered = packed[pl.Series(packed).arg_sort().to_numpy()]
+    keep = np.ones(len(ordered), dtype=bool)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    ordered = ordered[keep]
+    columns = {}
+    for key, shift, bits, values in layout:
+        codes = (ordered >> np.uint64(shift)) & np.uint64((1 << bits) - 1)
+        if values is None:
+            columns[key] = pl.Series(key, codes, dtype=frame.schema[key])
+        else:
+            columns[key] = values.gather(pl.Series(codes.astype(np.int64))).alias(key)
+    return pl.DataFrame([columns[key] for key in frame.columns])
 
 
 def _pseudonymizer(spec: IngestSpec):
@@ -306,22 +453,6 @@ def _pseudonymizer(spec: IngestSpec):
         return [hmac.new(key_bytes, i.encode(), hashlib.sha256).hexdigest()[:32] for i in ids]
 
     return apply
-
-
-def _vocabulary(ids: pl.Series, pseudonymize=None) -> tuple[pl.Series, pl.Series]:
-    """Sorted unique raw ids (numerically when all are integers) and their public ids, same order."""
-    unique = ids.unique()
-    as_int = unique.cast(pl.Int64, strict=False)
-    unique = unique.gather(as_int.arg_sort()) if as_int.null_count() == 0 else unique.sort()
-    if pseudonymize is None:
-        return unique, unique
-    public = pl.Series(pseudonymize(unique.to_list()), dtype=pl.String)
-    order = public.arg_sort()
-    return unique.gather(order), public.gather(order)
-
-
-def _codes(ids: pl.Series, vocab: pl.Series) -> pl.Series:
-    return ids.cast(pl.Enum(vocab.to_list())).to_physical().cast(pl.Int32)
 
 
 def _reject_details(rejects: pl.DataFrame, fmt_by_file: dict[int, str]) -> pl.Series:
@@ -475,6 +606,7 @@ def _attributes(
 def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = False) -> dict[str, Any]:
     """Ingest raw logs into `out`; return the manifest (also written as `out/manifest.json`)."""
     started = time.perf_counter()
+    phases = _Phases()
     paths = discover(sources)
     pseudonymize = _pseudonymizer(spec) if spec.pseudonymize else None
     with artifacts.atomic_directory(out, force=force) as tmp:
@@ -482,59 +614,113 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         work.mkdir()
         files = [identify(p, spec.source.format) for p in paths]
         loaded = [_load_source(s, spec, work) for s in files]
-        parsed_parts, fmt_by_file = [], {}
+        phases.mark("read")
+        parts, fmt_by_file = [], {}
         for number, item in enumerate(loaded):
-            part, fmt = _parse(item, spec, number)
-            parsed_parts.append(part)
-            fmt_by_file[number] = fmt
-        frame = pl.concat(parsed_parts, how="diagonal_relaxed")
-        del parsed_parts
-        rows_read = len(frame)
+            part, fmt_by_file[number] = _with_time(item, spec, number)
+            parts.append(part)
+        raw = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+        del parts
+        phases.mark("parse_time")
+        coded = _encode(raw, spec)
+        phases.mark("encode")
+        rows_read = len(raw)
         blank_lines = sum(item.blank_lines for item in loaded)
         counts: dict[str, Any] = {"rows_read": rows_read, "blank_lines": blank_lines}
 
         # Consent: a user who opted out anywhere is removed everywhere, rejects included.
-        opted_out_users = opted_out_rows = 0
-        if "consent" in frame.columns:
-            out_users = frame.filter(pl.col("consent").eq(False) & pl.col("user_id").is_not_null())["user_id"].unique()
-            opted_out_users = len(out_users)
-            gone = pl.col("user_id").is_in(out_users.implode()).fill_null(False)
-            opted_out_rows = int(frame.select(gone.sum()).item())
-            frame = frame.filter(~gone)
+        gone = np.zeros(rows_read, dtype=bool)
+        opted_out_users = 0
+        if coded.consent is not None:
+            refused = np.unique(coded.user[(coded.consent == 0) & (coded.user >= 0)])
+            opted_out_users = len(refused)
+            if opted_out_users:
+                refused_mask = np.zeros(len(coded.users), dtype=bool)
+                refused_mask[refused] = True
+                gone = (coded.user >= 0) & refused_mask[np.maximum(coded.user, 0)]
+        opted_out_rows = int(gone.sum())
         counts |= {"opted_out_users": opted_out_users, "opted_out_rows": opted_out_rows}
 
-        rejects = frame.filter(pl.col("reason").is_not_null())
-        frame = frame.select(pl.exclude("^__raw_.*$", "reason", "__line", "__file")).filter(frame["reason"].is_null())
+        rejected = (coded.reason != 0) & ~gone
+        reject_rows = np.flatnonzero(rejected)
+        rejects = pl.DataFrame(schema={"__file": pl.Int32, "__line": pl.Int64, "reason": pl.String})
+        if len(reject_rows):
+            picked = raw[reject_rows]
+            rejects = picked.select(
+                "__file",
+                "__line",
+                "__raw_time",
+                reason=pl.Series([REASONS[c - 1] for c in coded.reason[reject_rows].tolist()], dtype=pl.String),
+                user_id=pl.col("user").cast(pl.String).str.strip_chars(),
+                item_id=pl.col("item").cast(pl.String).str.strip_chars(),
+                **({"__raw_value": pl.col("value").cast(pl.String)} if "value" in picked.columns else {}),
+            )
+        kept = ~rejected & ~gone
+        frame = pl.DataFrame(
+            {
+                "user": coded.user[kept],
+                "item": coded.item[kept],
+                "timestamp": raw["timestamp"].filter(pl.Series(kept)),
+                "event": coded.event[kept],
+                "value": pl.Series(coded.value[kept]).fill_nan(None),
+            }
+        )
+        del raw
         by_reason = dict(sorted(Counter(rejects["reason"].to_list()).items()))
         counts |= {"rows_rejected": len(rejects), "rejected_by_reason": by_reason}
         considered = rows_read - opted_out_rows
         if len(rejects) and (len(frame) == 0 or len(rejects) > spec.max_reject_rate * considered):
-            first = rejects.sort(["__file", "__line"]).row(0, named=True)
-            detail = _reject_details(rejects.sort(["__file", "__line"]).head(1), fmt_by_file)[0]
+            first = rejects.sort(["__file", "__line"]).head(1)
+            detail = _reject_details(first, fmt_by_file)[0]
             share = len(rejects) / max(considered, 1)
             raise DataError(
                 f"{detail}; {len(rejects)} of {considered} rows rejected ({share:.0%}), more than "
                 f"--max-reject-rate {spec.max_reject_rate:g} allows: {_summary(by_reason)}",
-                where=f"{files[first['__file']].path}:{first['__line']}",
+                where=f"{files[first['__file'][0]].path}:{first['__line'][0]}",
             )
         if len(frame) == 0:
             raise DataError("no rows left after removing opted-out users", where=str(files[0].path))
 
-        user_vocab, user_public = _vocabulary(frame["user_id"], pseudonymize)
-        item_vocab, item_public = _vocabulary(frame["item_id"])
-        events = frame["event"].unique().drop_nulls().sort()
-        # Sort numeric codes only; the id and event strings are gathered back from the vocabularies
-        # afterwards, which is much cheaper than moving strings through a sort.
+        phases.mark("reject")
+        # Final dense codes: only users and items that kept at least one row.
+        user_codes = frame["user"].unique().sort()
+        user_vocab = coded.users.gather(user_codes)
+        user_public = user_vocab
+        if pseudonymize is not None:
+            public = pl.Series(pseudonymize(user_vocab.to_list()), dtype=pl.String)
+            order = public.arg_sort()
+            user_codes, user_vocab, user_public = (
+                user_codes.gather(order),
+                user_vocab.gather(order),
+                public.gather(order),
+            )
+        item_codes = frame["item"].unique().sort()
+        item_vocab = item_public = coded.items.gather(item_codes)
+        events = coded.events
+
+        def recode(codes: pl.Series, size: int) -> np.ndarray:
+            lookup = np.full(size, -1, dtype=np.int32)
+            lookup[codes.to_numpy()] = np.arange(len(codes), dtype=np.int32)
+            return lookup
+
+        user_lookup = recode(user_codes, len(coded.users))
+        item_lookup = recode(item_codes, len(coded.items))
         frame = frame.select(
-            user_idx=_codes(frame["user_id"], user_vocab),
-            item_idx=_codes(frame["item_id"], item_vocab),
+            user_idx=pl.Series(user_lookup[frame["user"].to_numpy()]),
+            item_idx=pl.Series(item_lookup[frame["item"].to_numpy()]),
             timestamp=pl.col("timestamp"),
-            event_code=pl.col("event").cast(pl.Enum(events.to_list())).to_physical(),
+            event_code=pl.col("event"),
             value=pl.col("value"),
         )
+        phases.mark("recode")
         before = len(frame)
-        frame = sort_unique(frame, ["user_idx", "timestamp", "item_idx", "event_code", "value"])
+        frame = sort_unique(
+            frame,
+            ["user_idx", "timestamp", "item_idx", "event_code", "value"],
+            dense=("user_idx", "item_idx", "event_code"),
+        )
         counts["duplicates_removed"] = before - len(frame)
+        phases.mark("sort_dedupe")
 
         event_weights = spec.events or {}
         code_weights = pl.Series([float(event_weights.get(e, 1.0)) for e in events.to_list()], dtype=pl.Float64)
@@ -558,7 +744,9 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         counts["below_threshold"] = int(frame["__below"].sum())
         interactions = frame.select(pl.col(name).cast(dtype) for name, dtype in INTERACTION_SCHEMA.items())
         del frame
+        phases.mark("sessions")
         interactions.write_parquet(tmp / "interactions.parquet", statistics=True)
+        phases.mark("write")
 
         users = (
             interactions.group_by("user_idx")
@@ -596,6 +784,7 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         users.write_parquet(tmp / "users.parquet")
         items.write_parquet(tmp / "items.parquet")
 
+        phases.mark("users_items")
         rejects = rejects.sort(["__file", "__line"])
         reject_table = pl.DataFrame(
             {
@@ -623,6 +812,7 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
             "n_sessions": int(interactions["session_id"].max()) + 1,
             "density": len(interactions) / (n_users * n_items),
         }
+        phases.mark("rejects")
         file_digests = {
             name: artifacts.file_sha256(tmp / name)
             for name in ("interactions.parquet", "users.parquet", "items.parquet", "rejects.parquet")
@@ -654,6 +844,7 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
             time_max=tmax.isoformat() if tmax else None,
             files=file_digests,
             seconds=round(time.perf_counter() - started, 3),
+            phase_seconds=phases.seconds,
         )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
     return manifest

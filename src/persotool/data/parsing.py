@@ -46,20 +46,6 @@ def clean_id(series: pl.Series) -> pl.Series:
     return pl.select(id_expr(pl.lit(series))).to_series()
 
 
-def by_distinct(series: pl.Series, compute) -> pl.DataFrame:
-    """Apply `compute` (Series of distinct values -> DataFrame of results, same length) once per
-    distinct value and spread the results back by dense code: for low-cardinality text columns
-    (event types, consent flags) this replaces per-row string work with two hash passes."""
-    distinct = series.unique(maintain_order=False).drop_nulls()
-    if len(distinct) * 20 > len(series):
-        return compute(series)
-    codes = series.cast(pl.Enum(distinct.to_list())).to_physical()
-    results = compute(distinct)
-    nulls = compute(pl.Series([None], dtype=series.dtype))
-    table = pl.concat([results, nulls])
-    return table[codes.fill_null(len(distinct)).cast(pl.Int64)]
-
-
 def id_expr(column: pl.Expr) -> pl.Expr:
     """Ids as stripped strings; empty becomes null."""
     text = column.cast(pl.String).str.strip_chars()

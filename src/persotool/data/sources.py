@@ -63,6 +63,7 @@ class PreparedText:
     lines: int  # physical lines, header included
     has_quotes: bool = False
     blank_lines: list[int] = field(default_factory=list)
+    expected_fields: int | None = None
 
 
 def discover(specs: list[str]) -> list[Path]:
@@ -223,12 +224,12 @@ def _split_header(line: str, delimiter: str, quote: str | None) -> list[str]:
     return line.split(delimiter)
 
 
-def _fast_prepare(
+def inspect_head(
     source: Source, *, delimiter: str | None, header: bool, columns: list[str] | None, quote: str | None
 ) -> PreparedText | None:
-    """The common case in one copy-free pass over raw chunks: a plain UTF-8 file whose delimiter
-    count says every line has the same number of fields. Returns None whenever anything needs a
-    closer look; the aligned pass in `prepare_text` then finds the line to report."""
+    """What the first line says (delimiter, header): enough to start parsing a plain file while
+    `verify_bytes` checks it. None when the file needs the aligned pass of `prepare_text` anyway
+    (compressed, multi-character delimiter, UTF-16/32)."""
     if source.compression is not None:
         return None
     with open(source.path, "rb") as handle:
@@ -236,10 +237,8 @@ def _fast_prepare(
     if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return None
     first_line = head.removeprefix(codecs.BOM_UTF8).split(b"\n", 1)[0].rstrip(b"\r")
-    is_csv = source.format == "csv"
     header_names = None
-    expected = None
-    if is_csv:
+    if source.format == "csv":
         if delimiter is None and source.path.suffix.lower() in (".tsv", ".tab"):
             delimiter = "\t"
         text = first_line.decode("utf-8", errors="replace")
@@ -248,32 +247,48 @@ def _fast_prepare(
             return None
         if header:
             header_names = _split_header(text, delimiter, quote)
-            expected = len(header_names)
-        elif columns:
-            expected = len(columns)
-    sep = delimiter.encode() if is_csv else b""
+    expected = len(header_names) if header_names else (len(columns) if columns else None)
+    return PreparedText(
+        path=source.path,
+        delimiter=delimiter or ",",
+        original_delimiter=delimiter or ",",
+        header=header_names,
+        lines=0,
+        expected_fields=expected,
+    )
+
+
+def verify_bytes(source: Source, head: PreparedText, *, header: bool, quote: str | None) -> bool:
+    """The common case in one copy-free pass over raw chunks: plain UTF-8 without NUL bytes or
+    blank lines, whose delimiter count says every line has the same number of fields. Sets the
+    source digest and line count and returns True; False whenever anything needs a closer look
+    (the aligned pass in `prepare_text` then finds the line to report)."""
+    is_csv = source.format == "csv"
+    expected = head.expected_fields
+    count_fields = is_csv and expected is not None and expected > 1
+    sep = head.delimiter.encode()
     quote_byte = quote.encode() if quote else None
     digest = _BackgroundDigest()
     decoder = codecs.getincrementaldecoder("utf-8")()
     newlines = seps = 0
-    quoted = False
-    blank = False
+    quoted = blank = False
     previous_last = b"\n"
     with open(source.path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
             if chunk.find(b"\x00") >= 0:
-                return None
+                return False
             if not chunk.isascii():
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError:
-                    return None
+                    return False
             newlines += chunk.count(b"\n")
-            if is_csv and expected and expected > 1:
+            if count_fields:
                 seps += chunk.count(sep)
                 quoted = quoted or (quote_byte is not None and quote_byte in chunk)
-            if not (is_csv and expected and expected > 1) or quoted:
+            # A blank line breaks the delimiter count of a rectangular file; otherwise probe for one.
+            if not count_fields or quoted:
                 blank = (
                     blank
                     or b"\n\n" in chunk
@@ -284,22 +299,16 @@ def _fast_prepare(
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        return None
+        return False
     lines = newlines + (0 if previous_last == b"\n" else 1)
     if blank or lines == 0 or (header and lines <= 1):
-        return None
-    if is_csv and expected and expected > 1 and not quoted and seps != lines * (expected - 1):
-        return None
+        return False
+    if count_fields and not quoted and seps != lines * (expected - 1):
+        return False
     source.sha256 = digest.hexdigest()
-    return PreparedText(
-        path=source.path,
-        delimiter=delimiter or ",",
-        original_delimiter=delimiter or ",",
-        header=header_names,
-        lines=lines,
-        has_quotes=quoted,
-        blank_lines=[],
-    )
+    head.lines = lines
+    head.has_quotes = quoted
+    return True
 
 
 def prepare_text(
@@ -312,9 +321,9 @@ def prepare_text(
     quote: str | None,
 ) -> PreparedText:
     """Check a CSV or JSON Lines source line by line (vectorised) and make it readable by polars."""
-    fast = _fast_prepare(source, delimiter=delimiter, header=header, columns=columns, quote=quote)
-    if fast is not None:
-        return fast
+    head = inspect_head(source, delimiter=delimiter, header=header, columns=columns, quote=quote)
+    if head is not None and verify_bytes(source, head, header=header, quote=quote):
+        return head
     where = str(source.path)
     digest = _BackgroundDigest()
     is_csv = source.format == "csv"
