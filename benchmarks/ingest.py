@@ -24,6 +24,12 @@ RESULTS = HERE / "results" / "ingest.json"
 
 
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process. VmHWM belongs to the address space exec created, whereas
+    ru_maxrss survives exec and would report the parent's peak (it generated the log)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

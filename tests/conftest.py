@@ -4,6 +4,9 @@ session, since each new sqlite store runs slow migrations), and a CLI runner."""
 from __future__ import annotations
 
 import os
+
+# Before numpy loads OpenBLAS: implicit warns and slows down with a BLAS thread pool.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +28,6 @@ def scratch_cwd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = Path.cwd()
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.chdir(home)
     yield home
     os.chdir(old)

@@ -16,6 +16,8 @@ from persotool import __version__
 from persotool.errors import EXIT_INTERNAL, PersotoolError
 
 DEBUG_FLAG = "--debug"
+# implicit (ALS/BPR) runs badly with an OpenBLAS thread pool; this must happen before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 class PersotoolGroup(TyperGroup):

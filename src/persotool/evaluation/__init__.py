@@ -1,0 +1,1 @@
+"""Evaluation: metric functions (accuracy and beyond-accuracy) and the batched full-ranking evaluator."""

@@ -1,0 +1,1 @@
+"""Recommenders behind one small protocol (`fit`, `score`, `recommend`, `save`, `load`)."""

@@ -1,0 +1,184 @@
+"""Matrix factorization through outside learners, kept as plain numpy embeddings (LensKit-style
+bridges): ALS and BPR from `implicit`, and LightFM with user and item features."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from persotool.errors import ModelError
+from persotool.models.base import Recommender
+
+LIGHTFM_LOSSES = ("warp", "bpr", "logistic", "warp-kos")
+
+
+class _Embeddings(Recommender):
+    """score(u, i) = user_factors[u] . item_factors[i] + item_bias[i]."""
+
+    array_names: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_", "item_bias_")
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_
+
+
+def _implicit_threads(num_threads: int) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return max(num_threads, 1)
+
+
+class ALS(_Embeddings):
+    """Implicit-feedback ALS (Hu, Koren and Volinsky 2008) through `implicit`; confidence is
+    1 + alpha * weight. Records the training loss of every iteration."""
+
+    name: ClassVar[str] = "als"
+
+    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0, iterations: int = 15,
+                 num_threads: int = 1, seed: int = 0) -> None:  # fmt: skip
+        super().__init__(seed)
+        self.factors, self.regularization, self.alpha = factors, regularization, alpha
+        self.iterations, self.num_threads = iterations, num_threads
+
+    def _fit(self, train: sp.csr_matrix, *, on_epoch=None, **extra: Any) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        model = AlternatingLeastSquares(
+            factors=self.factors, regularization=self.regularization, alpha=self.alpha,
+            iterations=self.iterations, calculate_training_loss=True,
+            num_threads=_implicit_threads(self.num_threads), random_state=self.seed,
+        )  # fmt: skip
+        history: list[float] = []
+
+        def record(iteration: int, elapsed: float, loss: float) -> None:
+            history.append(float(loss))
+            if on_epoch:
+                on_epoch(iteration, {"train_loss": float(loss)})
+
+        model.fit(train.astype(np.float32), show_progress=False, callback=record)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.item_bias_ = np.zeros(self.n_items_, dtype=np.float32)
+        self.loss_history_ = np.asarray(history, dtype=np.float32)
+
+
+class BPR(_Embeddings):
+    """Bayesian Personalized Ranking (Rendle et al. 2009) through `implicit`."""
+
+    name: ClassVar[str] = "bpr"
+
+    def __init__(self, factors: int = 64, learning_rate: float = 0.05, regularization: float = 0.01,
+                 iterations: int = 100, num_threads: int = 1, seed: int = 0) -> None:  # fmt: skip
+        super().__init__(seed)
+        self.factors, self.learning_rate, self.regularization = factors, learning_rate, regularization
+        self.iterations, self.num_threads = iterations, num_threads
+
+    def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        model = BayesianPersonalizedRanking(
+            factors=self.factors, learning_rate=self.learning_rate, regularization=self.regularization,
+            iterations=self.iterations, num_threads=_implicit_threads(self.num_threads), random_state=self.seed,
+        )  # fmt: skip
+        binary = train.copy()
+        binary.data[:] = 1.0
+        model.fit(binary.astype(np.float32), show_progress=False)
+        # implicit appends a bias column to the item factors and a constant 1 to the user factors
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.item_bias_ = np.zeros(self.n_items_, dtype=np.float32)
+
+
+class LightFMModel(_Embeddings):
+    """LightFM (Kula 2015) hybrid factorization with optional user/item features (an identity
+    column per user/item is always kept, so features add to, not replace, collaborative signal).
+
+    Trains one epoch at a time; after each epoch it records a sampled pairwise training loss
+    (mean softplus(s_neg - s_pos) over a fixed sample of training pairs with random negatives) and,
+    with a validation callback, the validation metric, keeping the representations of the best
+    epoch and stopping after `patience` epochs without improvement. Items without interactions
+    but with features are scored through their features (cold-start items)."""
+
+    name: ClassVar[str] = "lightfm"
+
+    def __init__(self, loss: str = "warp", components: int = 64, learning_rate: float = 0.05,
+                 item_alpha: float = 1e-6, user_alpha: float = 1e-6, max_sampled: int = 10, epochs: int = 30,
+                 k: int = 5, patience: int = 5, use_features: bool = True, num_threads: int = 1,
+                 seed: int = 0) -> None:  # fmt: skip
+        super().__init__(seed)
+        if loss not in LIGHTFM_LOSSES:
+            raise ModelError(f"lightfm loss {loss!r} is not one of {', '.join(LIGHTFM_LOSSES)}")
+        self.loss, self.components, self.learning_rate = loss, components, learning_rate
+        self.item_alpha, self.user_alpha, self.max_sampled = item_alpha, user_alpha, max_sampled
+        self.epochs, self.k, self.patience = epochs, k, patience
+        self.use_features, self.num_threads = use_features, num_threads
+
+    @staticmethod
+    def _with_identity(features: sp.csr_matrix | None, n: int, use: bool) -> sp.csr_matrix:
+        identity = sp.identity(n, format="csr", dtype=np.float32)
+        if features is None or not use or features.shape[1] == 0:
+            return identity
+        if features.shape[0] != n:
+            raise ModelError(f"feature matrix has {features.shape[0]} rows, expected {n}")
+        extra = sp.csr_matrix(features, dtype=np.float32)
+        # LightFM recommends rows that sum to one when features are combined
+        combined = sp.hstack([identity, extra]).tocsr()
+        sums = np.asarray(combined.sum(axis=1)).ravel()
+        return sp.diags(1.0 / np.maximum(sums, 1e-12)).dot(combined).tocsr().astype(np.float32)
+
+    def _fit(self, train: sp.csr_matrix, *, item_features=None, user_features=None, valid=None,
+             on_epoch=None, **extra: Any) -> None:  # fmt: skip
+        from lightfm import LightFM
+
+        item_x = self._with_identity(item_features, self.n_items_, self.use_features)
+        user_x = self._with_identity(user_features, self.n_users_, self.use_features)
+        binary = sp.coo_matrix(train)
+        binary.data = np.ones_like(binary.data, dtype=np.float32)
+        model = LightFM(
+            no_components=self.components, loss=self.loss, learning_rate=self.learning_rate,
+            item_alpha=self.item_alpha, user_alpha=self.user_alpha, max_sampled=self.max_sampled, k=self.k,
+            random_state=np.random.RandomState(self.seed),
+        )  # fmt: skip
+        rng = np.random.default_rng([self.seed, 7])
+        sample = rng.choice(binary.nnz, size=min(binary.nnz, 20_000), replace=False)
+        pairs = (binary.row[sample], binary.col[sample], rng.integers(0, self.n_items_, size=len(sample)))
+        best, best_epoch, waited = -np.inf, -1, 0
+        self.loss_history_ = []
+        self.valid_history_ = []
+        for epoch in range(self.epochs):
+            model.fit_partial(binary, user_features=user_x, item_features=item_x, epochs=1,
+                              num_threads=self.num_threads)  # fmt: skip
+            self._take(model, user_x, item_x)
+            metrics = {"train_loss": self._pair_loss(*pairs)}
+            self.loss_history_.append(metrics["train_loss"])
+            if valid is not None:
+                metrics["valid_metric"] = float(valid(self))
+                self.valid_history_.append(metrics["valid_metric"])
+                if metrics["valid_metric"] > best:
+                    best, best_epoch, waited = metrics["valid_metric"], epoch, 0
+                    kept = (self.user_factors_.copy(), self.item_factors_.copy(), self.item_bias_.copy())
+                else:
+                    waited += 1
+            if on_epoch:
+                on_epoch(epoch, metrics)
+            if valid is not None and waited >= self.patience:
+                break
+        if valid is not None and best_epoch >= 0:
+            self.user_factors_, self.item_factors_, self.item_bias_ = kept
+        self.best_epoch_ = np.array(best_epoch if valid is not None else self.epochs - 1)
+        self.loss_history_ = np.asarray(self.loss_history_, dtype=np.float32)
+        self.valid_history_ = np.asarray(self.valid_history_, dtype=np.float32)
+
+    def _take(self, model, user_x: sp.csr_matrix, item_x: sp.csr_matrix) -> None:
+        _, user_emb = model.get_user_representations(user_x)
+        item_bias, item_emb = model.get_item_representations(item_x)
+        self.user_factors_ = np.asarray(user_emb, dtype=np.float32)
+        self.item_factors_ = np.asarray(item_emb, dtype=np.float32)
+        self.item_bias_ = np.asarray(item_bias, dtype=np.float32)
+
+    def _pair_loss(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> float:
+        u = self.user_factors_[users]
+        pos = (u * self.item_factors_[positives]).sum(axis=1) + self.item_bias_[positives]
+        neg = (u * self.item_factors_[negatives]).sum(axis=1) + self.item_bias_[negatives]
+        return float(np.mean(np.logaddexp(0.0, neg - pos)))

@@ -1,0 +1,99 @@
+"""Item-based collaborative filtering: ItemKNN (sparse cosine with shrinkage) and EASE."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from persotool.errors import ModelError
+from persotool.models.base import Recommender
+
+
+class ItemKNN(Recommender):
+    """score(u, j) = sum over items i of u of sim(i, j), where sim is the cosine similarity of the
+    item columns shrunk towards zero, sim(i, j) = <x_i, x_j> / (|x_i| |x_j| + shrinkage), and only
+    the `neighbors` most similar items j are kept for each item i."""
+
+    name: ClassVar[str] = "itemknn"
+    array_names: ClassVar[tuple[str, ...]] = ("similarity_", "history_")
+
+    def __init__(self, neighbors: int = 100, shrinkage: float = 10.0, binary: bool = True, seed: int = 0) -> None:
+        super().__init__(seed)
+        if neighbors < 1 or shrinkage < 0:
+            raise ModelError("itemknn needs neighbors >= 1 and shrinkage >= 0")
+        self.neighbors = neighbors
+        self.shrinkage = shrinkage
+        self.binary = binary
+
+    def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
+        x = train.copy()
+        if self.binary:
+            x.data[:] = 1.0
+        self.history_ = x.astype(np.float32).tocsr()
+        xc = x.tocsc().astype(np.float64)
+        norms = np.sqrt(np.asarray(xc.multiply(xc).sum(axis=0)).ravel())
+        gram = (xc.T @ xc).tocoo()
+        off = gram.row != gram.col
+        rows, cols, dots = gram.row[off], gram.col[off], gram.data[off]
+        sims = dots / (norms[rows] * norms[cols] + self.shrinkage + 1e-12)
+        sim = sp.csr_matrix((sims, (rows, cols)), shape=gram.shape)
+        self.similarity_ = _keep_top_per_row(sim, self.neighbors).astype(np.float32)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray((self.history_[users] @ self.similarity_).todense(), dtype=np.float32)
+
+
+def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    matrix = matrix.tocsr()
+    matrix.sort_indices()
+    lengths = np.diff(matrix.indptr)
+    if lengths.max(initial=0) <= k:
+        return matrix
+    keep = np.ones(matrix.nnz, dtype=bool)
+    for row in np.flatnonzero(lengths > k):
+        lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+        values = matrix.data[lo:hi]
+        drop = np.argpartition(-values, k)[k:]
+        keep[lo + drop] = False
+    rows = np.repeat(np.arange(matrix.shape[0]), lengths)
+    return sp.csr_matrix((matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape)
+
+
+class EASE(Recommender):
+    """Embarrassingly Shallow Autoencoder (Steck, 2019): B = I - P diagMat(1/diag(P)) with
+    P = (X^T X + l2 I)^-1 and a zero diagonal; score(u) = x_u B. Memory grows with n_items^2."""
+
+    name: ClassVar[str] = "ease"
+    array_names: ClassVar[tuple[str, ...]] = ("weights_", "history_")
+    max_items: ClassVar[int] = 30_000
+
+    def __init__(self, l2: float = 500.0, binary: bool = True, seed: int = 0) -> None:
+        super().__init__(seed)
+        if l2 <= 0:
+            raise ModelError("ease needs l2 > 0")
+        self.l2 = l2
+        self.binary = binary
+
+    def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
+        n_items = train.shape[1]
+        if n_items > self.max_items:
+            gib = n_items**2 * 8 / 2**30
+            raise ModelError(
+                f"ease needs a dense {n_items} x {n_items} matrix (~{gib:.0f} GiB); keep fewer items "
+                "(split --min-item-interactions) or use itemknn"
+            )
+        x = train.copy()
+        if self.binary:
+            x.data[:] = 1.0
+        self.history_ = x.astype(np.float32).tocsr()
+        gram = (x.T @ x).toarray().astype(np.float64)
+        gram[np.diag_indices(n_items)] += self.l2
+        inverse = np.linalg.inv(gram)
+        weights = -inverse / np.diag(inverse)
+        weights[np.diag_indices(n_items)] = 0.0
+        self.weights_ = weights.astype(np.float32)
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self.history_[users] @ self.weights_, dtype=np.float32)
