@@ -67,7 +67,7 @@ rankings = st.integers(min_value=5, max_value=30).flatmap(
 @settings(max_examples=80, deadline=None)
 @given(rankings, st.integers(1, 10))
 def test_properties(case, k) -> None:
-    n, order, relevant = case
+    _n, order, relevant = case
     order = np.array(order)
     rel = np.isin(order, list(relevant))
     hits, nrel = rel[None, :], np.array([len(relevant)])

@@ -27,8 +27,9 @@ def checkerboard(seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         train_cols += picked[:8].tolist()
         test_rows += [user] * 3
         test_cols += picked[8:11].tolist()
-    train = sp.csr_matrix((np.ones(len(train_rows), dtype=np.float32), (train_rows, train_cols)),
-                          shape=(N_USERS, N_ITEMS))  # fmt: skip
+    train = sp.csr_matrix(
+        (np.ones(len(train_rows), dtype=np.float32), (train_rows, train_cols)), shape=(N_USERS, N_ITEMS)
+    )
     test = sp.csr_matrix((np.ones(len(test_rows), dtype=np.float32), (test_rows, test_cols)), shape=(N_USERS, N_ITEMS))
     return train, test
 
@@ -48,7 +49,7 @@ class RecommenderContract:
     def test_shapes_single_and_batch(self, fitted: Recommender) -> None:
         items, scores = fitted.recommend(np.arange(N_USERS), k=5)
         assert items.shape == (N_USERS, 5) and scores.shape == (N_USERS, 5)
-        one, one_scores = fitted.recommend(3, k=5)
+        one, _one_scores = fitted.recommend(3, k=5)
         assert one.shape == (5,)
         np.testing.assert_array_equal(one, items[3])
         assert np.all(np.diff(scores, axis=1) <= 1e-6), "best first"

@@ -57,10 +57,13 @@ def test_most_popular_counts_distinct_users_and_recent_window() -> None:
     train = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [5, 0, 1]], dtype=np.float32))
     model = MostPopular().fit(train)
     assert model.score(np.array([0]))[0].tolist() == [3, 1, 1]
-    frame = pl.DataFrame({
-        "user_idx": [0, 1, 2, 0], "item_idx": [0, 0, 2, 1],
-        "timestamp": pl.Series(["2020-01-01", "2020-01-02", "2020-03-01", "2020-02-28"]).str.to_datetime(),
-    })  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "user_idx": [0, 1, 2, 0],
+            "item_idx": [0, 0, 2, 1],
+            "timestamp": pl.Series(["2020-01-01", "2020-01-02", "2020-03-01", "2020-02-28"]).str.to_datetime(),
+        }
+    )
     recent = MostPopular(window_days=7).fit(train, frame=frame)
     ranking = np.argsort(-recent.score(np.array([0]))[0])
     assert ranking[:2].tolist() in ([1, 2], [2, 1]) and ranking[2] == 0

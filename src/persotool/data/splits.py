@@ -85,8 +85,7 @@ def _cut(frame: pl.DataFrame, cfg: SplitConfig, *, stage: str) -> tuple[pl.DataF
     test = stage == "test"
     if cfg.strategy == "temporal":
         tmin, tmax = frame["timestamp"].min(), frame["timestamp"].max()
-        moment = _cutoff(cfg.cutoff if test else cfg.valid_cutoff, tmin, tmax,
-                         "--cutoff" if test else "--valid-cutoff")  # fmt: skip
+        moment = _cutoff(cfg.cutoff if test else cfg.valid_cutoff, tmin, tmax, "--cutoff" if test else "--valid-cutoff")
         held = pl.col("timestamp") >= moment
     elif cfg.strategy == "leave-last":
         # newest first within each user; ties broken by item for determinism
@@ -124,7 +123,7 @@ def _held_out_table(held: pl.DataFrame, train: pl.DataFrame, cfg: SplitConfig) -
             value=pl.col("value").max(),
             weight=pl.col("weight").sum(),
             relevant=pl.col("__relevant").any(),
-        )  # fmt: skip
+        )
         .sort("user_idx", "timestamp", "item_idx")
     )
     repeats = pairs.join(train.select("user_idx", "item_idx").unique(), on=["user_idx", "item_idx"], how="semi")
@@ -170,23 +169,34 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
         train, valid_rows = _cut(train, cfg, stage="valid")
     if train.is_empty() or test_rows.is_empty():
         part = "training" if train.is_empty() else "test"
-        raise DataError(f"the {part} part is empty with strategy {cfg.strategy}; check --cutoff or fractions",
-                        where=str(dataset))  # fmt: skip
+        raise DataError(
+            f"the {part} part is empty with strategy {cfg.strategy}; check --cutoff or fractions", where=str(dataset)
+        )
     test, test_counts = _held_out_table(test_rows, train, cfg)
     leakage = {"test": _leakage(test_rows, train, test)}
     counts: dict[str, Any] = {
-        "interactions_in": rows_in, "after_k_core": len(frame), "k_core_rounds": rounds,
-        "train_interactions": len(train), "train_users": train["user_idx"].n_unique(),
-        "train_items": train["item_idx"].n_unique(), "test_interactions": len(test_rows),
-        "test_pairs": test_counts["pairs"], "test_relevant_pairs": test_counts["relevant_pairs"],
-        "test_users": test["user_idx"].n_unique(), "test_repeats": test_counts["repeats"],
-    }  # fmt: skip
+        "interactions_in": rows_in,
+        "after_k_core": len(frame),
+        "k_core_rounds": rounds,
+        "train_interactions": len(train),
+        "train_users": train["user_idx"].n_unique(),
+        "train_items": train["item_idx"].n_unique(),
+        "test_interactions": len(test_rows),
+        "test_pairs": test_counts["pairs"],
+        "test_relevant_pairs": test_counts["relevant_pairs"],
+        "test_users": test["user_idx"].n_unique(),
+        "test_repeats": test_counts["repeats"],
+    }
     valid = None
     if valid_rows is not None:
         valid, valid_counts = _held_out_table(valid_rows, train, cfg)
         leakage["valid"] = _leakage(valid_rows, train, valid)
-        counts |= {"valid_interactions": len(valid_rows), "valid_pairs": valid_counts["pairs"],
-                   "valid_relevant_pairs": valid_counts["relevant_pairs"], "valid_users": valid["user_idx"].n_unique()}  # fmt: skip
+        counts |= {
+            "valid_interactions": len(valid_rows),
+            "valid_pairs": valid_counts["pairs"],
+            "valid_relevant_pairs": valid_counts["relevant_pairs"],
+            "valid_users": valid["user_idx"].n_unique(),
+        }
     with artifacts.atomic_directory(out, force=force) as tmp:
         train.sort("user_idx", "timestamp").write_parquet(tmp / "train.parquet")
         test.write_parquet(tmp / "test.parquet")
@@ -202,7 +212,7 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
                 "path": str(Path(dataset).resolve()),
                 "digest": source["dataset_digest"],
                 "name": source.get("name"),
-            },  # fmt: skip
+            },
             n_users=source["counts"]["n_users"],
             n_items=source["counts"]["n_items"],
             config=config,

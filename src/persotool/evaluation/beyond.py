@@ -79,8 +79,15 @@ def personalization(recs: np.ndarray, n_items: int, seed: int = 0) -> float:
     return float(1 - mean_overlap)
 
 
-def summary(recs: np.ndarray, *, popularity: np.ndarray, n_items: int, item_vectors=None, seed: int = 0,
-            n_users: int | None = None) -> dict[str, float]:  # fmt: skip
+def summary(
+    recs: np.ndarray,
+    *,
+    popularity: np.ndarray,
+    n_items: int,
+    item_vectors=None,
+    seed: int = 0,
+    n_users: int | None = None,
+) -> dict[str, float]:
     k = recs.shape[1]
     out = {
         f"coverage@{k}": coverage(recs, n_items),

@@ -115,17 +115,20 @@ def evaluate(
     for label, parts in columns.items():
         data[label] = np.concatenate(parts) if parts else np.zeros(0)
     per_user = pl.DataFrame(data).sort("user_idx")
-    summary = {label: float(np.nanmean(per_user[label].to_numpy())) if len(per_user) else float("nan")
-               for label, _, _ in specs}  # fmt: skip
+    summary = {
+        label: float(np.nanmean(per_user[label].to_numpy())) if len(per_user) else float("nan") for label, _, _ in specs
+    }
     result = Evaluation(per_user, summary, len(users), without, recs)
     if popularity is not None:
-        result.beyond = beyond.summary(recs, popularity=popularity, n_items=n_items, item_vectors=item_vectors,
-                                       seed=seed)  # fmt: skip
+        result.beyond = beyond.summary(
+            recs, popularity=popularity, n_items=n_items, item_vectors=item_vectors, seed=seed
+        )
     return result
 
 
-def evaluate_lists(recommendations: pl.DataFrame, truth: pl.DataFrame, metrics: list[str], *,
-                   n_items: int | None = None) -> Evaluation:  # fmt: skip
+def evaluate_lists(
+    recommendations: pl.DataFrame, truth: pl.DataFrame, metrics: list[str], *, n_items: int | None = None
+) -> Evaluation:
     """Score ranked lists produced by any system: `recommendations` has user_idx, item_idx, rank
     (1 = best); `truth` has user_idx, item_idx and optionally relevant. AUC needs full scores and
     is not available here."""

@@ -83,9 +83,13 @@ def hit_rate(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
 
 
 RANKED_FUNCTIONS = {
-    "precision": precision, "recall": recall, "ndcg": ndcg, "map": average_precision,
-    "mrr": reciprocal_rank, "hit_rate": hit_rate,
-}  # fmt: skip
+    "precision": precision,
+    "recall": recall,
+    "ndcg": ndcg,
+    "map": average_precision,
+    "mrr": reciprocal_rank,
+    "hit_rate": hit_rate,
+}
 
 
 def auc_from_scores(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:

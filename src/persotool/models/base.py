@@ -67,9 +67,17 @@ class Recommender:
         self.seed = seed
 
     # -- learning ---------------------------------------------------------------------------
-    def fit(self, train: sp.csr_matrix, *, seen: sp.csr_matrix | None = None,
-            item_features: sp.csr_matrix | None = None, user_features: sp.csr_matrix | None = None,
-            valid=None, on_epoch=None, frame=None) -> Recommender:  # fmt: skip
+    def fit(
+        self,
+        train: sp.csr_matrix,
+        *,
+        seen: sp.csr_matrix | None = None,
+        item_features: sp.csr_matrix | None = None,
+        user_features: sp.csr_matrix | None = None,
+        valid=None,
+        on_epoch=None,
+        frame=None,
+    ) -> Recommender:
         """Learn from a users x items matrix of weights. `seen` (default: train's pattern) is what
         `recommend` excludes; `valid(model) -> float` and `on_epoch(epoch, metrics)` serve models
         that train in epochs; `frame` is the training interactions table, for models that need
@@ -144,11 +152,21 @@ class Recommender:
             if sp.issparse(value):
                 csr = value.tocsr()
                 arrays.pop(name)
-                arrays |= {f"{name}__data": csr.data, f"{name}__indices": csr.indices,
-                           f"{name}__indptr": csr.indptr, f"{name}__shape": np.array(csr.shape)}  # fmt: skip
+                arrays |= {
+                    f"{name}__data": csr.data,
+                    f"{name}__indices": csr.indices,
+                    f"{name}__indptr": csr.indptr,
+                    f"{name}__shape": np.array(csr.shape),
+                }
         np.savez(path / "arrays.npz", **arrays)
-        meta = {"format_version": FORMAT_VERSION, "model": self.name, "persotool_version": __version__,
-                "params": self.params(), "n_users": self.n_users_, "n_items": self.n_items_}  # fmt: skip
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "persotool_version": __version__,
+            "params": self.params(),
+            "n_users": self.n_users_,
+            "n_items": self.n_items_,
+        }
         (path / "model.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
     @classmethod
@@ -201,8 +219,9 @@ def load(path: Path) -> Recommender:
             shape=tuple(arrays.pop(key)),
         )
     indptr, indices = arrays.pop("seen_indptr"), arrays.pop("seen_indices")
-    model.seen_ = sp.csr_matrix((np.ones(len(indices), dtype=np.bool_), indices, indptr),
-                                shape=(model.n_users_, model.n_items_))  # fmt: skip
+    model.seen_ = sp.csr_matrix(
+        (np.ones(len(indices), dtype=np.bool_), indices, indptr), shape=(model.n_users_, model.n_items_)
+    )
     for name, value in arrays.items():
         setattr(model, name, value)
     model._after_load()

@@ -35,8 +35,15 @@ class ALS(_Embeddings):
 
     name: ClassVar[str] = "als"
 
-    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0, iterations: int = 15,
-                 num_threads: int = 1, seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        num_threads: int = 1,
+        seed: int = 0,
+    ) -> None:
         super().__init__(seed)
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.num_threads = iterations, num_threads
@@ -45,10 +52,14 @@ class ALS(_Embeddings):
         from implicit.cpu.als import AlternatingLeastSquares
 
         model = AlternatingLeastSquares(
-            factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-            iterations=self.iterations, calculate_training_loss=True,
-            num_threads=_implicit_threads(self.num_threads), random_state=self.seed,
-        )  # fmt: skip
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            calculate_training_loss=True,
+            num_threads=_implicit_threads(self.num_threads),
+            random_state=self.seed,
+        )
         history: list[float] = []
 
         def record(iteration: int, elapsed: float, loss: float) -> None:
@@ -68,8 +79,15 @@ class BPR(_Embeddings):
 
     name: ClassVar[str] = "bpr"
 
-    def __init__(self, factors: int = 64, learning_rate: float = 0.05, regularization: float = 0.01,
-                 iterations: int = 100, num_threads: int = 1, seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.05,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        num_threads: int = 1,
+        seed: int = 0,
+    ) -> None:
         super().__init__(seed)
         self.factors, self.learning_rate, self.regularization = factors, learning_rate, regularization
         self.iterations, self.num_threads = iterations, num_threads
@@ -78,9 +96,13 @@ class BPR(_Embeddings):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         model = BayesianPersonalizedRanking(
-            factors=self.factors, learning_rate=self.learning_rate, regularization=self.regularization,
-            iterations=self.iterations, num_threads=_implicit_threads(self.num_threads), random_state=self.seed,
-        )  # fmt: skip
+            factors=self.factors,
+            learning_rate=self.learning_rate,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            num_threads=_implicit_threads(self.num_threads),
+            random_state=self.seed,
+        )
         binary = train.copy()
         binary.data[:] = 1.0
         model.fit(binary.astype(np.float32), show_progress=False)
@@ -102,10 +124,21 @@ class LightFMModel(_Embeddings):
 
     name: ClassVar[str] = "lightfm"
 
-    def __init__(self, loss: str = "warp", components: int = 64, learning_rate: float = 0.05,
-                 item_alpha: float = 1e-6, user_alpha: float = 1e-6, max_sampled: int = 10, epochs: int = 30,
-                 k: int = 5, patience: int = 5, use_features: bool = True, num_threads: int = 1,
-                 seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        loss: str = "warp",
+        components: int = 64,
+        learning_rate: float = 0.05,
+        item_alpha: float = 1e-6,
+        user_alpha: float = 1e-6,
+        max_sampled: int = 10,
+        epochs: int = 30,
+        k: int = 5,
+        patience: int = 5,
+        use_features: bool = True,
+        num_threads: int = 1,
+        seed: int = 0,
+    ) -> None:
         super().__init__(seed)
         if loss not in LIGHTFM_LOSSES:
             raise ModelError(f"lightfm loss {loss!r} is not one of {', '.join(LIGHTFM_LOSSES)}")
@@ -127,8 +160,9 @@ class LightFMModel(_Embeddings):
         sums = np.asarray(combined.sum(axis=1)).ravel()
         return sp.diags(1.0 / np.maximum(sums, 1e-12)).dot(combined).tocsr().astype(np.float32)
 
-    def _fit(self, train: sp.csr_matrix, *, item_features=None, user_features=None, valid=None,
-             on_epoch=None, **extra: Any) -> None:  # fmt: skip
+    def _fit(
+        self, train: sp.csr_matrix, *, item_features=None, user_features=None, valid=None, on_epoch=None, **extra: Any
+    ) -> None:
         from lightfm import LightFM
 
         item_x = self._with_identity(item_features, self.n_items_, self.use_features)
@@ -136,10 +170,15 @@ class LightFMModel(_Embeddings):
         binary = sp.coo_matrix(train)
         binary.data = np.ones_like(binary.data, dtype=np.float32)
         model = LightFM(
-            no_components=self.components, loss=self.loss, learning_rate=self.learning_rate,
-            item_alpha=self.item_alpha, user_alpha=self.user_alpha, max_sampled=self.max_sampled, k=self.k,
+            no_components=self.components,
+            loss=self.loss,
+            learning_rate=self.learning_rate,
+            item_alpha=self.item_alpha,
+            user_alpha=self.user_alpha,
+            max_sampled=self.max_sampled,
+            k=self.k,
             random_state=np.random.RandomState(self.seed),
-        )  # fmt: skip
+        )
         rng = np.random.default_rng([self.seed, 7])
         sample = rng.choice(binary.nnz, size=min(binary.nnz, 20_000), replace=False)
         pairs = (binary.row[sample], binary.col[sample], rng.integers(0, self.n_items_, size=len(sample)))
@@ -147,8 +186,9 @@ class LightFMModel(_Embeddings):
         self.loss_history_ = []
         self.valid_history_ = []
         for epoch in range(self.epochs):
-            model.fit_partial(binary, user_features=user_x, item_features=item_x, epochs=1,
-                              num_threads=self.num_threads)  # fmt: skip
+            model.fit_partial(
+                binary, user_features=user_x, item_features=item_x, epochs=1, num_threads=self.num_threads
+            )
             self._take(model, user_x, item_x)
             metrics = {"train_loss": self._pair_loss(*pairs)}
             self.loss_history_.append(metrics["train_loss"])
