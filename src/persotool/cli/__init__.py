@@ -88,10 +88,16 @@ def root(
 
 
 from persotool.cli import datasets as _datasets  # noqa: E402
+from persotool.cli import evaluate as _evaluate  # noqa: E402
 from persotool.cli import ingest as _ingest  # noqa: E402
+from persotool.cli import split as _split  # noqa: E402
+from persotool.cli import train as _train  # noqa: E402
 
 _ingest.register(app)
 app.add_typer(_datasets.app, name="datasets")
+_split.register(app)
+_train.register(app)
+_evaluate.register(app)
 
 
 def main() -> None:

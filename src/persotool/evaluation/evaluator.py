@@ -50,7 +50,7 @@ def relevant_lists(truth: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
     users = grouped["user_idx"].to_numpy().astype(np.int64)
     width = int(grouped["n"].max()) if len(grouped) else 0
     padded = np.full((len(users), width), -1, dtype=np.int64)
-    lengths = grouped["n"].to_numpy()
+    lengths = grouped["n"].to_numpy().astype(np.int64)
     if len(users):
         flat = grouped["items"].explode().to_numpy()
         rows = np.repeat(np.arange(len(users)), lengths)

@@ -63,10 +63,12 @@ def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
 
 class EASE(Recommender):
     """Embarrassingly Shallow Autoencoder (Steck, 2019): B = I - P diagMat(1/diag(P)) with
-    P = (X^T X + l2 I)^-1 and a zero diagonal; score(u) = x_u B. Memory grows with n_items^2."""
+    P = (X^T X + l2 I)^-1 and a zero diagonal; score(u) = x_u B. B is computed and stored for the
+    items that occur in training only (the others have zero rows and columns); memory grows with
+    their number squared."""
 
     name: ClassVar[str] = "ease"
-    array_names: ClassVar[tuple[str, ...]] = ("weights_", "history_")
+    array_names: ClassVar[tuple[str, ...]] = ("weights_", "active_", "history_")
     max_items: ClassVar[int] = 30_000
 
     def __init__(self, l2: float = 500.0, binary: bool = True, seed: int = 0) -> None:
@@ -77,23 +79,30 @@ class EASE(Recommender):
         self.binary = binary
 
     def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
-        n_items = train.shape[1]
-        if n_items > self.max_items:
-            gib = n_items**2 * 8 / 2**30
-            raise ModelError(
-                f"ease needs a dense {n_items} x {n_items} matrix (~{gib:.0f} GiB); keep fewer items "
-                "(split --min-item-interactions) or use itemknn"
-            )
         x = train.copy()
         if self.binary:
             x.data[:] = 1.0
         self.history_ = x.astype(np.float32).tocsr()
-        gram = (x.T @ x).toarray().astype(np.float64)
-        gram[np.diag_indices(n_items)] += self.l2
+        # Items never seen in training have empty columns: their rows and columns of B are zero,
+        # so only the active items need the (cubic) inversion.
+        active = np.flatnonzero(x.getnnz(axis=0) > 0)
+        n_active = len(active)
+        if n_active > self.max_items:
+            gib = n_active**2 * 8 / 2**30
+            raise ModelError(
+                f"ease needs a dense {n_active} x {n_active} matrix (~{gib:.0f} GiB); keep fewer items "
+                "(split --min-item-interactions) or use itemknn"
+            )
+        sub = x[:, active]
+        gram = (sub.T @ sub).toarray().astype(np.float64)
+        gram[np.diag_indices(n_active)] += self.l2
         inverse = np.linalg.inv(gram)
-        weights = -inverse / np.diag(inverse)
-        weights[np.diag_indices(n_items)] = 0.0
-        self.weights_ = weights.astype(np.float32)
+        block = -inverse / np.diag(inverse)
+        block[np.diag_indices(n_active)] = 0.0
+        self.weights_ = block.astype(np.float32)
+        self.active_ = active
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray(self.history_[users] @ self.weights_, dtype=np.float32)
+        out = np.zeros((len(users), self.n_items_), dtype=np.float32)
+        out[:, self.active_] = self.history_[users][:, self.active_] @ self.weights_
+        return out

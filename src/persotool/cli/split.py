@@ -1,0 +1,134 @@
+"""`persotool split`: a dataset -> train / valid / test, leakage-aware and deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from persotool.cli.options import ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  persotool split build/movielens -o build/movielens-split --strategy temporal --cutoff 0.8 --valid
+
+  persotool split build/shop -o build/shop-split --strategy leave-last --leave-last 2 --min-user-interactions 5
+"""
+
+
+def split_command(
+    dataset: Annotated[Path, typer.Argument(help="A dataset directory from `persotool ingest`.")],
+    out: OutOpt,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="temporal, leave-last, user-random or random.")
+    ] = "temporal",
+    cutoff: Annotated[
+        str | None,
+        typer.Option("--cutoff", help="temporal: ISO date-time or fraction of the time range (default 0.8)."),
+    ] = None,
+    valid_cutoff: Annotated[
+        str | None, typer.Option("--valid-cutoff", help="temporal: the same within the training part (default 0.9).")
+    ] = None,
+    leave_last: Annotated[
+        int | None, typer.Option("--leave-last", help="leave-last: test interactions per user (default 1).")
+    ] = None,
+    test_fraction: Annotated[
+        float | None, typer.Option("--test-fraction", help="random strategies (default 0.2).")
+    ] = None,
+    valid_fraction: Annotated[
+        float | None, typer.Option("--valid-fraction", help="random strategies (default 0.1).")
+    ] = None,
+    valid: Annotated[bool, typer.Option("--valid", help="Also cut a validation set, the same way.")] = False,
+    min_user: Annotated[int | None, typer.Option("--min-user-interactions", help="k-core threshold for users.")] = None,
+    min_item: Annotated[int | None, typer.Option("--min-item-interactions", help="k-core threshold for items.")] = None,
+    relevance_threshold: Annotated[
+        float | None, typer.Option("--relevance-threshold", help="Test values below it are not relevant.")
+    ] = None,
+    keep_repeats: Annotated[
+        bool, typer.Option("--keep-repeats", help="Keep test pairs already seen in training.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the random strategies (default 0).")] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    no_track: NoTrackOpt = False,
+    experiment: ExperimentOpt = None,
+) -> None:
+    """Split a dataset into train/valid/test with a leakage report."""
+    from persotool.config import validate
+    from persotool.tracking import preflight
+
+    tracking = preflight(not no_track, experiment)
+    flags = {
+        "strategy": strategy,
+        "cutoff": cutoff,
+        "valid_cutoff": valid_cutoff,
+        "leave_last": leave_last,
+        "test_fraction": test_fraction,
+        "valid_fraction": valid_fraction,
+        "valid": valid or None,
+        "min_user_interactions": min_user,
+        "min_item_interactions": min_item,
+        "relevance_threshold": relevance_threshold,
+        "keep_repeats": keep_repeats or None,
+        "seed": seed,
+    }
+    from persotool.data.splits import SplitConfig, split
+
+    cfg = validate(SplitConfig, {k: v for k, v in flags.items() if v is not None}, "command line")
+    manifest = split(dataset, out, cfg, force=force)
+    run_id = None
+    if tracking.enabled:
+        import json
+
+        from persotool.tracking import RunSpec, record_run
+
+        run_id = record_run(
+            tracking,
+            RunSpec(
+                name=f"split {out.name}",
+                command="split",
+                params={"config": manifest["config"]},
+                metrics={
+                    **manifest["counts"],
+                    **{f"leakage.{part}.{k}": v for part, d in manifest["leakage"].items() for k, v in d.items()},
+                },
+                tags={
+                    "persotool.dataset_digest": manifest["dataset"]["digest"],
+                    "persotool.split_digest": manifest["split_digest"],
+                },
+                artifacts=[(out / "manifest.json", None)],
+                dataset={
+                    "name": manifest["dataset"]["name"] or "dataset",
+                    "digest": manifest["dataset"]["digest"],
+                    "source": json.dumps({"uri": manifest["dataset"]["path"]}),
+                    "context": "split",
+                },
+            ),
+        )
+    result = {
+        "output": str(out),
+        "split_digest": manifest["split_digest"],
+        **manifest["counts"],
+        "leakage": manifest["leakage"],
+        "mlflow_run_id": run_id,
+    }
+    if as_json:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Split {out} ({cfg.strategy})", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in manifest["counts"].items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    for part, report in manifest["leakage"].items():
+        for key, value in report.items():
+            table.add_row(f"{part}: {key.replace('_', ' ')}", f"{value:,}")
+    console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("split", epilog=EXAMPLES)(split_command)

@@ -1,0 +1,89 @@
+"""Per-segment metric means with bootstrap 95% confidence intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from persotool.errors import ConfigError
+
+ACTIVITY_BUCKETS = ((1, 5), (6, 20), (21, 100), (101, 500), (501, None))
+BOOTSTRAP = 1000
+
+
+def bootstrap_ci(
+    values: np.ndarray, *, resamples: int = BOOTSTRAP, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (resampling users with replacement)."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // len(values))
+    for start in range(0, resamples, chunk):
+        stop = min(start + chunk, resamples)
+        idx = rng.integers(0, len(values), size=(stop - start, len(values)))
+        means[start:stop] = values[idx].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def activity_labels(train_counts: pl.DataFrame) -> pl.DataFrame:
+    """user_idx -> activity bucket from the number of training interactions."""
+    expr = pl.lit("0 (cold)")
+    for low, high in ACTIVITY_BUCKETS:
+        label = f"{low}+" if high is None else f"{low}-{high}"
+        cond = pl.col("n") >= low if high is None else pl.col("n").is_between(low, high)
+        expr = pl.when(cond).then(pl.lit(label)).otherwise(expr)
+    return train_counts.select("user_idx", segment=expr)
+
+
+def segment_table(per_user: pl.DataFrame, labels: pl.DataFrame, metrics: list[str], *, seed: int = 0) -> pl.DataFrame:
+    """One row per (segment, metric): users, mean, ci_low, ci_high."""
+    joined = per_user.join(labels, on="user_idx", how="left").with_columns(pl.col("segment").fill_null("0 (cold)"))
+    rows = []
+
+    def order(label: str) -> tuple[float, str]:
+        head = label.split("-")[0].split("+")[0].split(" ")[0]
+        return (float(head), label) if head.isdigit() else (float("inf"), label)
+
+    for segment in sorted(joined["segment"].unique().to_list(), key=order):
+        part = joined.filter(pl.col("segment") == segment)
+        for metric in metrics:
+            values = part[metric].to_numpy().astype(np.float64)
+            low, high = bootstrap_ci(values, seed=seed)
+            rows.append(
+                {
+                    "segment": segment,
+                    "metric": metric,
+                    "users": len(part),
+                    "mean": float(np.nanmean(values)) if len(values) else float("nan"),
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "segment": pl.String,
+            "metric": pl.String,
+            "users": pl.Int64,
+            "mean": pl.Float64,
+            "ci_low": pl.Float64,
+            "ci_high": pl.Float64,
+        },
+    )
+
+
+def labels_for(by: str, train: pl.DataFrame, dataset: Path) -> pl.DataFrame:
+    """Segment labels: `activity` (training interactions) or any column of the dataset's users table."""
+    if by == "activity":
+        return activity_labels(train.group_by("user_idx").agg(n=pl.len()))
+    users = pl.read_parquet(Path(dataset) / "users.parquet")
+    if by not in users.columns or by in ("user_idx", "features"):
+        options = [c for c in users.columns if c not in ("user_idx", "user_id", "features")]
+        raise ConfigError(f"cannot segment by {by!r}: use activity or a users column ({', '.join(options)})")
+    return users.select("user_idx", segment=pl.col(by).cast(pl.String).fill_null("(missing)"))
