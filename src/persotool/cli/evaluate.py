@@ -248,7 +248,7 @@ def _track(tracking, flat: dict, tables: dict, context: dict) -> str:
                 name=f"evaluate {label}",
                 command="evaluate",
                 params=context,
-                metrics={k.replace("@", "_at_"): v for k, v in flat.items() if v == v},
+                metrics=flat,
                 tags={k: str(v) for k, v in context.items() if k.endswith("digest")},
                 artifacts=paths,
             ),

@@ -120,6 +120,11 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def metric_key(name: str) -> str:
+    """MLflow metric names allow no '@': ndcg@10 is recorded as ndcg_at_10."""
+    return name.replace("@", "_at_")
+
+
 def _client(tracking: Tracking):
     import logging
 
@@ -184,9 +189,9 @@ def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) ->
     run_id = run.info.run_id
     now = int(time.time() * 1000)
     params = [Param(k, v) for k, v in flatten(spec.params).items()]
-    metrics = [Metric(k, float(v), now, 0) for k, v in spec.metrics.items() if v is not None]
+    metrics = [Metric(metric_key(k), float(v), now, 0) for k, v in spec.metrics.items() if v is not None and v == v]
     for key, values in spec.metric_history.items():
-        metrics.extend(Metric(key, float(v), now, step) for step, v in enumerate(values))
+        metrics.extend(Metric(metric_key(key), float(v), now, step) for step, v in enumerate(values))
     for start in range(0, max(len(params), 1), 100):
         client.log_batch(run_id, params=params[start : start + 100])
     for start in range(0, len(metrics), 1000):

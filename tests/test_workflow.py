@@ -1,0 +1,145 @@
+"""split -> train -> evaluate through the CLI on MovieLens, with tracking, gates and outside lists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import MOVIELENS, run_cli
+
+
+@pytest.fixture(scope="module")
+def split_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("wf")
+    assert (
+        run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", root / "ds", "--no-track").exit_code
+        == 0
+    )
+    result = run_cli(
+        "split",
+        root / "ds",
+        "-o",
+        root / "split",
+        "--strategy",
+        "leave-last",
+        "--leave-last",
+        "10",
+        "--valid",
+        "--min-item-interactions",
+        "5",
+        "--no-track",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    return root / "split"
+
+
+def test_train_evaluate_and_track(split_dir: Path, tmp_path: Path, scratch_cwd: Path) -> None:
+    model = tmp_path / "lightfm"
+    trained = run_cli(
+        "train",
+        split_dir,
+        "--model",
+        "lightfm",
+        "--set",
+        "epochs=6",
+        "--set",
+        "components=16",
+        "-o",
+        model,
+        "--experiment",
+        "wf",
+        "--json",
+    )
+    assert trained.exit_code == 0, trained.stderr
+    info = json.loads(trained.stdout)
+    assert info["epochs"] == 6 and info["item_features"] == 20  # MovieLens genres
+    client = MlflowClient(f"sqlite:///{scratch_cwd / 'mlflow.db'}")
+    run = client.get_run(info["mlflow_run_id"])
+    assert run.data.params["params.components"] == "16"
+    history = client.get_metric_history(run.info.run_id, "valid_ndcg_at_10")
+    assert [m.step for m in history] == list(range(6))
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 6
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} >= {"model/arrays.npz", "model/model.json"}
+
+    evaluated = run_cli("evaluate", model, "--k", "5,10", "--json", "--no-track", "-o", tmp_path / "ev")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    flat = json.loads(evaluated.stdout)
+    for key in (
+        "precision@5",
+        "recall@10",
+        "ndcg@10",
+        "map@10",
+        "mrr@10",
+        "hit_rate@10",
+        "auc",
+        "coverage@10",
+        "gini@10",
+        "novelty@10",
+        "diversity@10",
+        "personalization@10",
+        "popularity@10",
+    ):
+        assert key in flat, key
+    assert 0.5 < flat["auc"] <= 1 and flat["users_evaluated"] == 671
+    per_user = pl.read_parquet(tmp_path / "ev" / "per_user.parquet")
+    assert per_user["ndcg@10"].mean() == pytest.approx(flat["ndcg@10"])
+    segments = pl.read_parquet(tmp_path / "ev" / "segments.parquet")
+    assert set(segments.columns) == {"segment", "metric", "users", "mean", "ci_low", "ci_high"}
+    row = segments.filter(pl.col("metric") == "ndcg@10").row(0, named=True)
+    assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+
+    gate = run_cli("evaluate", model, "--k", "10", "--metrics", "ndcg", "--min", "ndcg@10=0.99", "--no-track")
+    assert gate.exit_code == 1 and "gate failed: ndcg@10" in gate.stderr
+    ok = run_cli("evaluate", model, "--k", "10", "--metrics", "ndcg", "--min", "ndcg@10=0.001", "--no-track")
+    assert ok.exit_code == 0
+
+
+def test_personalised_models_beat_popularity(split_dir: Path, tmp_path: Path) -> None:
+    scores = {}
+    for name in ("popular", "ease"):
+        assert run_cli("train", split_dir, "--model", name, "-o", tmp_path / name, "--no-track").exit_code == 0
+        result = run_cli("evaluate", tmp_path / name, "--metrics", "ndcg", "--k", "10", "--json", "--no-track")
+        scores[name] = json.loads(result.stdout)["ndcg@10"]
+    assert scores["ease"] > 1.15 * scores["popular"]
+
+
+def test_evaluate_outside_lists(tmp_path: Path) -> None:
+    recs = tmp_path / "recs.csv"
+    truth = tmp_path / "truth.csv"
+    recs.write_text("user_id,item_id,rank\na,x,1\na,y,2\nb,z,1\nb,x,2\n")
+    truth.write_text("user_id,item_id,relevance\na,y,1\nb,q,1\nb,x,0\n")
+    result = run_cli(
+        "evaluate",
+        "--recommendations",
+        recs,
+        "--truth",
+        truth,
+        "--k",
+        "2",
+        "--metrics",
+        "precision,recall,ndcg,hit_rate",
+        "--json",
+        "--no-track",
+    )
+    assert result.exit_code == 0, result.stderr
+    flat = json.loads(result.stdout)
+    # a: hit at rank 2 of 1 relevant; b: its only relevant item (q) is not recommended
+    assert flat["precision@2"] == pytest.approx((0.5 + 0) / 2)
+    assert flat["recall@2"] == pytest.approx(0.5)
+    assert flat["hit_rate@2"] == pytest.approx(0.5)
+    assert flat["ndcg@2"] == pytest.approx((1 / 1.5849625007211563) / 2)
+    auc = run_cli("evaluate", "--recommendations", recs, "--truth", truth, "--metrics", "auc", "--no-track")
+    assert auc.exit_code == 3 and "auc needs every item's score" in auc.stderr
+
+
+def test_train_rejects_unknown_model_and_parameter(split_dir: Path, tmp_path: Path) -> None:
+    bad = run_cli("train", split_dir, "--model", "deepfm", "-o", tmp_path / "m", "--no-track")
+    assert bad.exit_code == 3 and "unknown model 'deepfm'" in bad.stderr
+    bad = run_cli("train", split_dir, "--model", "ease", "--set", "lambda=3", "-o", tmp_path / "m", "--no-track")
+    assert bad.exit_code == 3 and "ease has no parameter 'lambda'" in bad.stderr
+    assert not (tmp_path / "m").exists()
