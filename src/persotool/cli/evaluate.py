@@ -178,6 +178,7 @@ def _external(recs_path: Path, truth_path: Path, names: list[str]):
     import polars as pl
 
     from persotool.errors import DataError
+    from persotool.evaluation import segments
     from persotool.evaluation.evaluator import evaluate_lists
 
     recs = _read_table(recs_path, ["user_id", "item_id", "rank"], "recommendations")
@@ -205,16 +206,7 @@ def _external(recs_path: Path, truth_path: Path, names: list[str]):
 
     result = evaluate_lists(coded(recs), coded(truth), names, n_items=len(items))
     result.beyond = {k: v for k, v in result.beyond.items() if not k.startswith(("novelty", "popularity"))}
-    per_segment = pl.DataFrame(
-        schema={
-            "segment": pl.String,
-            "metric": pl.String,
-            "users": pl.Int64,
-            "mean": pl.Float64,
-            "ci_low": pl.Float64,
-            "ci_high": pl.Float64,
-        }
-    )
+    per_segment = pl.DataFrame(schema=segments.SEGMENT_SCHEMA)
     context = {"recommendations": str(recs_path), "truth": str(truth_path)}
     return result, per_segment, context
 

@@ -11,6 +11,14 @@ from persotool.errors import ConfigError
 
 ACTIVITY_BUCKETS = ((1, 5), (6, 20), (21, 100), (101, 500), (501, None))
 BOOTSTRAP = 1000
+SEGMENT_SCHEMA = {
+    "segment": pl.String,
+    "metric": pl.String,
+    "users": pl.Int64,
+    "mean": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+}
 
 
 def bootstrap_ci(
@@ -65,17 +73,7 @@ def segment_table(per_user: pl.DataFrame, labels: pl.DataFrame, metrics: list[st
                     "ci_high": high,
                 }
             )
-    return pl.DataFrame(
-        rows,
-        schema={
-            "segment": pl.String,
-            "metric": pl.String,
-            "users": pl.Int64,
-            "mean": pl.Float64,
-            "ci_low": pl.Float64,
-            "ci_high": pl.Float64,
-        },
-    )
+    return pl.DataFrame(rows, schema=SEGMENT_SCHEMA)
 
 
 def labels_for(by: str, train: pl.DataFrame, dataset: Path) -> pl.DataFrame:

@@ -28,10 +28,8 @@ class ItemKNN(Recommender):
         self.binary = binary
 
     def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
-        x = train.copy()
-        if self.binary:
-            x.data[:] = 1.0
-        self.history_ = x.astype(np.float32).tocsr()
+        x = _history(train, self.binary)
+        self.history_ = x
         xc = x.tocsc().astype(np.float64)
         norms = np.sqrt(np.asarray(xc.multiply(xc).sum(axis=0)).ravel())
         gram = (xc.T @ xc).tocoo()
@@ -43,6 +41,14 @@ class ItemKNN(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.history_[users] @ self.similarity_).todense(), dtype=np.float32)
+
+
+def _history(train: sp.csr_matrix, binary: bool) -> sp.csr_matrix:
+    """The users' training items these models score from: weights, or 1 per item when binary."""
+    x = sp.csr_matrix(train, dtype=np.float32, copy=True)
+    if binary:
+        x.data[:] = 1.0
+    return x
 
 
 def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
@@ -79,10 +85,8 @@ class EASE(Recommender):
         self.binary = binary
 
     def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
-        x = train.copy()
-        if self.binary:
-            x.data[:] = 1.0
-        self.history_ = x.astype(np.float32).tocsr()
+        x = _history(train, self.binary)
+        self.history_ = x
         # Items never seen in training have empty columns: their rows and columns of B are zero,
         # so only the active items need the (cubic) inversion.
         active = np.flatnonzero(x.getnnz(axis=0) > 0)
