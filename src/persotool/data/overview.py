@@ -15,7 +15,10 @@ def plot_overview(dataset: Path, path: Path) -> Path:
 
     interactions = pl.scan_parquet(dataset / "interactions.parquet")
     per_user = pl.read_parquet(dataset / "users.parquet", columns=["n_interactions"])["n_interactions"]
-    per_day = interactions.group_by(pl.col("timestamp").dt.date().alias("day")).agg(pl.len()).sort("day").collect()
+    counted = interactions.group_by(pl.col("timestamp").dt.date().alias("day")).agg(pl.len()).collect()
+    # every calendar day, zero where nothing happened, so the line does not bridge gaps
+    days = pl.DataFrame({"day": pl.date_range(counted["day"].min(), counted["day"].max(), "1d", eager=True)})
+    per_day = days.join(counted, on="day", how="left").with_columns(pl.col("len").fill_null(0)).sort("day")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     left.hist(per_user.to_numpy(), bins=50, log=True, color="#3b6ea5")
     left.set(title="Interactions per user", xlabel="interactions", ylabel="users (log)")
