@@ -416,8 +416,6 @@ def sort_unique(frame: pl.DataFrame, keys: list[str], dense: tuple[str, ...] = (
             distinct = column.unique().drop_nulls().sort()
             values = pl.concat([pl.Series([None], dtype=column.dtype), distinct])
             rank = column.rank("dense").fill_null(0).to_numpy().astype(np.uint64)
-            if not column.null_count():
-                rank += np.uint64(0)  # rank("dense") is already 1-based
         bits = max(int(rank.max()).bit_length(), 1) if len(rank) else 1
         if offset + bits > 64:
             ordered = frame.sort(keys, nulls_last=True)

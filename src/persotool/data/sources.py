@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import csv
 import glob
-import gzip
 import hashlib
 import zlib
 from collections.abc import Iterator
@@ -203,10 +202,6 @@ def _raw_blocks(source: Source, digest) -> Iterator[bytes]:
                 "is a truncated zstd file (the stream ends before its end marker); copy it again",
                 where=where,
             )
-
-
-def _lines(block: bytes) -> Iterator[bytes]:
-    yield from block.split(b"\n")
 
 
 def sniff_delimiter(first_line: str) -> str:
@@ -529,10 +524,3 @@ def read_lines(path: Path, line_numbers: list[int], limit: int = 1000) -> dict[i
             if not chunk:
                 break
     return found
-
-
-def read_head(path: Path, n: int = 1) -> list[bytes]:
-    with open(path, "rb") as handle:
-        if path.suffix.lower() in (".gz", ".gzip"):
-            handle = gzip.GzipFile(fileobj=handle)
-        return [handle.readline() for _ in range(n)]

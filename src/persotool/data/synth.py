@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -311,7 +311,3 @@ consent = "consent"
 [events]
 {weights}
 """
-
-
-def day_start(cfg: SynthConfig, day: int) -> datetime:
-    return datetime.fromisoformat(cfg.start).replace(tzinfo=UTC) + timedelta(days=day)

@@ -224,12 +224,4 @@ def load(path: Path) -> Recommender:
     )
     for name, value in arrays.items():
         setattr(model, name, value)
-    model._after_load()
     return model
-
-
-def _noop(self) -> None:
-    return None
-
-
-Recommender._after_load = _noop
