@@ -126,6 +126,7 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
 
     src = spec.source
     options = {"delimiter": src.delimiter, "header": src.header, "columns": src.columns, "quote": src.quote}
+    tried = False
     if source.format == "csv":
         head = inspect_head(source, **options)
         if head is not None:
@@ -138,7 +139,8 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
                     frame = None
                 if verified.result() and frame is not None:
                     return _Loaded(source, frame, head, 0)
-    prepared = prepare_text(source, workdir, **options)
+            tried = True  # the fast check failed: go straight to the aligned pass that finds the line
+    prepared = prepare_text(source, workdir, **options, try_fast=not tried)
     if source.format == "jsonl":
         frame = _read_jsonl(source, prepared, mapping)
         return _Loaded(source, frame, prepared, len(prepared.blank_lines))

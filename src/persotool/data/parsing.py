@@ -92,8 +92,8 @@ def _to_utc(parsed: pl.Series, aware: bool, timezone: str) -> pl.Series:
         raise ConfigError(f"unknown time zone {timezone!r} (use an IANA name such as Europe/Paris)") from None
 
 
-def _parse_strings(raw: pl.Series, formats: list[tuple[str, bool]], timezone: str) -> pl.Series:
-    if formats is ISO_FORMATS_LIST:
+def _parse_strings(raw: pl.Series, formats: list[tuple[str, bool]], timezone: str, *, iso: bool) -> pl.Series:
+    if iso:
         layout = _fixed_layout(raw.drop_nulls().head(200).to_list())
         if layout is not None:
             length, fraction, zulu = layout
@@ -102,14 +102,14 @@ def _parse_strings(raw: pl.Series, formats: list[tuple[str, bool]], timezone: st
             if not failed.any():
                 return fast
             idx = failed.arg_true()
-            retry = _parse_strings_general(raw.gather(idx), formats, timezone)
+            retry = _parse_strings_general(raw.gather(idx), formats, timezone, iso=iso)
             return fast.scatter(idx, retry)
-    return _parse_strings_general(raw, formats, timezone)
+    return _parse_strings_general(raw, formats, timezone, iso=iso)
 
 
-def _parse_strings_general(raw: pl.Series, formats: list[tuple[str, bool]], timezone: str) -> pl.Series:
+def _parse_strings_general(raw: pl.Series, formats: list[tuple[str, bool]], timezone: str, *, iso: bool) -> pl.Series:
     text = raw.str.strip_chars()
-    if formats is ISO_FORMATS_LIST:
+    if iso:
         text = text.str.replace(" ", "T", literal=True).str.replace(r"Z$", "+00:00")
     sample = text.drop_nulls().head(200)
     scores = [sample.str.to_datetime(f, strict=False, time_unit="us").null_count() for f, _ in formats]
@@ -129,7 +129,6 @@ def _parse_strings_general(raw: pl.Series, formats: list[tuple[str, bool]], time
     return out
 
 
-ISO_FORMATS_LIST = list(ISO_FORMATS)
 FIXED_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z?$")
 
 
@@ -221,10 +220,10 @@ def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple
     elif raw.dtype != pl.String:
         raise ConfigError(f"time format {fmt!r} needs text timestamps, found {raw.dtype}")
     elif fmt == "iso":
-        ts = _parse_strings(raw, ISO_FORMATS_LIST, timezone)
+        ts = _parse_strings(raw, list(ISO_FORMATS), timezone, iso=True)
     else:
         aware = "%z" in fmt or "%#z" in fmt or "%:z" in fmt
-        ts = _parse_strings(raw, [(fmt, aware)], timezone)
+        ts = _parse_strings(raw, [(fmt, aware)], timezone, iso=False)
     ts = ts.cast(UTC_DTYPE)
     if fmt not in EPOCH_US_PER:
         micros = ts.dt.epoch("us")

@@ -314,11 +314,13 @@ def prepare_text(
     header: bool,
     columns: list[str] | None,
     quote: str | None,
+    try_fast: bool = True,
 ) -> PreparedText:
     """Check a CSV or JSON Lines source line by line (vectorised) and make it readable by polars."""
-    head = inspect_head(source, delimiter=delimiter, header=header, columns=columns, quote=quote)
-    if head is not None and verify_bytes(source, head, header=header, quote=quote):
-        return head
+    if try_fast:
+        head = inspect_head(source, delimiter=delimiter, header=header, columns=columns, quote=quote)
+        if head is not None and verify_bytes(source, head, header=header, quote=quote):
+            return head
     where = str(source.path)
     digest = _BackgroundDigest()
     is_csv = source.format == "csv"
