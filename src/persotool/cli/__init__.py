@@ -87,6 +87,7 @@ def root(
     """persotool command line."""
 
 
+from persotool.cli import benchmark as _benchmark  # noqa: E402
 from persotool.cli import datasets as _datasets  # noqa: E402
 from persotool.cli import evaluate as _evaluate  # noqa: E402
 from persotool.cli import ingest as _ingest  # noqa: E402
@@ -98,6 +99,7 @@ app.add_typer(_datasets.app, name="datasets")
 _split.register(app)
 _train.register(app)
 _evaluate.register(app)
+_benchmark.register(app)
 
 
 def main() -> None:
