@@ -36,12 +36,7 @@ demo: $(STAMP)
 	$(RUN)/persotool datasets info $(DEMO)/movielens
 	$(RUN)/persotool split $(DEMO)/movielens -o $(DEMO)/split --strategy leave-last --leave-last 10 --valid \
 	    --min-item-interactions 5 --force
-	$(RUN)/persotool train $(DEMO)/split --model popular -o $(DEMO)/models/popular --force
-	$(RUN)/persotool train $(DEMO)/split --model ease -o $(DEMO)/models/ease --force
-	$(RUN)/persotool train $(DEMO)/split --config configs/models/lightfm.toml -o $(DEMO)/models/lightfm --force
-	$(RUN)/persotool evaluate $(DEMO)/models/popular --k 10 --metrics ndcg,recall,hit_rate,auc
-	$(RUN)/persotool evaluate $(DEMO)/models/ease --k 10 --metrics ndcg,recall,hit_rate,auc
-	$(RUN)/persotool evaluate $(DEMO)/models/lightfm --k 10 --metrics ndcg,recall,hit_rate,auc
+	$(RUN)/persotool benchmark $(DEMO)/split --config configs/benchmark.toml -o $(DEMO)/benchmark --force
 	@echo "Runs are in ./mlflow.db: see them with 'make ui'."
 
 test: $(STAMP)

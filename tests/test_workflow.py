@@ -143,3 +143,78 @@ def test_train_rejects_unknown_model_and_parameter(split_dir: Path, tmp_path: Pa
     bad = run_cli("train", split_dir, "--model", "ease", "--set", "lambda=3", "-o", tmp_path / "m", "--no-track")
     assert bad.exit_code == 3 and "ease has no parameter 'lambda'" in bad.stderr
     assert not (tmp_path / "m").exists()
+
+
+BENCHMARK_TOML = """
+name = "wf-bench"
+baseline = "pop"
+k = [5, 10]
+metrics = ["ndcg", "recall", "auc"]
+
+[models.pop]
+model = "popular"
+
+[models.ease]
+config = "{models}/ease.toml"
+
+[models.knn]
+model = "itemknn"
+params = {{ neighbors = 50 }}
+
+[models.lfm]
+config = "{models}/lightfm.toml"
+params = {{ epochs = 3, components = 8, patience = 2 }}
+"""
+
+
+def test_benchmark_tables_tests_models_and_nested_runs(split_dir: Path, tmp_path: Path, scratch_cwd: Path) -> None:
+    config = tmp_path / "bench.toml"
+    config.write_text(BENCHMARK_TOML.format(models=Path(__file__).parents[1] / "configs" / "models"))
+    out = tmp_path / "bench"
+    result = run_cli("benchmark", split_dir, "--config", config, "-o", out, "--experiment", "wf-bench", "--json")
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert [r["model"] for r in payload["results"]] == ["pop", "ease", "knn", "lfm"]
+    assert len(payload["tests"]) == 3 * 5  # three challengers x (ndcg@5, ndcg@10, recall@5, recall@10, auc)
+    for name in ("results.csv", "results.md", "tests.csv", "per_user.parquet", "comparison.png", "manifest.json"):
+        assert (out / name).is_file(), name
+    assert payload["results"][2]["model"] == "knn"
+
+    # EASE clearly beats popularity on this split: both tests, after Holm over the whole family
+    ease = next(t for t in payload["tests"] if t["model"] == "ease" and t["metric"] == "ndcg@10")
+    assert ease["difference"] > 0 and ease["significant"] and ease["t_p_holm"] < 0.05
+
+    # the saved model reproduces its row when evaluated on its own
+    again = run_cli("evaluate", out / "models" / "ease", "--k", "10", "--metrics", "ndcg", "--json", "--no-track")
+    assert json.loads(again.stdout)["ndcg@10"] == pytest.approx(payload["results"][1]["ndcg@10"])
+    per_user = pl.read_parquet(out / "per_user.parquet")
+    assert per_user.group_by("model").len()["len"].to_list() == [payload["users_evaluated"]] * 4
+
+    client = MlflowClient(f"sqlite:///{scratch_cwd / 'mlflow.db'}")
+    parent = client.get_run(payload["mlflow_run_id"])
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "benchmark")} >= {
+        "benchmark/comparison.png",
+        "benchmark/results.md",
+        "benchmark/tests.csv",
+    }
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    by_label = {run.data.params["label"]: run for run in children}
+    assert set(by_label) == {"pop", "ease", "knn", "lfm"}
+    assert by_label["ease"].data.metrics["ndcg_at_10"] == pytest.approx(payload["results"][1]["ndcg@10"])
+    assert len(client.get_metric_history(by_label["lfm"].info.run_id, "train_loss")) == 3
+    assert by_label["knn"].data.params["params.neighbors"] == "50"
+
+
+def test_benchmark_rejects_bad_configs_before_writing(split_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "bench.toml"
+    config.write_text('baseline = "nope"\n[models.a]\nmodel = "popular"\n[models.b]\nmodel = "random"\n')
+    out = tmp_path / "bench"
+    bad = run_cli("benchmark", split_dir, "--config", config, "-o", out, "--no-track")
+    assert bad.exit_code == 3 and "baseline 'nope' is not one of the models" in bad.stderr
+    config.write_text('baseline = "a"\n[models.a]\nmodel = "popular"\n[models.b]\nmodel = "ease"\nparams = {l3 = 1}\n')
+    bad = run_cli("benchmark", split_dir, "--config", config, "-o", out, "--no-track")
+    assert bad.exit_code == 3 and "ease has no parameter 'l3'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob(".bench*"))
