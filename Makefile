@@ -44,6 +44,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(RUN)/python benchmarks/ingest.py
+	$(RUN)/python benchmarks/evaluate.py
 
 lint: $(STAMP)
 	$(RUN)/ruff check src tests benchmarks

@@ -102,3 +102,24 @@ def test_agrees_with_scikit_learn_on_random_cases() -> None:
         assert ours == pytest.approx(ndcg_score(relevant[None, :].astype(float), scores[None, :], k=k))
         auc = m.auc_from_scores(scores[None, :], np.flatnonzero(relevant)[None, :])[0]
         assert auc == pytest.approx(roc_auc_score(relevant, scores))
+
+
+def test_batched_auc_with_ties_exclusions_and_padding_agrees_with_scikit_learn() -> None:
+    # many users at once, scores rounded so ties are common, some items excluded (-inf), relevant
+    # lists of different lengths padded with -1: every row must equal scikit-learn on its candidates
+    rng = np.random.default_rng(4)
+    users, n = 64, 30
+    scores = np.round(rng.normal(size=(users, n)), 1).astype(np.float32)
+    excluded = rng.random((users, n)) < 0.2
+    scores[excluded] = -np.inf
+    relevant = np.full((users, 6), -1)
+    for u in range(users):
+        candidates = np.flatnonzero(~excluded[u])
+        chosen = rng.choice(candidates, size=int(rng.integers(1, 7)), replace=False)
+        relevant[u, : len(chosen)] = chosen
+    ours = m.auc_from_scores(scores.copy(), relevant)
+    for u in range(users):
+        keep = ~excluded[u]
+        labels = np.isin(np.arange(n), relevant[u][relevant[u] >= 0])[keep]
+        assert ours[u] == pytest.approx(roc_auc_score(labels, scores[u][keep]))
+    assert np.array_equal(m.auc_from_scores(scores.copy(), relevant, overwrite=True), ours, equal_nan=True)

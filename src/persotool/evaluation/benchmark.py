@@ -143,7 +143,7 @@ def run(
         raise ConfigError(f"on = {cfg.on!r}: the split has no validation part (split with --valid)")
     names = cfg.metric_names()
     resolved = {label: resolve_model(label, entry) for label, entry in cfg.models.items()}
-    for label, (name, params) in resolved.items():
+    for name, params in resolved.values():
         training.build(name, params)  # every entry is checked before the first one trains
     vectors, _ = training.feature_matrix(split.dataset_path, "item", split.n_items)
     runs: list[ModelRun] = []

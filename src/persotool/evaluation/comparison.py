@@ -41,7 +41,7 @@ def paired_test(model: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
     model, baseline = model[keep], baseline[keep]
     diff = model - baseline
     out = {
-        "users": int(len(diff)),
+        "users": len(diff),
         "baseline_mean": float(baseline.mean()) if len(diff) else float("nan"),
         "model_mean": float(model.mean()) if len(diff) else float("nan"),
         "difference": float(diff.mean()) if len(diff) else float("nan"),

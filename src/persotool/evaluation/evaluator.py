@@ -110,7 +110,7 @@ def evaluate(
         for label, values_ in _per_user_metrics(hits, n_rel[start:stop], specs).items():
             columns[label].append(values_)
         if want_auc:
-            columns["auc"].append(auc_from_scores(scores, rel))
+            columns["auc"].append(auc_from_scores(scores, rel, overwrite=True))  # scores' last use
     data = {"user_idx": users, "n_relevant": n_rel}
     for label, parts in columns.items():
         data[label] = np.concatenate(parts) if parts else np.zeros(0)

@@ -92,33 +92,53 @@ RANKED_FUNCTIONS = {
 }
 
 
-def auc_from_scores(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+def _count_at_most(ordered: np.ndarray, queries: np.ndarray, *, strict: bool) -> np.ndarray:
+    """Per row, how many entries of the ascending row `ordered[r]` are <= (or < with `strict`)
+    each query of `queries[r]`: a binary search run for every row at once (about log2(n) steps
+    on the small query array), so there is no loop over users."""
+    rows = np.arange(ordered.shape[0])[:, None]
+    lo = np.zeros(queries.shape, dtype=np.int64)
+    hi = np.full(queries.shape, ordered.shape[1], dtype=np.int64)
+    while True:
+        open_ = lo < hi
+        if not open_.any():
+            return lo
+        mid = (lo + hi) // 2
+        value = ordered[rows, np.minimum(mid, ordered.shape[1] - 1)]
+        right = value < queries if strict else value <= queries
+        lo = np.where(open_ & right, mid + 1, lo)
+        hi = np.where(open_ & ~right, mid, hi)
+
+
+def auc_from_scores(scores: np.ndarray, relevant: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
     """AUC per user over all candidate items (excluded items carry -inf and are not candidates):
     the share of (relevant, non-relevant) pairs ordered correctly, ties counting one half,
 
         AUC_u = 1 - (sum_p [#neg scored above p] + 0.5 [#neg tied with p]) / (|pos| |neg|).
 
-    `relevant` is an (users, max_pos) array of relevant item indices padded with -1. Users are
-    processed together; the loop runs over relevant-item slots, not users. A user with no
-    non-relevant candidate gets NaN."""
-    n_users = scores.shape[0]
+    `relevant` is an (users, max_pos) array of relevant item indices padded with -1. Each row is
+    sorted once; every relevant item's count of higher and tied scores comes from a binary search
+    in its sorted row, and the relevant items' own places among each other are taken out after.
+    With `overwrite`, `scores` is sorted in place (no copy). A user with no non-relevant candidate
+    gets NaN."""
     valid = relevant >= 0
     safe = np.where(valid, relevant, 0)
     pos_scores = np.take_along_axis(scores, safe, axis=1)
     candidates = np.isfinite(scores).sum(axis=1)
-    n_pos = (valid & np.isfinite(pos_scores)).sum(axis=1)
-    n_neg = candidates - n_pos
-    above = np.zeros(n_users)
-    for slot in range(relevant.shape[1]):
-        active = valid[:, slot] & np.isfinite(pos_scores[:, slot])
-        if not active.any():
-            continue
-        rows = np.flatnonzero(active)
-        s = pos_scores[rows, slot][:, None]
-        block = scores[rows]
-        above[rows] += (block > s).sum(axis=1) + 0.5 * ((block == s).sum(axis=1) - 1)
-    # remove the relevant items counted as "above" or tied with each other
     both = valid & np.isfinite(pos_scores)
+    n_pos = both.sum(axis=1)
+    n_neg = candidates - n_pos
+    if overwrite:
+        scores.sort(axis=1)
+        ordered = scores
+    else:
+        ordered = np.sort(scores, axis=1)
+    at_most = _count_at_most(ordered, pos_scores, strict=False)
+    below = _count_at_most(ordered, pos_scores, strict=True)
+    higher = ordered.shape[1] - at_most
+    tied_others = at_most - below - 1
+    above = np.where(both, higher + 0.5 * tied_others, 0.0).sum(axis=1)
+    # remove the relevant items counted as "above" or tied with each other
     ps = np.where(both, pos_scores, np.nan)
     greater = (ps[:, :, None] < ps[:, None, :]) & both[:, :, None] & both[:, None, :]
     ties = (ps[:, :, None] == ps[:, None, :]) & both[:, :, None] & both[:, None, :]

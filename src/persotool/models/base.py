@@ -49,7 +49,8 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if k == scores.shape[1]:
         part = np.broadcast_to(np.arange(k), (scores.shape[0], k))
     else:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # the k largest sit at the end after partitioning at n - k (no negated copy of the scores)
+        part = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k :]
     values = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -values), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
