@@ -27,7 +27,9 @@ def test_evaluate_benchmark_small(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     for key in ("seconds", "lightfm_seconds", "floor_seconds", "speedup_vs_lightfm", "ratio_to_floor"):
         assert report[key] > 0
-    assert report["speedup_vs_lightfm"] == pytest.approx(report["lightfm_seconds"] / report["seconds"], rel=0.01)
+    assert report["speedup_vs_lightfm"] == pytest.approx(
+        report["lightfm_seconds"] / report["seconds"], rel=0.05
+    )  # both rounded to ms
     # persotool and lightfm.evaluation score the same model identically
     for ours, theirs in report["agreement_on_bare_model"].values():
         assert ours == pytest.approx(theirs, abs=1e-6)
