@@ -1,0 +1,124 @@
+"""The simulation config (configs/simulation.toml): the world, user behaviour, arms and analysis.
+Every constant of the user model is a field here, with its default and what it does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from persotool.config import Strict
+
+POLICIES = ("model", "random", "popular", "oracle", "logged")
+
+
+class WorldSpec(Strict):
+    """Where the users' true preferences and habits come from."""
+
+    source: Literal["calibrated", "synthetic"] = Field(
+        "calibrated",
+        description="calibrated: fitted from the dataset's logs; synthetic: the ground truth of `datasets synth`",
+    )
+    ground_truth: Path | None = Field(None, description="synthetic: the `datasets synth` output directory")
+    population: int = Field(
+        0,
+        ge=0,
+        description="simulated users; 0 = the dataset's users, more = resampled from them (each with own noise)",
+    )
+    truth_factors: int = Field(32, ge=2, le=256, description="factors of the ALS model fitted on all logs as truth")
+    truth_noise: float = Field(
+        0.3, ge=0, description="sd of noise added to every truth factor, relative to the factors' sd"
+    )
+    topic_dims: int = Field(8, ge=2, le=64, description="dimensions of the item topic vectors behind slate similarity")
+    visit_prior_strength: float = Field(
+        2.0, gt=0, description="pseudo-days shrinking a user's visit propensity toward the pooled rate"
+    )
+    churn_inactivity_days: float = Field(
+        30.0, gt=0, description="a user silent this long before the log ends counts as churned when calibrating"
+    )
+
+
+class BehaviourSpec(Strict):
+    """How a simulated user examines a slate, engages, grows (dis)satisfied and churns. Fields left
+    at None are calibrated from the logs."""
+
+    examination: Literal["cascade", "log-discount"] = Field(
+        "cascade",
+        description="cascade: top-down, going on with `cascade_continue` (or `continue_after_engagement`); "
+        "log-discount: position j is examined with probability 1/log2(j+1)",
+    )
+    cascade_continue: float = Field(0.85, gt=0, le=1, description="chance of examining the next item after a skip")
+    continue_after_engagement: float = Field(0.7, ge=0, le=1, description="same, after an engagement")
+    base_engagement: float | None = Field(
+        None, gt=0, lt=1, description="mean engagement chance of an examined item (None: from the logs' sessions)"
+    )
+    affinity_weight: float = Field(1.5, ge=0, description="logit per sd of true user-item affinity")
+    quality_weight: float = Field(0.3, ge=0, description="logit per sd of item quality (log popularity)")
+    fatigue_weight: float = Field(0.5, ge=0, description="logit lost per earlier examination of the same item")
+    similarity_weight: float = Field(1.0, ge=0, description="logit lost times the slate's mean pairwise cosine")
+    satisfaction_decay: float = Field(0.9, ge=0, lt=1, description="daily decay of accumulated satisfaction")
+    expectation: float | None = Field(
+        None, ge=0, description="engagements per visit a user expects (None: what the logged behaviour gives)"
+    )
+    churn_hazard: float | None = Field(
+        None, ge=0, lt=1, description="daily churn chance at zero satisfaction (None: from the logs)"
+    )
+    churn_satisfaction: float = Field(0.5, ge=0, description="hazard is multiplied by exp(-this x satisfaction)")
+    reactivation: float = Field(0.0, ge=0, lt=1, description="daily chance that a churned user comes back")
+
+
+class ArmSpec(Strict):
+    name: str
+    policy: Literal["model", "random", "popular", "oracle", "logged"]
+    model: Path | None = Field(None, description="policy = model: a model directory from `persotool train`")
+    share: float = Field(gt=0, description="traffic share (normalised over arms)")
+
+    @model_validator(mode="after")
+    def _model(self) -> ArmSpec:
+        if (self.policy == "model") != (self.model is not None):
+            raise ValueError("`model = PATH` goes with policy = 'model', and only with it")
+        return self
+
+
+class AnalysisSpec(Strict):
+    alpha: float = Field(0.05, gt=0, lt=1)
+    bootstrap: int = Field(0, ge=0, description="bootstrap resamples for mean metrics (0: off)")
+    power: float = Field(0.8, gt=0, lt=1, description="power at which the minimum detectable effect is reported")
+    msprt_tau: float = Field(
+        0.1, gt=0, description="sd of the normal mixture of the mSPRT, in units of the metric's sd per user"
+    )
+
+
+class SimulationConfig(Strict):
+    name: str = Field("experiment", description="experiment name: salts the assignment of users to arms")
+    seed: int = 0
+    days: int = Field(30, ge=1, le=3650)
+    pre_days: int = Field(14, ge=0, le=365, description="days simulated under the control arm before the test (CUPED)")
+    slate_size: int = Field(10, ge=1, le=200)
+    candidates: int = Field(100, ge=1, description="items per user beyond the slate that a policy lines up")
+    control: str | None = Field(None, description="the control arm (default: the first)")
+    world: WorldSpec = Field(default_factory=WorldSpec)
+    behaviour: BehaviourSpec = Field(default_factory=BehaviourSpec)
+    arms: list[ArmSpec]
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+    @model_validator(mode="after")
+    def _arms(self) -> SimulationConfig:
+        names = [a.name for a in self.arms]
+        if len(names) < 2:
+            raise ValueError("an experiment needs at least two arms")
+        if len(set(names)) != len(names):
+            raise ValueError("arm names must be unique")
+        if self.control is None:
+            self.control = names[0]
+        elif self.control not in names:
+            raise ValueError(f"control {self.control!r} is not an arm ({', '.join(names)})")
+        if self.world.source == "synthetic" and self.world.ground_truth is None:
+            raise ValueError("world.source = 'synthetic' needs world.ground_truth (a `datasets synth` directory)")
+        return self
+
+    @property
+    def shares(self) -> list[float]:
+        total = sum(a.share for a in self.arms)
+        return [a.share / total for a in self.arms]

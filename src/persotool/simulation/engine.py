@@ -1,0 +1,266 @@
+"""The day loop: every arm serves every simulated user, vectorised over users with numpy.
+
+Common random numbers: each day draws one set of uniforms per user (visit, per-slot engagement and
+examination, churn, reactivation) and every arm uses the same set, so a user's outcome under each
+arm is known (potential outcomes) and the true effect of an arm is exact. The loop runs over days
+and slate positions, never over users.
+
+Per visit: the slate is the first `slate_size` candidates the user has not consumed; examination
+falls with position (cascade or log-discount); an examined item is engaged with probability
+sigmoid(intercept + affinity_weight x affinity + quality_weight x quality - fatigue_weight x earlier
+examinations of it - similarity_weight x the slate's mean pairwise topic cosine). Satisfaction
+decays daily and gains (engagements - expectation) on a visit; the daily churn chance is
+hazard x exp(-churn_satisfaction x satisfaction); churned users come back with `reactivation`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from persotool.simulation.config import ArmSpec, SimulationConfig
+from persotool.simulation.policies import Candidates, candidates
+from persotool.simulation.world import World
+
+
+@dataclass
+class Draws:
+    visit: np.ndarray
+    engage: np.ndarray
+    proceed: np.ndarray
+    churn: np.ndarray
+    react: np.ndarray
+
+
+def draws_for(seed: int, day: int, n_users: int, k: int) -> Draws:
+    """The day's uniforms for every user; the same in every arm (common random numbers)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 101, day]))
+    return Draws(
+        visit=rng.random(n_users, dtype=np.float32),
+        engage=rng.random((n_users, k), dtype=np.float32),
+        proceed=rng.random((n_users, k), dtype=np.float32),
+        churn=rng.random(n_users, dtype=np.float32),
+        react=rng.random(n_users, dtype=np.float32),
+    )
+
+
+@dataclass
+class ArmState:
+    """Everything that evolves for one arm; outcomes are per simulated user."""
+
+    items: np.ndarray  # (N, C) candidates
+    logit: np.ndarray  # (N, C)
+    consumed: np.ndarray  # (N, C) bool
+    exposure: np.ndarray  # (N, C) uint8: times examined
+    active: np.ndarray
+    satisfaction: np.ndarray
+    churn_day: np.ndarray
+    visits: np.ndarray
+    slates: np.ndarray
+    impressions: np.ndarray
+    examined: np.ndarray
+    engagements: np.ndarray
+    last_visit: np.ndarray
+    topic_sum: np.ndarray
+    daily_engagements: np.ndarray  # (N, days) uint16
+    daily_visits: np.ndarray  # (N, days) bool
+    daily_examined: np.ndarray  # (N, days) uint16
+    item_exposure: np.ndarray  # (items,) examinations so far
+    item_engagement: np.ndarray  # (items,)
+    per_day: dict[str, list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, cand: Candidates, world: World, days: int) -> ArmState:
+        n, c = cand.items.shape
+        r = world.topics.shape[1]
+        return cls(
+            items=cand.items,
+            logit=cand.logit,
+            consumed=np.zeros((n, c), dtype=bool),
+            exposure=np.zeros((n, c), dtype=np.uint8),
+            active=np.ones(n, dtype=bool),
+            satisfaction=np.zeros(n),
+            churn_day=np.full(n, -1, dtype=np.int32),
+            visits=np.zeros(n, dtype=np.int32),
+            slates=np.zeros(n, dtype=np.int32),
+            impressions=np.zeros(n, dtype=np.int32),
+            examined=np.zeros(n, dtype=np.int32),
+            engagements=np.zeros(n, dtype=np.int32),
+            last_visit=np.full(n, -1, dtype=np.int32),
+            topic_sum=np.zeros((n, r), dtype=np.float32),
+            daily_engagements=np.zeros((n, days), dtype=np.uint16),
+            daily_visits=np.zeros((n, days), dtype=bool),
+            daily_examined=np.zeros((n, days), dtype=np.uint16),
+            item_exposure=np.zeros(world.n_items, dtype=np.int64),
+            item_engagement=np.zeros(world.n_items, dtype=np.int64),
+        )
+
+    def consumed_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        users, pos = np.nonzero(self.consumed)
+        return users, self.items[users, pos]
+
+
+def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationConfig) -> None:
+    """One day of one arm, for every simulated user at once."""
+    beh, k = cfg.behaviour, cfg.slate_size
+    visit = state.active & (draws.visit < world.propensity)
+    rows = np.flatnonzero(visit)
+    avail = ~state.consumed[rows] & (state.items[rows] >= 0)
+    rank = np.cumsum(avail, axis=1, dtype=np.int32)
+    r_idx, c_idx = np.nonzero(avail & (rank <= k))
+    slot = rank[r_idx, c_idx] - 1
+    pos = np.full((len(rows), k), -1, dtype=np.int32)
+    pos[r_idx, slot] = c_idx
+    valid = pos >= 0
+    safe = np.maximum(pos, 0)
+    rr = rows[:, None]
+    items = np.where(valid, state.items[rr, safe], 0)
+    logit = world.intercept + state.logit[rr, safe] - beh.fatigue_weight * state.exposure[rr, safe]
+    topics = world.topics[items] * valid[..., None]
+    total = topics.sum(axis=1)
+    shown = valid.sum(axis=1)
+    pairs = shown * (shown - 1)
+    similarity = np.where(pairs > 0, ((total * total).sum(axis=1) - shown) / np.maximum(pairs, 1), 0.0)
+    logit = logit - beh.similarity_weight * similarity[:, None]
+    engage = draws.engage[rows] < 1 / (1 + np.exp(-logit))
+    proceed = draws.proceed[rows]
+    if beh.examination == "cascade":
+        examined = np.zeros_like(valid)
+        going = np.ones(len(rows), dtype=bool)
+        for j in range(k):
+            examined[:, j] = going & valid[:, j]
+            chance = np.where(engage[:, j], beh.continue_after_engagement, beh.cascade_continue)
+            going = examined[:, j] & (proceed[:, j] < chance)
+    else:
+        examined = valid & (proceed < (1 / np.log2(np.arange(k) + 2))[None, :])
+    engaged = examined & engage & valid
+    # state by candidate position: only the served (row, position) pairs, which are unique
+    ex_flat, en_flat = examined[r_idx, slot], engaged[r_idx, slot]
+    users = rows[r_idx]
+    state.exposure[users, c_idx] += ex_flat.astype(np.uint8)
+    state.consumed[users, c_idx] |= en_flat
+    n_eng = engaged.sum(axis=1)
+    n_exam = examined.sum(axis=1)
+    state.visits[rows] += 1
+    state.slates[rows] += shown > 0
+    state.impressions[rows] += shown
+    state.examined[rows] += n_exam
+    state.engagements[rows] += n_eng
+    state.last_visit[rows] = day
+    state.daily_engagements[rows, day] = n_eng
+    state.daily_visits[rows, day] = True
+    state.daily_examined[rows, day] = n_exam
+    state.topic_sum[rows] += (topics * engaged[..., None]).sum(axis=1)
+    state.item_exposure += np.bincount(items[examined], minlength=world.n_items)
+    state.item_engagement += np.bincount(items[engaged], minlength=world.n_items)
+    state.satisfaction *= beh.satisfaction_decay
+    state.satisfaction[rows] += n_eng - world.expectation
+    hazard = world.hazard * np.exp(-beh.churn_satisfaction * state.satisfaction)
+    leaving = state.active & (draws.churn < hazard)
+    back = ~state.active & (draws.react < beh.reactivation)
+    state.churn_day[leaving & (state.churn_day < 0)] = day
+    state.active = (state.active & ~leaving) | back
+    log = state.per_day
+    for key, value in (
+        ("active", state.active.sum()),
+        ("visitors", len(rows)),
+        ("impressions", int(shown.sum())),
+        ("examined", int(n_exam.sum())),
+        ("engagements", int(n_eng.sum())),
+        ("churned", int(leaving.sum())),
+        ("coverage", float((state.item_exposure > 0).mean())),
+        ("gini", gini(state.item_exposure)),
+    ):
+        log.setdefault(key, []).append(float(value))
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini coefficient of exposure over the catalog (0 = even, 1 = one item gets everything)."""
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    ordered = np.sort(counts)
+    n = len(ordered)
+    return float((2 * np.arange(1, n + 1) - n - 1).dot(ordered) / (n * total))
+
+
+def carry_exposure(old: ArmState, new_items: np.ndarray, n_items: int) -> np.ndarray:
+    """Examination counts of the old candidate lists, moved to the same (user, item) in new lists."""
+    users, pos = np.nonzero(old.exposure)
+    keys = users.astype(np.int64) * n_items + old.items[users, pos]
+    order = np.argsort(keys)
+    keys, counts = keys[order], old.exposure[users, pos][order]
+    new_keys = np.arange(new_items.shape[0], dtype=np.int64)[:, None] * n_items + new_items
+    out = np.zeros(new_items.shape, dtype=np.uint8)
+    if len(keys):
+        at = np.minimum(np.searchsorted(keys, new_keys), len(keys) - 1)
+        hit = (keys[at] == new_keys) & (new_items >= 0)
+        out[hit] = counts[at[hit]]
+    return out
+
+
+@dataclass
+class Simulation:
+    arms: dict[str, ArmState]
+    eligible: np.ndarray  # users active when the experiment starts
+    pre_engagements: np.ndarray
+    pre_visits: np.ndarray
+    seconds: dict[str, float]
+    user_days: int
+
+
+def run(world: World, cfg: SimulationConfig, dataset_digest: str) -> Simulation:
+    """Pre-period under control, then every arm over `days` days from the same starting state."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    size = cfg.slate_size + cfg.candidates
+    control = next(a for a in cfg.arms if a.name == cfg.control)
+
+    def lineup(arm: ArmSpec, exclude=None) -> Candidates:
+        return candidates(
+            arm, world, cfg.behaviour, size, seed=cfg.seed, dataset_digest=dataset_digest, exclude=exclude
+        )
+
+    pre = ArmState.start(lineup(control), world, max(cfg.pre_days, 1))
+    for day in range(cfg.pre_days):
+        step(pre, draws_for(cfg.seed, day, world.n_users, cfg.slate_size), day, world, cfg)
+    timings["pre_period"] = time.perf_counter() - started
+    pre_users, pre_items = pre.consumed_pairs()
+    order = np.argsort(pre_users, kind="stable")
+    pre_users, pre_items = pre_users[order], pre_items[order]
+
+    def exclude(scores: np.ndarray, batch: np.ndarray) -> None:
+        # items consumed in the pre-period are not served again (batches are contiguous users)
+        lo, hi = np.searchsorted(pre_users, [batch[0], batch[-1] + 1])
+        scores[pre_users[lo:hi] - batch[0], pre_items[lo:hi]] = -np.inf
+
+    arms: dict[str, ArmState] = {}
+    t = time.perf_counter()
+    for arm in cfg.arms:
+        cand = lineup(arm, exclude)
+        state = ArmState.start(cand, world, cfg.days)
+        state.exposure = carry_exposure(pre, cand.items, world.n_items)
+        state.active = pre.active.copy()
+        state.satisfaction = pre.satisfaction.copy()
+        state.item_exposure = pre.item_exposure.copy()
+        state.item_engagement = pre.item_engagement.copy()
+        arms[arm.name] = state
+    timings["candidates"] = time.perf_counter() - t
+    eligible = pre.active.copy()
+    t = time.perf_counter()
+    for day in range(cfg.days):
+        draws = draws_for(cfg.seed, cfg.pre_days + day, world.n_users, cfg.slate_size)
+        for state in arms.values():
+            step(state, draws, day, world, cfg)
+    timings["days"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - started
+    return Simulation(
+        arms=arms,
+        eligible=eligible,
+        pre_engagements=pre.engagements.copy() if cfg.pre_days else np.zeros(world.n_users, dtype=np.int32),
+        pre_visits=pre.visits.copy() if cfg.pre_days else np.zeros(world.n_users, dtype=np.int32),
+        seconds=timings,
+        user_days=world.n_users * cfg.days * len(arms),
+    )
