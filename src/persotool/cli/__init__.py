@@ -91,6 +91,7 @@ from persotool.cli import benchmark as _benchmark  # noqa: E402
 from persotool.cli import datasets as _datasets  # noqa: E402
 from persotool.cli import evaluate as _evaluate  # noqa: E402
 from persotool.cli import ingest as _ingest  # noqa: E402
+from persotool.cli import simulate as _simulate  # noqa: E402
 from persotool.cli import split as _split  # noqa: E402
 from persotool.cli import train as _train  # noqa: E402
 
@@ -100,6 +101,7 @@ _split.register(app)
 _train.register(app)
 _evaluate.register(app)
 _benchmark.register(app)
+_simulate.register(app)
 
 
 def main() -> None:

@@ -22,7 +22,15 @@ from persotool.errors import DataError, OutputError
 MANIFEST = "manifest.json"
 
 # The schema version of each kind of artifact this version of persotool writes and can read.
-SCHEMA_VERSIONS = {"dataset": 1, "synthetic-log": 1, "split": 1, "model": 1, "evaluation": 1, "benchmark": 1}
+SCHEMA_VERSIONS = {
+    "dataset": 1,
+    "synthetic-log": 1,
+    "split": 1,
+    "model": 1,
+    "evaluation": 1,
+    "benchmark": 1,
+    "simulation": 1,
+}
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:

@@ -209,6 +209,7 @@ class Simulation:
     pre_visits: np.ndarray
     seconds: dict[str, float]
     user_days: int
+    pre: ArmState | None = None  # the pre-period under control
 
 
 def run(world: World, cfg: SimulationConfig, dataset_digest: str) -> Simulation:
@@ -263,4 +264,5 @@ def run(world: World, cfg: SimulationConfig, dataset_digest: str) -> Simulation:
         pre_visits=pre.visits.copy() if cfg.pre_days else np.zeros(world.n_users, dtype=np.int32),
         seconds=timings,
         user_days=world.n_users * cfg.days * len(arms),
+        pre=pre if cfg.pre_days else None,
     )

@@ -50,6 +50,7 @@ class World:
     intercept: float  # engagement logit at average affinity and quality, no fatigue
     expectation: float  # engagements per visit a user expects
     calibration: dict[str, Any] = field(default_factory=dict)
+    logs: LogStats | None = None  # what the logs said, for the fidelity report
 
     @property
     def n_users(self) -> int:
@@ -131,12 +132,13 @@ class LogStats:
     sessions_per_user: np.ndarray
     session_lengths: np.ndarray  # interactions per session
     item_counts: np.ndarray
+    first_window_days: np.ndarray  # per user: active days within `window` days of their first
     churned: np.ndarray  # per user bool
     days_at_risk: np.ndarray  # per user
     log_days: float
 
 
-def log_stats(dataset: Path, n_users: int, n_items: int, inactivity_days: float) -> LogStats:
+def log_stats(dataset: Path, n_users: int, n_items: int, inactivity_days: float, window: int = 30) -> LogStats:
     frame = pl.read_parquet(
         dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp", "session_id"]
     )
@@ -147,7 +149,11 @@ def log_stats(dataset: Path, n_users: int, n_items: int, inactivity_days: float)
     day = ((pl.col("timestamp") - pl.lit(t0)).dt.total_microseconds() // DAY_US).alias("day")
     days = frame.select("user_idx", day).unique().sort("user_idx", "day")
     per_user = days.group_by("user_idx").agg(
-        n=pl.len(), first=pl.col("day").min(), last=pl.col("day").max(), gaps=pl.col("day").diff().drop_nulls()
+        n=pl.len(),
+        first=pl.col("day").min(),
+        last=pl.col("day").max(),
+        gaps=pl.col("day").diff().drop_nulls(),
+        in_window=(pl.col("day") < pl.col("day").min() + window).sum(),
     )
     active = np.zeros(n_users)
     first = np.zeros(n_users)
@@ -171,6 +177,7 @@ def log_stats(dataset: Path, n_users: int, n_items: int, inactivity_days: float)
         sessions_per_user=sessions_per_user[sessions_per_user > 0],
         session_lengths=sessions["len"].to_numpy().astype(np.float64),
         item_counts=items,
+        first_window_days=per_user["in_window"].to_numpy().astype(np.float64),
         churned=churned,
         days_at_risk=at_risk,
         log_days=log_days,
@@ -200,7 +207,7 @@ def build(dataset: Path, cfg: SimulationConfig) -> World:
     n_users, n_items = manifest["counts"]["n_users"], manifest["counts"]["n_items"]
     spec, behaviour = cfg.world, cfg.behaviour
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 11]))
-    stats = log_stats(dataset, n_users, n_items, spec.churn_inactivity_days)
+    stats = log_stats(dataset, n_users, n_items, spec.churn_inactivity_days, cfg.pre_days + cfg.days)
     history = _history(dataset, n_users, n_items)
     logged_ids = pl.read_parquet(dataset / "users.parquet", columns=["user_idx", "user_id"]).sort("user_idx")
     source = _population(spec, n_users, rng)
@@ -267,6 +274,7 @@ def build(dataset: Path, cfg: SimulationConfig) -> World:
         intercept=intercept,
         expectation=float(expectation),
         calibration=calibration,
+        logs=stats,
     )
 
 

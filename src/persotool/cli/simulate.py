@@ -1,0 +1,144 @@
+"""`persotool simulate`: an A/B test of recommenders on users calibrated from the logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from persotool.cli.options import ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  persotool simulate build/movielens --config configs/simulation.toml -o build/ab
+
+  persotool simulate build/movielens --config configs/simulation.toml -o build/ab --set days=60 \\
+      --set world.population=50000 --json
+"""
+
+
+def simulate_command(
+    dataset: Annotated[Path, typer.Argument(help="A dataset directory from `persotool ingest` (the world's logs).")],
+    out: OutOpt,
+    config: Annotated[Path, typer.Option("--config", help="Simulation config.")] = Path("configs/simulation.toml"),
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="Override KEY=VALUE (dotted, e.g. world.population=5000).")
+    ] = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+    no_track: NoTrackOpt = False,
+    experiment: ExperimentOpt = None,
+) -> None:
+    """Simulate an A/B/n test: users calibrated from the logs visit, engage and churn under every arm
+    (common random numbers), and the experiment is analysed as a real platform would, beside the true
+    effects. Writes results, per-user and per-day tables, plots and report.html."""
+    from persotool.cli.train import parse_sets
+    from persotool.simulation import experiment as exp
+    from persotool.tracking import preflight
+
+    cfg = exp.load_config(config, parse_sets(sets))
+    tracking = preflight(not no_track, experiment)
+    result = exp.run(dataset, cfg, out, force=force)
+    run_id = record_simulation(tracking, result, out) if tracking.enabled else None
+    if as_json:
+        print_json({**exp.summary(result), "output": str(out), "mlflow_run_id": run_id})
+        return
+    _render(result)
+    console().print(f"Written to {out} (results.csv/json, per_user.parquet, plots, report.html)")
+
+
+def _render(result) -> None:
+    from rich import box
+    from rich.table import Table
+
+    a, cfg = result.analysis, result.config
+    c = console()
+    sizes = ", ".join(f"{k} {v:,}" for k, v in a.arm_sizes.items())
+    srm = "[red]mismatch![/red]" if a.srm_p < 0.001 else "ok"
+    c.print(
+        f"[bold]{cfg.name}[/bold]: {cfg.days} days, {result.world.n_users:,} simulated users "
+        f"({sizes}); sample ratio {srm} (p = {a.srm_p:.3g})"
+    )
+    for (arm,), rows in a.results.group_by("arm", maintain_order=True):
+        table = Table(
+            title=f"{arm} against {cfg.control} (95% CI; p Holm-corrected; ▲▼ significant)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for col in ("metric", "control", "arm", "effect", "95% CI", "p", "true"):
+            table.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
+        for row in rows.iter_rows(named=True):
+            mark = ""
+            if row["significant"]:
+                mark = "[green]▲[/green]" if row["effect"] > 0 else "[red]▼[/red]"
+            table.add_row(
+                row["metric"],
+                f"{row['control']:.3g}",
+                f"{row['treatment']:.3g}",
+                f"{row['effect']:+.3g}",
+                f"{row['ci_low']:+.2g},{row['ci_high']:+.2g}",
+                f"{row['p_holm']:.2g} {mark}",
+                f"{row['true_effect']:+.3g}",
+            )
+        c.print(table)
+    stops = (
+        a.results.filter(a.results["first_stop_day"].is_not_null()) if "first_stop_day" in a.results.columns else None
+    )
+    if stops is not None and len(stops):
+        for row in stops.iter_rows(named=True):
+            c.print(f"mSPRT: {row['arm']} / {row['metric']} could have stopped on day {row['first_stop_day']}")
+
+
+def record_simulation(tracking, result, out: Path) -> str:
+    from persotool.simulation.experiment import per_arm_metrics
+    from persotool.simulation.report import PLOTS
+    from persotool.tracking import RunSpec, flatten, record_run
+
+    cfg, a = result.config, result.analysis
+    per_arm = per_arm_metrics(result)
+    children = []
+    for arm in cfg.arms:
+        daily = a.per_day.filter(a.per_day["arm"] == arm.name)
+        children.append(
+            RunSpec(
+                name=f"{cfg.name} / {arm.name}",
+                command="simulate",
+                params={"arm": arm.name, "policy": arm.policy, "model": str(arm.model or ""), "share": arm.share},
+                metrics=per_arm.get(arm.name, {}),
+                metric_history={
+                    "daily_engagements_per_active": daily["engagements_per_active"].to_list(),
+                    "daily_ctr": daily["ctr"].to_list(),
+                    "daily_active": daily["active"].to_list(),
+                    "daily_coverage": daily["coverage"].to_list(),
+                    "daily_gini": daily["gini"].to_list(),
+                },
+                tags={"persotool.simulation_role": "arm"},
+            )
+        )
+    metrics = {"srm_p": a.srm_p, "user_days_per_second": result.manifest["user_days_per_second"]}
+    for row in a.results.iter_rows(named=True):
+        key = f"{row['arm']}.{row['metric']}"
+        metrics[f"{key}.effect"] = row["effect"]
+        metrics[f"{key}.p_holm"] = row["p_holm"]
+        metrics[f"{key}.true_effect"] = row["true_effect"]
+    files = ["results.csv", "results.json", "fidelity.csv", "report.html", "manifest.json", *PLOTS]
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"simulate {cfg.name}",
+            command="simulate",
+            params=flatten(cfg.model_dump(mode="json", exclude={"arms"}))
+            | {"arms": ",".join(f"{x.name}:{x.policy}" for x in cfg.arms)},
+            metrics=metrics,
+            tags={"persotool.dataset_digest": result.manifest["dataset"]["digest"]},
+            artifacts=[(out / f, "simulation") for f in files],
+            children=children,
+        ),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate", epilog=EXAMPLES)(simulate_command)

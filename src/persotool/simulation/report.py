@@ -1,0 +1,214 @@
+"""Plots and a self-contained HTML report of a simulated experiment: retention curves with bands,
+daily engagement, effects with confidence intervals (true effects marked), sequential p-values,
+and the fidelity of the simulated world to the logs."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+if TYPE_CHECKING:
+    from persotool.simulation.analysis import Analysis
+    from persotool.simulation.experiment import Experiment
+
+PLOTS = ("retention.png", "daily.png", "effects.png", "sequential.png", "fidelity.png")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def survival_table(analysis: Analysis) -> pl.DataFrame:
+    rows = []
+    for arm, curve in analysis.survival.items():
+        fit = curve["fit"]
+        for t, s, lo, hi in zip(fit.times, fit.survival, fit.band_low, fit.band_high, strict=True):
+            rows.append(
+                {"arm": arm, "day": float(t), "survival": float(s), "band_low": float(lo), "band_high": float(hi)}
+            )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "arm": pl.String,
+            "day": pl.Float64,
+            "survival": pl.Float64,
+            "band_low": pl.Float64,
+            "band_high": pl.Float64,
+        },
+    )
+
+
+def plot_retention(analysis: Analysis, days: int, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for arm, curve in analysis.survival.items():
+        fit = curve["fit"]
+        x = np.concatenate([[0], fit.times])
+        y = np.concatenate([[1], fit.survival])
+        line = ax.step(x, y, where="post", label=f"{arm} (RMST {fit.rmst:.2f} d)")[0]
+        lo = np.concatenate([[1], fit.band_low])
+        hi = np.concatenate([[1], fit.band_high])
+        ax.fill_between(x, lo, hi, step="post", alpha=0.15, color=line.get_color())
+    ax.set(xlim=(0, days), xlabel="day of the test", ylabel="not churned", title="Retention (Kaplan-Meier, 95% band)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_daily(analysis: Analysis, path: Path) -> None:
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for (arm,), group in analysis.per_day.group_by("arm", maintain_order=True):
+        left.plot(group["day"], group["engagements_per_active"], label=arm)
+        right.plot(group["day"], group["ctr"], label=arm)
+    left.set(title="Engagements per active user, per day (all users)", xlabel="day")
+    right.set(title="CTR (engagements / impressions), per day", xlabel="day")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_effects(analysis: Analysis, path: Path) -> None:
+    plt = _plt()
+    results = analysis.results
+    if results.is_empty():
+        fig = plt.figure(figsize=(4, 2))
+        fig.savefig(path)
+        plt.close(fig)
+        return
+    rel = results.with_columns(
+        scale=pl.when(pl.col("control") != 0).then(pl.col("control").abs()).otherwise(1.0),
+        label=pl.col("arm") + ": " + pl.col("metric"),
+    )
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(rel) + 1.2))
+    y = np.arange(len(rel))
+    scale = rel["scale"].to_numpy()
+    effect = rel["effect"].to_numpy() / scale * 100
+    low = rel["ci_low"].to_numpy() / scale * 100
+    high = rel["ci_high"].to_numpy() / scale * 100
+    true = rel["true_effect"].to_numpy() / scale * 100
+    significant = rel["significant"].to_numpy()
+    for chosen, color in ((significant, "#3b6ea5"), (~significant, "#999999")):
+        if chosen.any():
+            e = effect[chosen]
+            ax.errorbar(e, y[chosen], xerr=[e - low[chosen], high[chosen] - e], fmt="o", ms=3, color=color, capsize=2)
+    ax.scatter(true, y, marker="x", color="#a53b3b", s=18, label="true effect", zorder=3)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_yticks(y, rel["label"].to_list(), fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="effect, % of control", title="Effects against control (blue: significant after Holm)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sequential(analysis: Analysis, alpha: float, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    seq = analysis.sequential
+    if len(seq):
+        for (arm, metric), group in seq.group_by("arm", "metric", maintain_order=True):
+            ax.plot(group["day"], group["p_always_valid"], label=f"{arm}: {metric}")
+    ax.axhline(alpha, color="black", lw=0.7, ls="--")
+    ax.set(yscale="log", xlabel="day of the test", ylabel="always-valid p (mSPRT)", title="Sequential monitoring")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_fidelity(real: dict, simulated: dict, table: pl.DataFrame, path: Path) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    distances = dict(zip(table["distribution"], table["ks_distance"], strict=True))
+    for ax, name in zip(axes, real, strict=True):
+        for label, sample in (("logs", real[name]), ("simulated", simulated[name])):
+            if len(sample):
+                xs = np.sort(sample)
+                ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", label=label)
+        ax.set_title(f"{name.replace('_', ' ')} (KS {distances.get(name, float('nan')):.2f})", fontsize=9)
+        ax.set_ylabel("ECDF")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _table_html(frame: pl.DataFrame, digits: int = 4) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.iter_rows():
+        cells = []
+        for v in row:
+            text = f"{v:.{digits}g}" if isinstance(v, float) else ("" if v is None else str(v))
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_all(experiment: Experiment, folder: Path) -> None:
+    from persotool.simulation import fidelity
+
+    a, cfg = experiment.analysis, experiment.config
+    table, real, simulated = fidelity.report(experiment.simulation, experiment.world, cfg)
+    table.write_csv(folder / "fidelity.csv")
+    experiment.manifest["fidelity"] = {r["distribution"]: r["ks_distance"] for r in table.iter_rows(named=True)}
+    plot_retention(a, cfg.days, folder / "retention.png")
+    plot_daily(a, folder / "daily.png")
+    plot_effects(a, folder / "effects.png")
+    plot_sequential(a, cfg.analysis.alpha, folder / "sequential.png")
+    plot_fidelity(real, simulated, table, folder / "fidelity.png")
+    shown = (
+        a.results.select(
+            "arm",
+            "metric",
+            "control",
+            "treatment",
+            "effect",
+            "relative_effect",
+            "ci_low",
+            "ci_high",
+            "p_holm",
+            "true_effect",
+            *(c for c in ("mde", "first_stop_day") if c in a.results.columns),
+        )
+        if len(a.results)
+        else a.results
+    )
+    images = "".join(
+        f'<figure><img src="data:image/png;base64,{base64.b64encode((folder / p).read_bytes()).decode()}"'
+        f' alt="{p}"></figure>'
+        for p in PLOTS
+    )
+    sizes = ", ".join(f"{k}: {v:,}" for k, v in a.arm_sizes.items())
+    calibration = pl.DataFrame(
+        {"field": list(experiment.world.calibration), "value": [str(v) for v in experiment.world.calibration.values()]}
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(cfg.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;
+font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}img{{max-width:100%}}</style>
+</head><body><h1>Simulated A/B test: {html.escape(cfg.name)}</h1>
+<p>{cfg.days} days after a {cfg.pre_days}-day pre-period under <b>{html.escape(cfg.control or "")}</b>;
+arm sizes {html.escape(sizes)}; sample-ratio-mismatch p = {a.srm_p:.3g}. Effects are against the control arm,
+Holm-corrected over all arms and metrics; the true effect is computed over every eligible user's
+simulated outcome under each arm (common random numbers).</p>
+<h2>Effects</h2>{_table_html(shown)}
+<h2>Plots</h2>{images}
+<h2>Fidelity to the logs</h2>{_table_html(table)}
+<h2>Calibration</h2>{_table_html(calibration)}
+</body></html>
+"""
+    (folder / "report.html").write_text(page, encoding="utf-8")
