@@ -96,7 +96,9 @@ def _row(metric: str, kind: str, arm: str, effect: st.Effect, true_effect: float
     }
 
 
-def analyse(sim: Simulation, world: World, cfg: SimulationConfig) -> Analysis:
+def analyse(sim: Simulation, world: World, cfg: SimulationConfig, *, light: bool = False) -> Analysis:
+    """The experiment's results. `light` skips what replicated validation runs do not need
+    (minimum detectable effects, Holm correction, sequential looks, the per-user table)."""
     names = [a.name for a in cfg.arms]
     control = cfg.control
     alpha, level = cfg.analysis.alpha, 1 - cfg.analysis.alpha
@@ -124,11 +126,11 @@ def analyse(sim: Simulation, world: World, cfg: SimulationConfig) -> Analysis:
             effect = st.welch(finite_t, finite_c, level=level)
             true = float(np.nanmean(treat[metric][eligible]) - np.nanmean(ctrl[metric][eligible]))
             pooled_sd = float(np.sqrt((finite_t.var(ddof=1) + finite_c.var(ddof=1)) / 2))
-            extra: dict[str, Any] = {
-                "mde": st.minimum_detectable_effect(
+            extra: dict[str, Any] = {}
+            if not light:
+                extra["mde"] = st.minimum_detectable_effect(
                     pooled_sd, len(finite_t), len(finite_c), alpha=alpha, power=cfg.analysis.power
-                ),
-            }
+                )
             covariate = CUPED_COVARIATE.get(metric)
             if covariate and cfg.pre_days:
                 adjusted, reduction = st.cuped(
@@ -158,12 +160,14 @@ def analyse(sim: Simulation, world: World, cfg: SimulationConfig) -> Analysis:
     survival = _survival(tables, in_arm, eligible, names, control, cfg, rows)
     results = pl.DataFrame(rows, infer_schema_length=None)
     if len(results):
-        results = results.with_columns(p_holm=pl.Series(st.holm(results["p_value"].to_numpy())))
+        # statsmodels' Holm runs a full garbage collection on every call: replicates skip it
+        holm = np.full(len(results), np.nan) if light else st.holm(results["p_value"].to_numpy())
+        results = results.with_columns(p_holm=pl.Series(holm))
         results = results.with_columns(
             significant=pl.col("p_holm") < alpha,
             covers_truth=(pl.col("ci_low") <= pl.col("true_effect")) & (pl.col("true_effect") <= pl.col("ci_high")),
         )
-    sequential = _sequential(sim, in_arm, names, control, cfg)
+    sequential = pl.DataFrame() if light else _sequential(sim, in_arm, names, control, cfg)
     if len(results) and len(sequential):
         first = (
             sequential.filter(pl.col("p_always_valid") < alpha)
@@ -171,7 +175,7 @@ def analyse(sim: Simulation, world: World, cfg: SimulationConfig) -> Analysis:
             .agg(first_stop_day=pl.col("day").min())
         )
         results = results.join(first, on=["arm", "metric"], how="left")
-    per_user = _per_user(world, tables, arm_of, eligible, names)
+    per_user = pl.DataFrame() if light else _per_user(world, tables, arm_of, eligible, names)
     return Analysis(
         results=results,
         srm_p=srm_p,

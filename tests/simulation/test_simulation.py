@@ -1,0 +1,263 @@
+"""The simulated world and day loop on real logs: common random numbers, A/A false positives and
+A/B coverage over replicated assignments (fast versions of benchmarks/validate_simulation.py),
+the oracle beating random, a synthetic world, and the `simulate` command end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from persotool.simulation import engine, world
+from persotool.simulation.analysis import analyse
+from persotool.simulation.experiment import load_config
+from tests.conftest import MOVIELENS, run_cli
+
+REPLICATES = 200
+ALPHA = 0.05
+FPR_TOLERANCE = 3 * np.sqrt(ALPHA * (1 - ALPHA) / REPLICATES)
+REPORTED_P = ("p_value", "cuped_p_value", "logrank_p")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "ml"
+    result = run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", out, "--no-track")
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def _config(arms: list[dict], **overrides):
+    cfg = load_config(None, {"days": 14, "pre_days": 7, "world.population": 3000, **overrides} | {"arms": arms})
+    return cfg
+
+
+def _simulate(dataset: Path, cfg):
+    built = world.build(dataset, cfg)
+    return built, engine.run(built, cfg, built.calibration["dataset_digest"])
+
+
+@pytest.fixture(scope="module")
+def aa(dataset: Path):
+    cfg = _config([{"name": "a", "policy": "popular", "share": 0.5}, {"name": "b", "policy": "popular", "share": 0.5}])
+    return (cfg, *_simulate(dataset, cfg))
+
+
+@pytest.fixture(scope="module")
+def ab(dataset: Path):
+    cfg = _config(
+        [
+            {"name": "popular", "policy": "popular", "share": 0.4},
+            {"name": "oracle", "policy": "oracle", "share": 0.3},
+            {"name": "random", "policy": "random", "share": 0.3},
+        ]
+    )
+    return (cfg, *_simulate(dataset, cfg))
+
+
+def test_common_random_numbers_give_identical_outcomes_to_identical_arms(aa) -> None:
+    cfg, built, sim = aa
+    a, b = sim.arms["a"], sim.arms["b"]
+    for name in ("engagements", "visits", "examined", "churn_day", "last_visit"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.engagements.sum() > 0 and (a.churn_day >= 0).any()
+    result = analyse(sim, built, cfg, light=True)
+    assert (result.results["true_effect"] == 0).all()
+
+
+def test_aa_false_positive_rate_is_nominal_for_every_reported_metric(aa) -> None:
+    cfg, built, sim = aa
+    rejections: dict[str, int] = {}
+    for r in range(REPLICATES):
+        replicate = cfg.model_copy(update={"name": f"aa-{r}"})  # a fresh random assignment
+        results = analyse(sim, built, replicate, light=True).results
+        for row in results.iter_rows(named=True):
+            for column in REPORTED_P:
+                if row.get(column) is not None:
+                    key = f"{row['metric']}:{column}"
+                    rejections[key] = rejections.get(key, 0) + (row[column] < ALPHA)
+    assert len(rejections) >= 12
+    rates = {k: v / REPLICATES for k, v in rejections.items()}
+    bad = {k: v for k, v in rates.items() if abs(v - ALPHA) > FPR_TOLERANCE}
+    assert not bad, f"false-positive rates outside 5% +- {FPR_TOLERANCE:.3f}: {bad}"
+
+
+def test_ab_intervals_cover_the_true_effect(ab) -> None:
+    cfg, built, sim = ab
+    covered: dict[str, int] = {}
+    for r in range(REPLICATES):
+        results = analyse(sim, built, cfg.model_copy(update={"name": f"ab-{r}"}), light=True).results
+        for row in results.iter_rows(named=True):
+            key = f"{row['arm']}:{row['metric']}"
+            covered[key] = covered.get(key, 0) + bool(row["covers_truth"])
+    rates = {k: v / REPLICATES for k, v in covered.items()}
+    # 95% intervals; the fast version's floor allows 3 binomial sds of replicate noise (the full
+    # validation, benchmarks/validate_simulation.py, holds them to 93% over more replicates)
+    floor = 0.95 - 3 * np.sqrt(0.95 * 0.05 / REPLICATES)
+    assert min(rates.values()) >= floor, {k: v for k, v in rates.items() if v < floor}
+    assert np.mean(list(rates.values())) >= 0.93
+
+
+def test_oracle_beats_random_on_engagement_and_retention(ab) -> None:
+    _cfg, _built, sim = ab
+    oracle, rand = sim.arms["oracle"], sim.arms["random"]
+    eligible = sim.eligible
+    assert oracle.engagements[eligible].mean() > 1.1 * rand.engagements[eligible].mean()
+    assert (oracle.churn_day[eligible] >= 0).mean() < (rand.churn_day[eligible] >= 0).mean()
+    assert (oracle.last_visit[eligible] >= 7).mean() >= (rand.last_visit[eligible] >= 7).mean()
+
+
+def test_slates_never_repeat_consumed_or_logged_items(ab) -> None:
+    _cfg, built, sim = ab
+    state = sim.arms["oracle"]
+    users, items = state.consumed_pairs()
+    pairs = users.astype(np.int64) * built.n_items + items
+    assert len(np.unique(pairs)) == len(pairs)  # an item is consumed at most once per user
+    history = built.history[built.source_user[users], items]
+    assert not np.asarray(history).any()  # never an item from the user's logged history
+
+
+def test_every_examination_counts_once_toward_fatigue(dataset: Path) -> None:
+    # no pre-period, so nothing is carried over: exposures per (user, candidate) add up to examinations
+    cfg = _config(
+        [{"name": "p", "policy": "popular", "share": 1}, {"name": "o", "policy": "oracle", "share": 1}],
+        **{"world.population": 400, "days": 8, "pre_days": 0},
+    )
+    _, sim = _simulate(dataset, cfg)
+    for state in sim.arms.values():
+        assert state.examined.sum() > 0
+        assert state.exposure.sum(axis=1).tolist() == state.examined.tolist()
+        assert state.daily_examined.sum() == state.examined.sum()
+
+
+def test_same_seed_same_world_and_outcomes(dataset: Path) -> None:
+    cfg = _config(
+        [{"name": "p", "policy": "popular", "share": 1}, {"name": "r", "policy": "random", "share": 1}],
+        **{"world.population": 500, "days": 5, "pre_days": 2},
+    )
+    (_, first), (_, second) = _simulate(dataset, cfg), _simulate(dataset, cfg)
+    assert np.array_equal(first.arms["r"].engagements, second.arms["r"].engagements)
+    other = cfg.model_copy(update={"seed": 1})
+    _, third = _simulate(dataset, other)
+    assert not np.array_equal(first.arms["r"].engagements, third.arms["r"].engagements)
+
+
+def test_synthetic_world_from_ground_truth(tmp_path: Path) -> None:
+    synth = tmp_path / "synth"
+    made = run_cli("datasets", "synth", "-o", synth, "--users", "400", "--items", "300", "--events", "20000")
+    assert made.exit_code == 0, made.stderr
+    ds = tmp_path / "ds"
+    ingested = run_cli("ingest", synth / "events.csv", "--schema", synth / "schema.toml", "-o", ds, "--no-track")
+    assert ingested.exit_code == 0, ingested.stderr
+    cfg = _config(
+        [{"name": "random", "policy": "random", "share": 1}, {"name": "oracle", "policy": "oracle", "share": 1}],
+        **{"world.source": "synthetic", "world.ground_truth": str(synth), "world.population": 0, "days": 10},
+    )
+    built, sim = _simulate(ds, cfg)
+    truth = np.load(synth / "ground_truth.npz")
+    users = pl.read_parquet(ds / "users.parquet").sort("user_idx")
+    rows = users["user_id"].str.strip_prefix("u").cast(pl.Int64).to_numpy()
+    assert np.allclose(built.propensity, truth["visit_propensity"][rows])
+    assert sim.arms["oracle"].engagements.sum() > sim.arms["random"].engagements.sum()
+
+
+SIM_TOML = """
+name = "cli-test"
+days = 10
+pre_days = 5
+control = "popular"
+
+[world]
+population = 1500
+
+[[arms]]
+name = "popular"
+policy = "popular"
+share = 1
+
+[[arms]]
+name = "als"
+policy = "model"
+model = "{model}"
+share = 1
+"""
+
+
+def test_simulate_command_outputs_json_and_nested_runs(dataset: Path, tmp_path: Path, scratch_cwd: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    split = tmp_path / "split"
+    assert run_cli("split", dataset, "-o", split, "--strategy", "leave-last", "--no-track").exit_code == 0
+    trained = run_cli("train", split, "--model", "als", "--set", "iterations=3", "-o", tmp_path / "als", "--no-track")
+    assert trained.exit_code == 0, trained.stderr
+    config = tmp_path / "sim.toml"
+    config.write_text(SIM_TOML.format(model=tmp_path / "als"))
+    out = tmp_path / "ab"
+    result = run_cli("simulate", dataset, "--config", config, "-o", out, "--experiment", "sim-cli", "--json")
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert sum(payload["arm_sizes"].values()) == payload["eligible_users"] <= 1500
+    engagements = next(m for m in payload["metrics"] if m["metric"] == "engagements")
+    for key in ("control", "treatment", "effect", "relative_effect", "ci", "p_value", "true_effect", "mde"):
+        assert key in engagements, key
+    assert engagements["arm"] == "als" and engagements["control_arm"] == "popular"
+    assert engagements["ci"][0] <= engagements["effect"] <= engagements["ci"][1]
+    assert {m["metric"] for m in payload["metrics"]} >= {"ctr", "retention_d1", "retention_d7", "rmst_days", "churned"}
+    for name in (
+        "results.csv",
+        "results.json",
+        "per_user.parquet",
+        "per_day.parquet",
+        "sequential.parquet",
+        "retention_curves.parquet",
+        "fidelity.csv",
+        "report.html",
+        "retention.png",
+        "daily.png",
+        "effects.png",
+        "sequential.png",
+        "fidelity.png",
+        "manifest.json",
+    ):
+        assert (out / name).is_file(), name
+    per_user = pl.read_parquet(out / "per_user.parquet")
+    assert per_user.height == 1500 and set(per_user["arm"].unique()) == {"popular", "als"}
+    fidelity = pl.read_csv(out / "fidelity.csv")
+    assert fidelity["distribution"].to_list() == [
+        "visits_per_user",
+        "gap_days",
+        "engagements_per_session",
+        "item_popularity",
+    ]
+    assert fidelity["ks_distance"].is_between(0, 1).all()
+
+    client = MlflowClient(f"sqlite:///{scratch_cwd / 'mlflow.db'}")
+    parent = client.get_run(payload["mlflow_run_id"])
+    assert float(parent.data.metrics["als.engagements.true_effect"]) == pytest.approx(engagements["true_effect"])
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert {run.data.params["arm"] for run in children} == {"popular", "als"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "simulation")} >= {
+        "simulation/report.html",
+        "simulation/effects.png",
+        "simulation/results.json",
+    }
+
+
+def test_simulate_rejects_bad_configs_with_one_line(dataset: Path, tmp_path: Path) -> None:
+    config = tmp_path / "sim.toml"
+    config.write_text(
+        '[[arms]]\nname = "a"\npolicy = "model"\nshare = 1\n[[arms]]\nname = "b"\npolicy = "random"\nshare = 1\n'
+    )
+    out = tmp_path / "ab"
+    bad = run_cli("simulate", dataset, "--config", config, "-o", out, "--no-track")
+    assert bad.exit_code == 3 and "arms.0: `model = PATH` goes with policy = 'model'" in bad.stderr
+    config.write_text(SIM_TOML.format(model=tmp_path / "nowhere"))
+    bad = run_cli("simulate", dataset, "--config", config, "-o", out, "--no-track")
+    assert bad.exit_code == 4 and "is not a model directory" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob(".ab*"))
