@@ -37,6 +37,7 @@ demo: $(STAMP)
 	$(RUN)/persotool split $(DEMO)/movielens -o $(DEMO)/split --strategy leave-last --leave-last 10 --valid \
 	    --min-item-interactions 5 --force
 	$(RUN)/persotool benchmark $(DEMO)/split --config configs/benchmark.toml -o $(DEMO)/benchmark --force
+	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation.toml -o $(DEMO)/ab-test --force
 	@echo "Runs are in ./mlflow.db: see them with 'make ui'."
 
 test: $(STAMP)
@@ -45,6 +46,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(RUN)/python benchmarks/ingest.py
 	$(RUN)/python benchmarks/evaluate.py
+	$(RUN)/python benchmarks/simulate.py
+	$(RUN)/python benchmarks/validate_simulation.py
 
 lint: $(STAMP)
 	$(RUN)/ruff check src tests benchmarks

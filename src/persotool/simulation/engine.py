@@ -224,32 +224,37 @@ def run(world: World, cfg: SimulationConfig, dataset_digest: str) -> Simulation:
             arm, world, cfg.behaviour, size, seed=cfg.seed, dataset_digest=dataset_digest, exclude=exclude
         )
 
-    pre = ArmState.start(lineup(control), world, max(cfg.pre_days, 1))
-    for day in range(cfg.pre_days):
-        step(pre, draws_for(cfg.seed, day, world.n_users, cfg.slate_size), day, world, cfg)
+    pre: ArmState | None = None
+    exclude = None
+    if cfg.pre_days:
+        pre = ArmState.start(lineup(control), world, cfg.pre_days)
+        for day in range(cfg.pre_days):
+            step(pre, draws_for(cfg.seed, day, world.n_users, cfg.slate_size), day, world, cfg)
+        pre_users, pre_items = pre.consumed_pairs()
+        order = np.argsort(pre_users, kind="stable")
+        pre_users, pre_items = pre_users[order], pre_items[order]
+
+        def exclude(scores: np.ndarray, batch: np.ndarray) -> None:
+            # items consumed in the pre-period are not served again (batches are contiguous users)
+            lo, hi = np.searchsorted(pre_users, [batch[0], batch[-1] + 1])
+            scores[pre_users[lo:hi] - batch[0], pre_items[lo:hi]] = -np.inf
+
     timings["pre_period"] = time.perf_counter() - started
-    pre_users, pre_items = pre.consumed_pairs()
-    order = np.argsort(pre_users, kind="stable")
-    pre_users, pre_items = pre_users[order], pre_items[order]
-
-    def exclude(scores: np.ndarray, batch: np.ndarray) -> None:
-        # items consumed in the pre-period are not served again (batches are contiguous users)
-        lo, hi = np.searchsorted(pre_users, [batch[0], batch[-1] + 1])
-        scores[pre_users[lo:hi] - batch[0], pre_items[lo:hi]] = -np.inf
-
     arms: dict[str, ArmState] = {}
     t = time.perf_counter()
     for arm in cfg.arms:
         cand = lineup(arm, exclude)
         state = ArmState.start(cand, world, cfg.days)
-        state.exposure = carry_exposure(pre, cand.items, world.n_items)
-        state.active = pre.active.copy()
-        state.satisfaction = pre.satisfaction.copy()
-        state.item_exposure = pre.item_exposure.copy()
-        state.item_engagement = pre.item_engagement.copy()
+        if pre is not None:
+            # every arm starts from where the pre-period left each user
+            state.exposure = carry_exposure(pre, cand.items, world.n_items)
+            state.active = pre.active.copy()
+            state.satisfaction = pre.satisfaction.copy()
+            state.item_exposure = pre.item_exposure.copy()
+            state.item_engagement = pre.item_engagement.copy()
         arms[arm.name] = state
     timings["candidates"] = time.perf_counter() - t
-    eligible = pre.active.copy()
+    eligible = pre.active.copy() if pre is not None else np.ones(world.n_users, dtype=bool)
     t = time.perf_counter()
     for day in range(cfg.days):
         draws = draws_for(cfg.seed, cfg.pre_days + day, world.n_users, cfg.slate_size)
@@ -260,9 +265,9 @@ def run(world: World, cfg: SimulationConfig, dataset_digest: str) -> Simulation:
     return Simulation(
         arms=arms,
         eligible=eligible,
-        pre_engagements=pre.engagements.copy() if cfg.pre_days else np.zeros(world.n_users, dtype=np.int32),
-        pre_visits=pre.visits.copy() if cfg.pre_days else np.zeros(world.n_users, dtype=np.int32),
+        pre_engagements=pre.engagements.copy() if pre is not None else np.zeros(world.n_users, dtype=np.int32),
+        pre_visits=pre.visits.copy() if pre is not None else np.zeros(world.n_users, dtype=np.int32),
         seconds=timings,
         user_days=world.n_users * cfg.days * len(arms),
-        pre=pre if cfg.pre_days else None,
+        pre=pre,
     )
