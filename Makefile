@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen
 	@touch $@
 
+demo: export COLUMNS = 110
 demo: $(STAMP)
 	$(RUN)/persotool ingest datasets/movielens-small/ratings.csv --preset movielens -o $(DEMO)/movielens --force
 	$(RUN)/persotool datasets info $(DEMO)/movielens
