@@ -88,9 +88,7 @@ def main() -> None:
                 covered[key] = covered.get(key, 0) + int(bool(row["covers_truth"]))
         coverage = {k: v / args.replicates for k, v in covered.items()}
         truth = analyse(sim, built, cfg, light=True).results
-        true_effects = {
-            f"{row['arm']}:{row['metric']}": row["true_effect"] for row in truth.iter_rows(named=True)
-        }
+        true_effects = {f"{row['arm']}:{row['metric']}": row["true_effect"] for row in truth.iter_rows(named=True)}
     oracle_vs_random = {
         "engagements": true_effects["oracle:engagements"] - true_effects["random:engagements"],
         "rmst_days": true_effects["oracle:rmst_days"] - true_effects["random:rmst_days"],

@@ -135,11 +135,19 @@ def test_every_examination_counts_once_toward_fatigue(dataset: Path) -> None:
 
 def test_same_seed_same_world_and_outcomes(dataset: Path) -> None:
     cfg = _config(
-        [{"name": "p", "policy": "popular", "share": 1}, {"name": "r", "policy": "random", "share": 1}],
+        [
+            {"name": "p", "policy": "popular", "share": 1},
+            {"name": "r", "policy": "random", "share": 1},
+            {"name": "l", "policy": "logged", "share": 1},
+        ],
         **{"world.population": 500, "days": 5, "pre_days": 2},
     )
     (_, first), (_, second) = _simulate(dataset, cfg), _simulate(dataset, cfg)
-    assert np.array_equal(first.arms["r"].engagements, second.arms["r"].engagements)
+    for arm in ("p", "r", "l"):
+        assert np.array_equal(first.arms[arm].engagements, second.arms[arm].engagements)
+    # the logged policy samples by popularity: its exposure sits between popular's and random's
+    gini = {arm: engine.gini(first.arms[arm].item_exposure) for arm in ("p", "r", "l")}
+    assert gini["r"] < gini["l"] < gini["p"]
     other = cfg.model_copy(update={"seed": 1})
     _, third = _simulate(dataset, other)
     assert not np.array_equal(first.arms["r"].engagements, third.arms["r"].engagements)

@@ -140,3 +140,14 @@ def test_assignment_is_a_pure_function_of_seed_experiment_and_user() -> None:
     assert np.array_equal(assign(shuffled, 7, "exp", [0.3, 0.7])[::-1], arms)  # order does not matter
     assert not np.array_equal(assign(ids, 7, "exp2", [0.3, 0.7]), arms)
     assert not np.array_equal(assign(ids, 8, "exp", [0.3, 0.7]), arms)
+
+
+def test_bootstrap_interval_agrees_with_welch_on_normal_data() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(0.5, 1, 400), rng.normal(0.0, 1, 400)
+    boot = st.bootstrap(a, b, resamples=2000, seed=0)
+    welch = st.welch(a, b)
+    assert boot.difference == pytest.approx(welch.difference)
+    assert boot.ci_low == pytest.approx(welch.ci_low, abs=0.02)
+    assert boot.ci_high == pytest.approx(welch.ci_high, abs=0.02)
+    assert boot.p_value < 0.001
