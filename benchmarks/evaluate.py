@@ -11,12 +11,12 @@ Every variant uses the same number of threads (`--threads`, which also sets Open
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+from results_file import machine, write_results
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "evaluate.json"
@@ -174,9 +174,9 @@ def main() -> None:
         "components": args.components,
         "threads": args.threads,
         "metrics": metrics,
-        "seconds": round(ours_seconds, 3),
-        "lightfm_seconds": round(lightfm_seconds, 3),
-        "floor_seconds": round(floor_seconds, 3),
+        "seconds": round(ours_seconds, 4),
+        "lightfm_seconds": round(lightfm_seconds, 4),
+        "floor_seconds": round(floor_seconds, 4),
         "speedup_vs_lightfm": round(lightfm_seconds / ours_seconds, 2),
         "ratio_to_floor": round(ours_seconds / floor_seconds, 2),
         "fit_seconds": round(fit_ours, 3),
@@ -189,14 +189,10 @@ def main() -> None:
             "auc": [check.summary["auc"], lf_auc],
         },
         "ndcg@10": round(result.summary["ndcg@10"], 4),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "targets": {"ratio_to_floor": "<= 2", "speedup_vs_lightfm": ">= 5", "fit_overhead": "<= 0.05"},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out)
-    print(json.dumps(report, indent=2))
+    write_results(args.out, report)
 
 
 if __name__ == "__main__":

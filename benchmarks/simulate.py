@@ -8,12 +8,12 @@ factors (from `datasets synth`, ingested like any log). Reports user-days per se
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+from results_file import machine, write_results
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "simulate.json"
@@ -82,13 +82,9 @@ def main() -> None:
         "user_days_per_second_end_to_end": round(user_days / total),
         "engagements": {name: int(state.engagements.sum()) for name, state in sim.arms.items()},
         "target": {"user_days_per_second": ">= 1,000,000 on 2 cores"},
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out)
-    print(json.dumps(report, indent=2))
+    write_results(args.out, report)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ Results: benchmarks/results/validate_simulation.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_file import write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -111,11 +112,7 @@ def main() -> None:
         and oracle_vs_random["churned"] < 0,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(report, indent=2) + "\n")
-    tmp_out.replace(args.out)
-    print(json.dumps(report, indent=2))
+    write_results(args.out, report)
 
 
 if __name__ == "__main__":

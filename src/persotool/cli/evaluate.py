@@ -137,7 +137,7 @@ def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, s
     from persotool.data.splits import Split
     from persotool.errors import ConfigError
     from persotool.evaluation import segments
-    from persotool.evaluation.evaluator import evaluate
+    from persotool.evaluation.evaluator import evaluate_model
     from persotool.models.base import load
     from persotool.models.training import feature_matrix
 
@@ -148,18 +148,7 @@ def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, s
     if truth is None or on not in ("test", "valid"):
         raise ConfigError(f"--on {on!r}: the split has no such part (test, or valid when split with --valid)")
     vectors, _ = feature_matrix(split.dataset_path, "item", split.n_items)
-    if vectors is None and hasattr(model, "item_factors_"):
-        vectors = model.item_factors_
-    result = evaluate(
-        model.score,
-        model.seen_,
-        truth,
-        names,
-        n_items=split.n_items,
-        popularity=model.popularity_,
-        item_vectors=vectors,
-        seed=seed,
-    )
+    result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=seed)
     labels = segments.labels_for(segment_by, split.train, split.dataset_path)
     per_segment = segments.segment_table(result.per_user, labels, list(result.summary), seed=seed)
     context = {

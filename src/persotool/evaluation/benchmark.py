@@ -134,7 +134,7 @@ def run(
     from persotool.data import artifacts
     from persotool.data.splits import Split
     from persotool.evaluation.comparison import compare
-    from persotool.evaluation.evaluator import evaluate
+    from persotool.evaluation.evaluator import evaluate_model
     from persotool.models import training
 
     split = Split(split_dir)
@@ -165,17 +165,7 @@ def run(
             if progress:
                 progress(label, "evaluating")
             started = time.perf_counter()
-            item_vectors = vectors if vectors is not None else getattr(model, "item_factors_", None)
-            result = evaluate(
-                model.score,
-                model.seen_,
-                truth,
-                names,
-                n_items=split.n_items,
-                popularity=model.popularity_,
-                item_vectors=item_vectors,
-                seed=cfg.seed,
-            )
+            result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=cfg.seed)
             eval_seconds = time.perf_counter() - started
             evaluated, without = result.users_evaluated, result.users_without_relevant
             if "valid_metric" in history:

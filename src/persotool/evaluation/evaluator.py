@@ -126,6 +126,24 @@ def evaluate(
     return result
 
 
+def evaluate_model(
+    model: Any, truth: pl.DataFrame, metrics: list[str], *, n_items: int, item_features=None, seed: int = 0
+) -> Evaluation:
+    """A fitted recommender on `truth` with its training items excluded; intra-list diversity uses
+    the item features, else the model's item embeddings when it has them."""
+    vectors = item_features if item_features is not None else getattr(model, "item_factors_", None)
+    return evaluate(
+        model.score,
+        model.seen_,
+        truth,
+        metrics,
+        n_items=n_items,
+        popularity=model.popularity_,
+        item_vectors=vectors,
+        seed=seed,
+    )
+
+
 def evaluate_lists(
     recommendations: pl.DataFrame, truth: pl.DataFrame, metrics: list[str], *, n_items: int | None = None
 ) -> Evaluation:
