@@ -2,7 +2,8 @@
 tests/simulation): on a world calibrated from the bundled MovieLens logs,
 
 - A/A: two identical arms; over many fresh random assignments, the share of p < 0.05 of every
-  reported p-value (Welch / delta method / CUPED / log-rank / RMST) is within binomial tolerance of 5%;
+  reported p-value (Welch / delta method / CUPED / log-rank / RMST) is within binomial tolerance of 5%,
+  and the mSPRT stops on some day of the test at most that often;
 - A/B: popular as control against oracle and random; the 95% CI covers the true effect (exact, from
   common random numbers) in at least 93% of assignments, for every metric;
 - the oracle beats random on engagement and on retention (true effects).
@@ -64,14 +65,21 @@ def main() -> None:
             [{"name": "a", "policy": "popular", "share": 1}, {"name": "b", "policy": "popular", "share": 1}]
         )
         rejections: dict[str, int] = {}
+        stopped: dict[str, int] = {}
         for r in range(args.replicates):
-            results = analyse(sim, built, cfg.model_copy(update={"name": f"aa-{r}"}), light=True).results
+            replicate = cfg.model_copy(update={"name": f"aa-{r}"})
+            results = analyse(sim, built, replicate, light=True, sequential=True).results
             for row in results.iter_rows(named=True):
                 for column in REPORTED_P:
                     if row.get(column) is not None:
                         key = f"{row['metric']}:{column}"
                         rejections[key] = rejections.get(key, 0) + int(row[column] < alpha)
+                if row["metric"] in ("engagements", "visits"):
+                    # mSPRT: a stop on any day of the test is a false positive
+                    key = f"{row['metric']}:msprt_any_day"
+                    stopped[key] = stopped.get(key, 0) + int(row.get("first_stop_day") is not None)
         fpr = {k: v / args.replicates for k, v in rejections.items()}
+        msprt = {k: v / args.replicates for k, v in stopped.items()}
         print(f"A/A done ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
 
         cfg, built, sim = simulate(
@@ -103,6 +111,8 @@ def main() -> None:
         "aa_false_positive_rate": fpr,
         "aa_tolerance": round(float(tolerance), 4),
         "aa_pass": all(abs(v - alpha) <= tolerance for v in fpr.values()),
+        "aa_msprt_false_positive_rate_any_day": msprt,
+        "aa_msprt_pass": all(v <= alpha + tolerance for v in msprt.values()),
         "ab_coverage": coverage,
         "ab_min_coverage": min(coverage.values()),
         "ab_pass": min(coverage.values()) >= 0.93,

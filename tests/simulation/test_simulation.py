@@ -71,18 +71,24 @@ def test_common_random_numbers_give_identical_outcomes_to_identical_arms(aa) -> 
 def test_aa_false_positive_rate_is_nominal_for_every_reported_metric(aa) -> None:
     cfg, built, sim = aa
     rejections: dict[str, int] = {}
+    stops: dict[str, int] = {}
     for r in range(REPLICATES):
         replicate = cfg.model_copy(update={"name": f"aa-{r}"})  # a fresh random assignment
-        results = analyse(sim, built, replicate, light=True).results
+        results = analyse(sim, built, replicate, light=True, sequential=True).results
         for row in results.iter_rows(named=True):
             for column in REPORTED_P:
                 if row.get(column) is not None:
                     key = f"{row['metric']}:{column}"
                     rejections[key] = rejections.get(key, 0) + (row[column] < ALPHA)
+            if row["metric"] in ("engagements", "visits"):
+                stops[row["metric"]] = stops.get(row["metric"], 0) + (row["first_stop_day"] is not None)
     assert len(rejections) >= 12
     rates = {k: v / REPLICATES for k, v in rejections.items()}
     bad = {k: v for k, v in rates.items() if abs(v - ALPHA) > FPR_TOLERANCE}
     assert not bad, f"false-positive rates outside 5% +- {FPR_TOLERANCE:.3f}: {bad}"
+    # the mSPRT may stop on any day of the test: always-valid p-values keep that below alpha
+    assert set(stops) == {"engagements", "visits"}
+    assert all(v / REPLICATES <= ALPHA + FPR_TOLERANCE for v in stops.values()), stops
 
 
 def test_ab_intervals_cover_the_true_effect(ab) -> None:

@@ -96,9 +96,12 @@ def _row(metric: str, kind: str, arm: str, effect: st.Effect, true_effect: float
     }
 
 
-def analyse(sim: Simulation, world: World, cfg: SimulationConfig, *, light: bool = False) -> Analysis:
+def analyse(
+    sim: Simulation, world: World, cfg: SimulationConfig, *, light: bool = False, sequential: bool | None = None
+) -> Analysis:
     """The experiment's results. `light` skips what replicated validation runs do not need
-    (minimum detectable effects, Holm correction, sequential looks, the per-user table)."""
+    (minimum detectable effects, Holm correction, the per-user table, and the sequential looks unless
+    `sequential` asks for them)."""
     names = [a.name for a in cfg.arms]
     control = cfg.control
     alpha, level = cfg.analysis.alpha, 1 - cfg.analysis.alpha
@@ -167,10 +170,11 @@ def analyse(sim: Simulation, world: World, cfg: SimulationConfig, *, light: bool
             significant=pl.col("p_holm") < alpha,
             covers_truth=(pl.col("ci_low") <= pl.col("true_effect")) & (pl.col("true_effect") <= pl.col("ci_high")),
         )
-    sequential = pl.DataFrame() if light else _sequential(sim, in_arm, names, control, cfg)
-    if len(results) and len(sequential):
+    looks = (not light) if sequential is None else sequential
+    sequential_table = _sequential(sim, in_arm, names, control, cfg) if looks else pl.DataFrame()
+    if len(results) and len(sequential_table):
         first = (
-            sequential.filter(pl.col("p_always_valid") < alpha)
+            sequential_table.filter(pl.col("p_always_valid") < alpha)
             .group_by("arm", "metric")
             .agg(first_stop_day=pl.col("day").min())
         )
@@ -181,7 +185,7 @@ def analyse(sim: Simulation, world: World, cfg: SimulationConfig, *, light: bool
         srm_p=srm_p,
         arm_sizes=sizes,
         per_day=_per_day(sim, names),
-        sequential=sequential,
+        sequential=sequential_table,
         survival=survival,
         per_user=per_user,
     )
