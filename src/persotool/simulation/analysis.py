@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from persotool.evaluation.comparison import holm
 from persotool.simulation import statistics as st
 from persotool.simulation.config import SimulationConfig
 from persotool.simulation.engine import ArmState, Simulation
@@ -164,8 +165,8 @@ def analyse(
     results = pl.DataFrame(rows, infer_schema_length=None)
     if len(results):
         # statsmodels' Holm runs a full garbage collection on every call: replicates skip it
-        holm = np.full(len(results), np.nan) if light else st.holm(results["p_value"].to_numpy())
-        results = results.with_columns(p_holm=pl.Series(holm))
+        adjusted = np.full(len(results), np.nan) if light else holm(results["p_value"].to_numpy())
+        results = results.with_columns(p_holm=pl.Series(adjusted))
         results = results.with_columns(
             significant=pl.col("p_holm") < alpha,
             covers_truth=(pl.col("ci_low") <= pl.col("true_effect")) & (pl.col("true_effect") <= pl.col("ci_high")),

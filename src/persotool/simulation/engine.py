@@ -135,7 +135,7 @@ def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationC
             going = examined[:, j] & (proceed[:, j] < chance)
     else:
         examined = valid & (proceed < (1 / np.log2(np.arange(k) + 2))[None, :])
-    engaged = examined & engage & valid
+    engaged = examined & engage  # examined slots are served slots
     # state by candidate position: only the served (row, position) pairs, which are unique
     ex_flat, en_flat = examined[r_idx, slot], engaged[r_idx, slot]
     users = rows[r_idx]

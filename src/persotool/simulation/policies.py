@@ -75,7 +75,7 @@ def candidates(
     seed: int,
     dataset_digest: str,
     users: np.ndarray | None = None,
-    exclude: Callable[[np.ndarray], object] | None = None,
+    exclude: Callable[[np.ndarray, np.ndarray], None] | None = None,  # (scores, users): sets -inf in place
 ) -> Candidates:
     """The arm's `size` best items for every simulated user (or `users`), logged history excluded."""
     score = _scorer(arm, world, behaviour, seed, dataset_digest)

@@ -1,5 +1,5 @@
 """A/B statistics, each checked against ground truth in the tests. scipy and statsmodels do the
-tests they implement (Welch's t, bootstrap, chi-square, Holm, power, Kaplan-Meier, log-rank); what
+tests they implement (Welch's t, bootstrap, chi-square, power, Kaplan-Meier, log-rank); what
 they lack is written here with its formula: the delta method for ratio metrics, CUPED, the mixture
 SPRT's always-valid p-values and the restricted mean survival time with its variance."""
 
@@ -122,12 +122,6 @@ def sample_ratio_mismatch(counts: list[int], shares: list[float]) -> float:
     total = sum(counts)
     expected = [total * s for s in shares]
     return float(stats.chisquare(counts, expected).pvalue)
-
-
-def holm(pvalues: np.ndarray) -> np.ndarray:
-    from persotool.evaluation.comparison import holm as _holm
-
-    return _holm(np.asarray(pvalues, dtype=np.float64))
 
 
 def msprt_pvalues(differences: np.ndarray, variances: np.ndarray, tau: float | np.ndarray) -> np.ndarray:

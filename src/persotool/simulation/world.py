@@ -27,6 +27,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from persotool.errors import DataError
+from persotool.models.base import seen_matrix
 from persotool.simulation.config import BehaviourSpec, SimulationConfig, WorldSpec
 
 DAY_US = 86_400 * 1_000_000
@@ -129,21 +130,15 @@ class LogStats:
     active_days: np.ndarray  # per user
     span_days: np.ndarray  # per user: last active day - first + 1
     gaps: np.ndarray  # days between consecutive active days, all users
-    sessions_per_user: np.ndarray
     session_lengths: np.ndarray  # interactions per session
     item_counts: np.ndarray
     first_window_days: np.ndarray  # per user: active days within `window` days of their first
     churned: np.ndarray  # per user bool
     days_at_risk: np.ndarray  # per user
-    log_days: float
 
 
-def log_stats(dataset: Path, n_users: int, n_items: int, inactivity_days: float, window: int = 30) -> LogStats:
-    frame = pl.read_parquet(
-        dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp", "session_id"]
-    )
-    if frame.is_empty():
-        raise DataError("has no interactions to calibrate a world from", where=str(dataset))
+def log_stats(frame: pl.DataFrame, n_users: int, n_items: int, inactivity_days: float, window: int = 30) -> LogStats:
+    """Habits in the interactions table (user_idx, item_idx, timestamp, session_id)."""
     t0 = frame["timestamp"].min()
     t_end = frame["timestamp"].max()
     day = ((pl.col("timestamp") - pl.lit(t0)).dt.total_microseconds() // DAY_US).alias("day")
@@ -164,7 +159,6 @@ def log_stats(dataset: Path, n_users: int, n_items: int, inactivity_days: float,
     last[idx] = per_user["last"].to_numpy()
     gaps = per_user["gaps"].explode().drop_nulls().to_numpy().astype(np.float64)
     sessions = frame.group_by("user_idx", "session_id").len()
-    sessions_per_user = np.bincount(sessions["user_idx"].to_numpy(), minlength=n_users)
     log_days = float((t_end - t0).total_seconds() / 86400)
     cutoff = log_days - inactivity_days
     churned = (last < cutoff) & (active > 0)
@@ -174,24 +168,12 @@ def log_stats(dataset: Path, n_users: int, n_items: int, inactivity_days: float,
         active_days=active,
         span_days=last - first + 1,
         gaps=gaps,
-        sessions_per_user=sessions_per_user[sessions_per_user > 0],
         session_lengths=sessions["len"].to_numpy().astype(np.float64),
         item_counts=items,
         first_window_days=per_user["in_window"].to_numpy().astype(np.float64),
         churned=churned,
         days_at_risk=at_risk,
-        log_days=log_days,
     )
-
-
-def _history(dataset: Path, n_users: int, n_items: int) -> sp.csr_matrix:
-    frame = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "item_idx"])
-    data = np.ones(len(frame), dtype=np.bool_)
-    matrix = sp.csr_matrix(
-        (data, (frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy())), shape=(n_users, n_items)
-    )
-    matrix.sum_duplicates()
-    return matrix
 
 
 def _noisy(values: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -207,8 +189,13 @@ def build(dataset: Path, cfg: SimulationConfig) -> World:
     n_users, n_items = manifest["counts"]["n_users"], manifest["counts"]["n_items"]
     spec, behaviour = cfg.world, cfg.behaviour
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 11]))
-    stats = log_stats(dataset, n_users, n_items, spec.churn_inactivity_days, cfg.pre_days + cfg.days)
-    history = _history(dataset, n_users, n_items)
+    frame = pl.read_parquet(
+        dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp", "session_id"]
+    )
+    if frame.is_empty():
+        raise DataError("has no interactions to calibrate a world from", where=str(dataset))
+    stats = log_stats(frame, n_users, n_items, spec.churn_inactivity_days, cfg.pre_days + cfg.days)
+    history = seen_matrix(frame, n_users, n_items)
     logged_ids = pl.read_parquet(dataset / "users.parquet", columns=["user_idx", "user_id"]).sort("user_idx")
     source = _population(spec, n_users, rng)
     calibration: dict[str, Any] = {"source": spec.source, "dataset_digest": manifest["dataset_digest"]}
