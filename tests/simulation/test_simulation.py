@@ -11,33 +11,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from persotool.simulation import engine, world
+from persotool.simulation import engine
 from persotool.simulation.analysis import analyse
-from persotool.simulation.experiment import load_config
-from tests.conftest import MOVIELENS, run_cli
+from tests.conftest import run_cli
+from tests.simulation.conftest import config as _config
+from tests.simulation.conftest import simulate as _simulate
 
 REPLICATES = 200
 ALPHA = 0.05
 FPR_TOLERANCE = 3 * np.sqrt(ALPHA * (1 - ALPHA) / REPLICATES)
 REPORTED_P = ("p_value", "cuped_p_value", "logrank_p")
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sim") / "ml"
-    result = run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", out, "--no-track")
-    assert result.exit_code == 0, result.stderr
-    return out
-
-
-def _config(arms: list[dict], **overrides):
-    cfg = load_config(None, {"days": 14, "pre_days": 7, "world.population": 3000, **overrides} | {"arms": arms})
-    return cfg
-
-
-def _simulate(dataset: Path, cfg):
-    built = world.build(dataset, cfg)
-    return built, engine.run(built, cfg, built.calibration["dataset_digest"])
 
 
 @pytest.fixture(scope="module")
@@ -210,9 +193,16 @@ def test_simulate_command_outputs_json_and_nested_runs(dataset: Path, tmp_path: 
     config = tmp_path / "sim.toml"
     config.write_text(SIM_TOML.format(model=tmp_path / "als"))
     out = tmp_path / "ab"
-    result = run_cli("simulate", dataset, "--config", config, "-o", out, "--experiment", "sim-cli", "--json")
+    result = run_cli(
+        "simulate", dataset, "--config", config, "-o", out, "--experiment", "sim-cli", "--json",
+        "--set", "feedback.every=4",
+    )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
+    # the feedback loop retrained the ALS model and the popularity counts on days 4 and 8
+    assert payload["homogenization"]["als"]["retrained_on_days"] == [4, 8]
+    assert payload["homogenization"]["popular"]["retrained_on_days"] == [4, 8]
+    assert 0 < payload["homogenization"]["als"]["jaccard"] < 1
     assert sum(payload["arm_sizes"].values()) == payload["eligible_users"] <= 1500
     engagements = next(m for m in payload["metrics"] if m["metric"] == "engagements")
     for key in ("control", "treatment", "effect", "relative_effect", "ci", "p_value", "true_effect", "mde"):
@@ -233,6 +223,7 @@ def test_simulate_command_outputs_json_and_nested_runs(dataset: Path, tmp_path: 
         "daily.png",
         "effects.png",
         "sequential.png",
+        "homogenization.png",
         "fidelity.png",
         "manifest.json",
     ):
@@ -255,6 +246,10 @@ def test_simulate_command_outputs_json_and_nested_runs(dataset: Path, tmp_path: 
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert {run.data.params["arm"] for run in children} == {"popular", "als"}
+    assert parent.data.metrics["als.retrains"] == 2
+    assert parent.data.metrics["als.jaccard_final"] == pytest.approx(payload["homogenization"]["als"]["jaccard"])
+    als_run = next(run for run in children if run.data.params["arm"] == "als")
+    assert len(client.get_metric_history(als_run.info.run_id, "daily_jaccard")) == 10
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "simulation")} >= {
         "simulation/report.html",
         "simulation/effects.png",

@@ -84,6 +84,18 @@ def _render(result) -> None:
                 f"{row['true_effect']:+.3g}",
             )
         c.print(table)
+    table = Table(
+        title="Homogenization at the end (mean Jaccard of consumed sets, catalog coverage, Gini of exposure)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("arm", "Jaccard", "coverage", "Gini", "retrained on days"):
+        table.add_column(col, justify="left" if col in ("arm", "retrained on days") else "right")
+    for arm, h in a.homogenization.items():
+        days = ", ".join(map(str, h["retrained_on_days"])) or "-"
+        table.add_row(arm, f"{h['jaccard']:.4f}", f"{h['coverage']:.3f}", f"{h['gini']:.3f}", days)
+    c.print(table)
     stops = (
         a.results.filter(a.results["first_stop_day"].is_not_null()) if "first_stop_day" in a.results.columns else None
     )
@@ -114,11 +126,15 @@ def record_simulation(tracking, result, out: Path) -> str:
                     "daily_active": daily["active"].to_list(),
                     "daily_coverage": daily["coverage"].to_list(),
                     "daily_gini": daily["gini"].to_list(),
+                    "daily_jaccard": daily["jaccard"].fill_nan(None).fill_null(0.0).to_list(),
                 },
                 tags={"persotool.simulation_role": "arm"},
             )
         )
     metrics = {"srm_p": a.srm_p, "user_days_per_second": result.manifest["user_days_per_second"]}
+    for arm, h in a.homogenization.items():
+        metrics |= {f"{arm}.{key}_final": h[key] for key in ("jaccard", "coverage", "gini")}
+        metrics[f"{arm}.retrains"] = len(h["retrained_on_days"])
     for row in a.results.iter_rows(named=True):
         key = f"{row['arm']}.{row['metric']}"
         metrics[f"{key}.effect"] = row["effect"]

@@ -91,6 +91,8 @@ def train(
         "item_features": len(feature_names),
         "valid_metric": f"ndcg@{valid_k}" if valid else None,
     }
+    if getattr(model, "best_epoch_", None) is not None:
+        info["epochs_kept"] = int(model.best_epoch_) + 1  # what early stopping kept, for retraining
     return model, info
 
 
@@ -108,6 +110,7 @@ def save(model: Recommender, out: Path, split: Split, info: dict[str, Any], *, f
             dataset=split.manifest["dataset"],
             fit_seconds=info["fit_seconds"],
             item_features=info["item_features"],
+            epochs_kept=info.get("epochs_kept"),
             files=files,
         )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)

@@ -77,6 +77,7 @@ class Analysis:
     sequential: pl.DataFrame
     survival: dict[str, Any]
     per_user: pl.DataFrame
+    homogenization: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -189,7 +190,23 @@ def analyse(
         sequential=sequential_table,
         survival=survival,
         per_user=per_user,
+        homogenization=homogenization(sim, names),
     )
+
+
+def homogenization(sim: Simulation, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Per arm, at the end of the test: mean Jaccard similarity of consumed sets, catalog
+    coverage and Gini of exposure, with the days on which the arm retrained."""
+    out = {}
+    for arm in names:
+        state = sim.arms[arm]
+        out[arm] = {
+            "jaccard": state.per_day["jaccard"][-1],
+            "coverage": state.per_day["coverage"][-1],
+            "gini": state.per_day["gini"][-1],
+            "retrained_on_days": list(state.retrained),
+        }
+    return out
 
 
 def _survival(tables, in_arm, eligible, names, control, cfg, rows) -> dict[str, Any]:

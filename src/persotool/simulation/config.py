@@ -73,12 +73,30 @@ class ArmSpec(Strict):
     policy: Literal["model", "random", "popular", "oracle", "logged"]
     model: Path | None = Field(None, description="policy = model: a model directory from `persotool train`")
     share: float = Field(gt=0, description="traffic share (normalised over arms)")
+    retrain: bool = Field(
+        True, description="with the feedback loop on, whether this arm (model or popular) retrains on its own data"
+    )
 
     @model_validator(mode="after")
     def _model(self) -> ArmSpec:
         if (self.policy == "model") != (self.model is not None):
             raise ValueError("`model = PATH` goes with policy = 'model', and only with it")
         return self
+
+
+class FeedbackSpec(Strict):
+    """The optional feedback loop: arms that learn from data retrain on their own simulated users."""
+
+    every: int = Field(0, ge=0, description="days between retrains of model and most-popular arms (0: off)")
+    with_logs: bool = Field(
+        True, description="retrain on the logs plus the simulated engagements (false: simulated engagements only)"
+    )
+    epochs: int | None = Field(
+        None, ge=1, description="epochs of a retrained model that trains in epochs (None: what its training kept)"
+    )
+    homogenization_users: int = Field(
+        1000, ge=2, description="users sampled for the daily mean Jaccard similarity of consumed sets"
+    )
 
 
 class AnalysisSpec(Strict):
@@ -101,6 +119,7 @@ class SimulationConfig(Strict):
     world: WorldSpec = Field(default_factory=WorldSpec)
     behaviour: BehaviourSpec = Field(default_factory=BehaviourSpec)
     arms: list[ArmSpec]
+    feedback: FeedbackSpec = Field(default_factory=FeedbackSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
     @model_validator(mode="after")

@@ -11,15 +11,22 @@ sigmoid(intercept + affinity_weight x affinity + quality_weight x quality - fati
 examinations of it - similarity_weight x the slate's mean pairwise topic cosine). Satisfaction
 decays daily and gains (engagements - expectation) on a visit; the daily churn chance is
 hazard x exp(-churn_satisfaction x satisfaction); churned users come back with `reactivation`.
+
+With the feedback loop on, arms that learn from data retrain every `feedback.every` days on their
+own simulated engagements and line up new candidates (`feedback.py`); consumed items stay excluded
+and examination counts move to the new lists. Each day also records homogenization: catalog
+coverage, Gini of exposure and the mean Jaccard similarity of a fixed user sample's consumed sets.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from persotool.simulation import feedback
 from persotool.simulation.config import ArmSpec, SimulationConfig
 from persotool.simulation.policies import Candidates, candidates
 from persotool.simulation.world import World
@@ -70,6 +77,9 @@ class ArmState:
     item_exposure: np.ndarray  # (items,) examinations so far
     item_engagement: np.ndarray  # (items,)
     per_day: dict[str, list[float]] = field(default_factory=dict)
+    past_users: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # consumed in
+    past_items: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))  # earlier lineups
+    retrained: list[int] = field(default_factory=list)  # days on which the arm retrained
 
     @classmethod
     def start(cls, cand: Candidates, world: World, days: int) -> ArmState:
@@ -97,9 +107,28 @@ class ArmState:
             item_engagement=np.zeros(world.n_items, dtype=np.int64),
         )
 
-    def consumed_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        users, pos = np.nonzero(self.consumed)
-        return users, self.items[users, pos]
+    def consumed_pairs(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(user, item) of every engagement so far, this lineup's and earlier ones', of all users
+        or of the sorted user indices `rows`."""
+        if rows is None:
+            users, pos = np.nonzero(self.consumed)
+            past = slice(None)
+        else:
+            at, pos = np.nonzero(self.consumed[rows])
+            users = rows[at]
+            past = np.isin(self.past_users, rows)
+        return (
+            np.concatenate([self.past_users[past], users]),
+            np.concatenate([self.past_items[past], self.items[users, pos]]),
+        )
+
+    def relineup(self, cand: Candidates, n_items: int) -> None:
+        """Serve from new candidate lists (which must exclude what was consumed), keeping the
+        examination counts of items on both lists."""
+        self.past_users, self.past_items = self.consumed_pairs()
+        self.exposure = carry_exposure(self, cand.items, n_items)
+        self.items, self.logit = cand.items, cand.logit
+        self.consumed = np.zeros(cand.items.shape, dtype=bool)
 
 
 def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationConfig) -> None:
@@ -176,6 +205,16 @@ def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationC
         log.setdefault(key, []).append(float(value))
 
 
+def _retrain(state: ArmState, arm: ArmSpec, day: int, world: World, cfg: SimulationConfig, pre_pairs, lineup, dataset):
+    """Refit the arm on the pre-period and its own engagements so far, and serve its new lineup."""
+    users, items = state.consumed_pairs()
+    users, items = np.concatenate([pre_pairs[0], users]), np.concatenate([pre_pairs[1], items])
+    matrix = feedback.training_matrix(world, users, items, with_logs=cfg.feedback.with_logs)
+    score, _ = feedback.refit(arm, world, matrix, cfg.feedback, dataset)
+    state.relineup(lineup(arm, excluding(users, items), score), world.n_items)
+    state.retrained.append(day)
+
+
 def gini(counts: np.ndarray) -> float:
     """Gini coefficient of exposure over the catalog (0 = even, 1 = one item gets everything)."""
     total = counts.sum()
@@ -212,33 +251,42 @@ class Simulation:
     pre: ArmState | None = None  # the pre-period under control
 
 
-def run(world: World, cfg: SimulationConfig, dataset_digest: str) -> Simulation:
-    """Pre-period under control, then every arm over `days` days from the same starting state."""
+def excluding(users: np.ndarray, items: np.ndarray):
+    """An `exclude` callback for `candidates`: the given (user, item) pairs are never served."""
+    order = np.argsort(users, kind="stable")
+    users, items = users[order], items[order]
+
+    def exclude(scores: np.ndarray, batch: np.ndarray) -> None:
+        # candidates scores contiguous batches of users
+        lo, hi = np.searchsorted(users, [batch[0], batch[-1] + 1])
+        scores[users[lo:hi] - batch[0], items[lo:hi]] = -np.inf
+
+    return exclude
+
+
+def run(world: World, cfg: SimulationConfig, dataset_digest: str, dataset: Path | None = None) -> Simulation:
+    """Pre-period under control, then every arm over `days` days from the same starting state.
+    `dataset` (the world's dataset directory) gives retrained models their features."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     size = cfg.slate_size + cfg.candidates
     control = next(a for a in cfg.arms if a.name == cfg.control)
 
-    def lineup(arm: ArmSpec, exclude=None) -> Candidates:
+    def lineup(arm: ArmSpec, exclude=None, score=None) -> Candidates:
         return candidates(
-            arm, world, cfg.behaviour, size, seed=cfg.seed, dataset_digest=dataset_digest, exclude=exclude
+            arm, world, cfg.behaviour, size, seed=cfg.seed, dataset_digest=dataset_digest, exclude=exclude, score=score
         )
 
     pre: ArmState | None = None
     exclude = None
+    pre_users = np.empty(0, dtype=np.int64)
+    pre_items = np.empty(0, dtype=np.int32)
     if cfg.pre_days:
         pre = ArmState.start(lineup(control), world, cfg.pre_days)
         for day in range(cfg.pre_days):
             step(pre, draws_for(cfg.seed, day, world.n_users, cfg.slate_size), day, world, cfg)
         pre_users, pre_items = pre.consumed_pairs()
-        order = np.argsort(pre_users, kind="stable")
-        pre_users, pre_items = pre_users[order], pre_items[order]
-
-        def exclude(scores: np.ndarray, batch: np.ndarray) -> None:
-            # items consumed in the pre-period are not served again (batches are contiguous users)
-            lo, hi = np.searchsorted(pre_users, [batch[0], batch[-1] + 1])
-            scores[pre_users[lo:hi] - batch[0], pre_items[lo:hi]] = -np.inf
-
+        exclude = excluding(pre_users, pre_items)  # consumed in the pre-period: not served again
     timings["pre_period"] = time.perf_counter() - started
     arms: dict[str, ArmState] = {}
     t = time.perf_counter()
@@ -255,12 +303,24 @@ def run(world: World, cfg: SimulationConfig, dataset_digest: str) -> Simulation:
         arms[arm.name] = state
     timings["candidates"] = time.perf_counter() - t
     eligible = pre.active.copy() if pre is not None else np.ones(world.n_users, dtype=bool)
+    fb = cfg.feedback
+    sample = feedback.sample_users(world, fb.homogenization_users, cfg.seed)
+    timings["retrain"] = 0.0
     t = time.perf_counter()
     for day in range(cfg.days):
+        if fb.every and day and day % fb.every == 0:
+            r = time.perf_counter()
+            for arm in cfg.arms:
+                if arm.retrain and arm.policy in feedback.LEARNING:
+                    _retrain(arms[arm.name], arm, day, world, cfg, (pre_users, pre_items), lineup, dataset)
+            timings["retrain"] += time.perf_counter() - r
         draws = draws_for(cfg.seed, cfg.pre_days + day, world.n_users, cfg.slate_size)
         for state in arms.values():
             step(state, draws, day, world, cfg)
-    timings["days"] = time.perf_counter() - t
+            users, items = state.consumed_pairs(sample)
+            jaccard = feedback.mean_jaccard(users, items, sample, world.n_items)
+            state.per_day.setdefault("jaccard", []).append(jaccard)
+    timings["days"] = time.perf_counter() - t - timings["retrain"]
     timings["total"] = time.perf_counter() - started
     return Simulation(
         arms=arms,

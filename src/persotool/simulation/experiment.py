@@ -46,7 +46,7 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
     dataset_manifest = artifacts.read_artifact(dataset, "dataset")
     built = world.build(dataset, cfg)
     world_seconds = time.perf_counter() - started
-    sim = engine.run(built, cfg, dataset_manifest["dataset_digest"])
+    sim = engine.run(built, cfg, dataset_manifest["dataset_digest"], Path(dataset))
     t = time.perf_counter()
     result = analyse(sim, built, cfg)
     seconds = {
@@ -63,6 +63,7 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
         calibration=built.calibration,
         arm_sizes=result.arm_sizes,
         srm_p=result.srm_p,
+        retrained_on_days={arm: state.retrained for arm, state in sim.arms.items() if state.retrained},
         user_days=sim.user_days,
         seconds=seconds,
         user_days_per_second=round(sim.user_days / max(sim.seconds["days"], 1e-9)),
@@ -123,6 +124,7 @@ def summary(experiment: Experiment) -> dict[str, Any]:
         "population": experiment.world.n_users,
         "eligible_users": int(experiment.simulation.eligible.sum()),
         "metrics": metrics,
+        "homogenization": a.homogenization,
         "calibration": experiment.world.calibration,
         "seconds": experiment.manifest["seconds"],
     }

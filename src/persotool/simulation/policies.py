@@ -76,9 +76,10 @@ def candidates(
     dataset_digest: str,
     users: np.ndarray | None = None,
     exclude: Callable[[np.ndarray, np.ndarray], None] | None = None,  # (scores, users): sets -inf in place
+    score: Callable[[np.ndarray], np.ndarray] | None = None,  # simulated users -> scores (e.g. a retrained model)
 ) -> Candidates:
     """The arm's `size` best items for every simulated user (or `users`), logged history excluded."""
-    score = _scorer(arm, world, behaviour, seed, dataset_digest)
+    score = score or _scorer(arm, world, behaviour, seed, dataset_digest)
     users = np.arange(world.n_users) if users is None else users
     size = min(size, world.n_items)
     items = np.full((len(users), size), -1, dtype=np.int32)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from persotool.simulation.analysis import Analysis
     from persotool.simulation.experiment import Experiment
 
-PLOTS = ("retention.png", "daily.png", "effects.png", "sequential.png", "fidelity.png")
+PLOTS = ("retention.png", "daily.png", "effects.png", "sequential.png", "homogenization.png", "fidelity.png")
 
 
 def _plt():
@@ -130,6 +130,30 @@ def plot_sequential(analysis: Analysis, alpha: float, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_homogenization(analysis: Analysis, path: Path) -> None:
+    """Mean Jaccard of consumed sets, catalog coverage and Gini of exposure per day; dotted lines
+    mark the days an arm retrained."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = (
+        ("jaccard", "Mean Jaccard of consumed sets"),
+        ("coverage", "Catalog coverage (items shown)"),
+        ("gini", "Gini of exposure"),
+    )
+    for (arm,), group in analysis.per_day.group_by("arm", maintain_order=True):
+        for ax, (column, _) in zip(axes, panels, strict=True):
+            line = ax.plot(group["day"], group[column], label=arm)[0]
+            for day in analysis.homogenization.get(arm, {}).get("retrained_on_days", []):
+                ax.axvline(day, color=line.get_color(), lw=0.6, ls=":")
+    for ax, (_, title) in zip(axes, panels, strict=True):
+        ax.set(title=title, xlabel="day of the test")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Homogenization (dotted: retraining)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_fidelity(real: dict, simulated: dict, table: pl.DataFrame, path: Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
@@ -159,6 +183,21 @@ def _table_html(frame: pl.DataFrame, digits: int = 4) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def homogenization_table(analysis: Analysis) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "arm": arm,
+                "mean_jaccard": h["jaccard"],
+                "coverage": h["coverage"],
+                "gini": h["gini"],
+                "retrained_on_days": ", ".join(map(str, h["retrained_on_days"])) or "-",
+            }
+            for arm, h in analysis.homogenization.items()
+        ]
+    )
+
+
 def write_all(experiment: Experiment, folder: Path) -> None:
     from persotool.simulation import fidelity
 
@@ -170,6 +209,7 @@ def write_all(experiment: Experiment, folder: Path) -> None:
     plot_daily(a, folder / "daily.png")
     plot_effects(a, folder / "effects.png")
     plot_sequential(a, cfg.analysis.alpha, folder / "sequential.png")
+    plot_homogenization(a, folder / "homogenization.png")
     plot_fidelity(real, simulated, table, folder / "fidelity.png")
     shown = (
         a.results.select(
@@ -206,6 +246,7 @@ arm sizes {html.escape(sizes)}; sample-ratio-mismatch p = {a.srm_p:.3g}. Effects
 Holm-corrected over all arms and metrics; the true effect is computed over every eligible user's
 simulated outcome under each arm (common random numbers).</p>
 <h2>Effects</h2>{_table_html(shown)}
+<h2>Homogenization at the end of the test</h2>{_table_html(homogenization_table(a))}
 <h2>Plots</h2>{images}
 <h2>Fidelity to the logs</h2>{_table_html(table)}
 <h2>Calibration</h2>{_table_html(calibration)}

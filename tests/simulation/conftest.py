@@ -1,0 +1,29 @@
+"""What the simulation tests share: the MovieLens logs ingested once per worker, and a quick way
+to configure and run a simulation on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from persotool.simulation import engine, world
+from persotool.simulation.experiment import load_config
+from tests.conftest import MOVIELENS, run_cli
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "ml"
+    result = run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", out, "--no-track")
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def config(arms: list[dict], **overrides):
+    return load_config(None, {"days": 14, "pre_days": 7, "world.population": 3000, **overrides} | {"arms": arms})
+
+
+def simulate(dataset: Path, cfg):
+    built = world.build(dataset, cfg)
+    return built, engine.run(built, cfg, built.calibration["dataset_digest"], dataset)
