@@ -39,6 +39,8 @@ demo: $(STAMP)
 	    --min-item-interactions 5 --force
 	$(RUN)/persotool benchmark $(DEMO)/split --config configs/benchmark.toml -o $(DEMO)/benchmark --force
 	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation.toml -o $(DEMO)/ab-test --force
+	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation-feedback.toml -o $(DEMO)/feedback-loop \
+	    --force
 	@echo "Runs are in ./mlflow.db: see them with 'make ui'."
 
 test: $(STAMP)

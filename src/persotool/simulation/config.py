@@ -95,7 +95,7 @@ class FeedbackSpec(Strict):
         None, ge=1, description="epochs of a retrained model that trains in epochs (None: what its training kept)"
     )
     homogenization_users: int = Field(
-        1000, ge=2, description="users sampled for the daily mean Jaccard similarity of consumed sets"
+        500, ge=2, description="users sampled for the daily mean Jaccard similarity of consumed sets"
     )
 
 

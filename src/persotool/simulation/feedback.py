@@ -90,11 +90,10 @@ def mean_jaccard(users: np.ndarray, items: np.ndarray, sample: np.ndarray, n_ite
     n = matrix.shape[0]
     if n < 2:
         return float("nan")
-    inter = (matrix @ matrix.T).toarray()
-    size = np.diag(inter)
-    upper = np.triu_indices(n, k=1)
-    shared = inter[upper]
-    return float((shared / (size[upper[0]] + size[upper[1]] - shared)).mean())
+    size = matrix.getnnz(axis=1).astype(np.float64)
+    shared = (matrix @ matrix.T).tocoo()  # only pairs with something in common have a non-zero Jaccard
+    jaccard = shared.data / (size[shared.row] + size[shared.col] - shared.data)
+    return float((jaccard.sum() - n) / (n * (n - 1)))  # each pair twice; the diagonal is n ones
 
 
 def sample_users(world: World, size: int, seed: int) -> np.ndarray:
