@@ -85,8 +85,10 @@ def _render(result) -> None:
             )
         c.print(table)
     table = Table(
-        title="Homogenization at the end (mean Jaccard of consumed sets, catalog coverage, Gini of exposure)",
+        title="Homogenization at the end of the test",
+        caption="Jaccard: mean over user pairs of consumed sets; coverage: share of items shown; Gini of exposure",
         title_justify="left",
+        caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
