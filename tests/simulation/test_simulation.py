@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from persotool.simulation import engine
-from persotool.simulation.analysis import analyse
+from persotool.simulation.analysis import analyse, user_table
 from tests.conftest import run_cli
 from tests.simulation.conftest import config as _config
 from tests.simulation.conftest import simulate as _simulate
@@ -142,6 +142,21 @@ def test_same_seed_same_world_and_outcomes(dataset: Path) -> None:
     assert not np.array_equal(first.arms["r"].engagements, third.arms["r"].engagements)
 
 
+def test_rolling_retention_reaches_d30_when_the_test_is_long_enough(dataset: Path) -> None:
+    arms = [{"name": "p", "policy": "popular", "share": 1}, {"name": "r", "policy": "random", "share": 1}]
+    cfg = _config(arms, **{"world.population": 300, "days": 31, "pre_days": 0})
+    built, sim = _simulate(dataset, cfg)
+    table = user_table(sim, "r", cfg.days)
+    assert {"retention_d1", "retention_d7", "retention_d30"} <= set(table)
+    assert (table["retention_d30"] <= table["retention_d7"]).all()
+    assert (table["retention_d7"] <= table["retention_d1"]).all()
+    assert table["retention_d30"].sum() == (sim.arms["r"].last_visit == 30).sum() > 0
+    metrics = set(analyse(sim, built, cfg, light=True).results["metric"])
+    assert "retention_d30" in metrics
+    short = _config(arms, **{"world.population": 300, "days": 30, "pre_days": 0})
+    assert "retention_d30" not in user_table(_simulate(dataset, short)[1], "r", short.days)
+
+
 def test_synthetic_world_from_ground_truth(tmp_path: Path) -> None:
     synth = tmp_path / "synth"
     made = run_cli("datasets", "synth", "-o", synth, "--users", "400", "--items", "300", "--events", "20000")
@@ -230,6 +245,9 @@ def test_simulate_command_outputs_json_and_nested_runs(dataset: Path, tmp_path: 
         assert (out / name).is_file(), name
     per_user = pl.read_parquet(out / "per_user.parquet")
     assert per_user.height == 1500 and set(per_user["arm"].unique()) == {"popular", "als"}
+    assert (per_user["slates"] <= per_user["visits"]).all() and per_user["slates"].sum() > 0
+    per_day = pl.read_parquet(out / "per_day.parquet")
+    assert (per_day["slates"] <= per_day["visitors"]).all() and per_day["slates"].sum() > 0
     fidelity = pl.read_csv(out / "fidelity.csv")
     assert fidelity["distribution"].to_list() == [
         "visits_per_user",

@@ -56,6 +56,7 @@ def user_table(sim: Simulation, arm: str, days: int) -> dict[str, np.ndarray]:
         "visits": s.visits.astype(np.float64),
         "examined": s.examined.astype(np.float64),
         "impressions": s.impressions.astype(np.float64),
+        "slates": s.slates.astype(np.float64),
         "diversity": diversity(s),
         "churned": churned.astype(np.float64),
         "days_to_churn": np.where(churned, s.churn_day + 1, days).astype(np.float64),

@@ -195,6 +195,7 @@ def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationC
     for key, value in (
         ("active", state.active.sum()),
         ("visitors", len(rows)),
+        ("slates", int((shown > 0).sum())),
         ("impressions", int(shown.sum())),
         ("examined", int(n_exam.sum())),
         ("engagements", int(n_eng.sum())),

@@ -142,6 +142,7 @@ def per_arm_metrics(experiment: Experiment) -> dict[str, dict[str, float]]:
             "users": float(len(group)),
             "engagements_per_user": float(group["engagements"].mean()),
             "visits_per_user": float(group["visits"].mean()),
+            "slates_per_user": float(group["slates"].mean()),
             "ctr": float(group["engagements"].sum()) / impressions,
             "churned": float(group["churned"].mean()),
             **{
