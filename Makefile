@@ -38,9 +38,9 @@ demo: $(STAMP)
 	$(RUN)/persotool split $(DEMO)/movielens -o $(DEMO)/split --strategy leave-last --leave-last 10 --valid \
 	    --min-item-interactions 5 --force
 	$(RUN)/persotool benchmark $(DEMO)/split --config configs/benchmark.toml -o $(DEMO)/benchmark --force
-	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation.toml -o $(DEMO)/ab-test --force
 	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation-feedback.toml -o $(DEMO)/feedback-loop \
 	    --force
+	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation.toml -o $(DEMO)/ab-test --force
 	@echo "Runs are in ./mlflow.db: see them with 'make ui'."
 
 test: $(STAMP)
