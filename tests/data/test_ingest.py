@@ -314,3 +314,34 @@ def test_synthetic_log_counts_match_ground_truth(tmp_path: Path) -> None:
     frame = _interactions(tmp_path / "d")
     assert set(frame["event"].unique()) == {"view", "click", "add_to_cart", "purchase"}
     assert frame.filter(pl.col("event") == "purchase")["weight"].unique().to_list() == [5.0]
+
+
+@pytest.mark.parametrize(("values", "wide"), [("ratings", False), ("none", False), ("some", False), ("some", True)])
+def test_sort_unique_matches_a_plain_sort_and_unique(values: str, wide: bool) -> None:
+    # wide: codes too large to pack into 64 bits, so the multi-column fallback runs
+    import numpy as np
+
+    from persotool.data.ingest import sort_unique
+
+    rng = np.random.default_rng(len(values))
+    n = 5000
+    value = {
+        "ratings": rng.integers(1, 11, n) / 2,
+        "none": np.full(n, np.nan),
+        "some": np.where(rng.random(n) < 0.3, rng.normal(size=n).round(1), np.nan),
+    }[values]
+    frame = pl.DataFrame(
+        {
+            "user_idx": (rng.integers(0, 40, n) << (24 if wide else 0)).astype(np.int32),
+            "timestamp": pl.Series(rng.integers(0, 300, n) * 1_000_000).cast(pl.Datetime("us", "UTC")),
+            "item_idx": (rng.integers(0, 30, n) << (24 if wide else 0)).astype(np.int32),
+            "event_code": rng.integers(0, 3, n).astype(np.int32),
+            "value": pl.Series(value).fill_nan(None),
+        }
+    )
+    keys = list(frame.columns)
+    got = sort_unique(frame, keys, dense=("user_idx", "item_idx", "event_code"))
+    expected = frame.unique().sort(keys, nulls_last=False)
+    assert got.schema == frame.schema
+    assert len(got) < len(frame)  # the draw has duplicates
+    assert got.equals(expected)

@@ -401,10 +401,11 @@ def sort_unique(frame: pl.DataFrame, keys: list[str], dense: tuple[str, ...] = (
     """Sort `frame` (whose columns are all keys) by `keys` and drop exact duplicates.
 
     When the dense ranks of all keys fit in 64 bits together (they usually do: users, time points,
-    items, event types, rating levels), they are packed into one integer: one single-column sort,
-    and the sorted columns are decoded back from the sorted integers with shifts and masks instead
-    of being gathered row by row. Otherwise it falls back to a multi-column sort. Keys named in
-    `dense` are already codes 0..n-1 without nulls and need no ranking.
+    items, event types, rating levels), they are packed into one integer: one single-column sort
+    of the packed integers themselves (no permutation to apply), and the sorted columns are decoded
+    back from them with shifts and masks instead of being gathered row by row. A key that is null
+    everywhere takes no bits. Otherwise it falls back to a multi-column sort. Keys named in `dense`
+    are already codes 0..n-1 without nulls and need no ranking.
     """
     packed = np.zeros(len(frame), dtype=np.uint64)
     layout = []  # (key, offset, bits, sorted distinct values or None for dense codes)
@@ -412,31 +413,42 @@ def sort_unique(frame: pl.DataFrame, keys: list[str], dense: tuple[str, ...] = (
     for key in reversed(keys):
         column = frame[key]
         if key in dense:
-            rank, values = column.to_numpy().astype(np.uint64), None
+            rank, values = column.to_numpy().astype(np.uint64, copy=False), None
+        elif column.null_count() == len(column):
+            layout.append((key, 0, 0, pl.Series([None], dtype=column.dtype)))
+            continue
         else:
             # dense rank, 1-based with 0 for null; `values[rank]` gives the value back
             distinct = column.unique().drop_nulls().sort()
             values = pl.concat([pl.Series([None], dtype=column.dtype), distinct])
-            rank = column.rank("dense").fill_null(0).to_numpy().astype(np.uint64)
+            rank = column.rank("dense").fill_null(0).to_numpy().astype(np.uint64, copy=False)
         bits = max(int(rank.max()).bit_length(), 1) if len(rank) else 1
         if offset + bits > 64:
-            ordered = frame.sort(keys, nulls_last=True)
+            ordered = frame.sort(keys, nulls_last=False)  # nulls first, as rank 0 packs them
             duplicate = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys).fill_null(False)
             return ordered.filter(~duplicate)
-        packed |= rank << np.uint64(offset)
+        if offset:
+            rank <<= np.uint64(offset)
+        packed |= rank
         layout.append((key, offset, bits, values))
         offset += bits
-    ordered = packed[pl.Series(packed).arg_sort().to_numpy()]
-    keep = np.ones(len(ordered), dtype=bool)
-    keep[1:] = ordered[1:] != ordered[:-1]
-    ordered = ordered[keep]
+    ordered = pl.Series(packed).sort().to_numpy()
+    del packed
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    ordered = ordered[keep] if not keep.all() else ordered
     columns = {}
     for key, shift, bits, values in layout:
-        codes = (ordered >> np.uint64(shift)) & np.uint64((1 << bits) - 1)
+        if not bits:
+            columns[key] = pl.repeat(None, len(ordered), dtype=frame.schema[key], eager=True).alias(key)
+            continue
+        codes = ordered >> np.uint64(shift) if shift else ordered.copy()
+        codes &= np.uint64((1 << bits) - 1)
         if values is None:
             columns[key] = pl.Series(key, codes, dtype=frame.schema[key])
         else:
-            columns[key] = values.gather(pl.Series(codes.astype(np.int64))).alias(key)
+            columns[key] = values.gather(pl.Series(codes.view(np.int64))).alias(key)
     return pl.DataFrame([columns[key] for key in frame.columns])
 
 
