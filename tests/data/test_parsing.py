@@ -52,3 +52,25 @@ def test_values_and_consent() -> None:
     flags, why = parse_consent(pl.Series(["Yes", "opt-out", "0", "maybe"]))
     assert flags.to_list() == [True, False, False, None]
     assert why.to_list() == [None, None, None, "consent_invalid"]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_epoch_integer_fast_path_agrees_with_the_general_parser(unit: str) -> None:
+    values = ["1700000000", None, "99999999999999999", "-1", "0", "-2208988800", "7258118400", "-2208988801"]
+    scale = {"s": 1, "ms": 1_000, "us": 1_000_000}[unit]
+    values = [v if v is None or len(v) > 16 else str(int(v) * scale) for v in values]
+    fast_ts, fast_reason, _ = parse_time(pl.Series(values), unit)
+    # a padded value sends the whole column down the general path
+    slow_ts, slow_reason, _ = parse_time(pl.Series([*values, " 5 "]), unit)
+    assert fast_ts.to_list() == slow_ts.head(len(values)).to_list()
+    assert fast_reason.to_list() == slow_reason.head(len(values)).to_list()
+    assert fast_reason.to_list() == [
+        None,
+        "timestamp_missing",
+        "timestamp_out_of_range",
+        None,
+        None,
+        None,  # 1900-01-01 is the first valid instant
+        "timestamp_out_of_range",  # 2200-01-01 is the first invalid one
+        "timestamp_out_of_range",
+    ]

@@ -189,6 +189,10 @@ def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple
     `timestamp_unparseable` or `timestamp_out_of_range` (outside 1900-01-01 .. 2200-01-01), else null.
     """
     fmt = resolve_time_format(raw, time_format)
+    if fmt in EPOCH_US_PER and EPOCH_US_PER[fmt] >= 1:
+        fast = _parse_epoch_integers(raw, EPOCH_US_PER[fmt])
+        if fast is not None:
+            return (*fast, fmt)
     if raw.dtype == pl.String:
         raw = raw.set(raw.str.strip_chars() == "", None) if raw.null_count() < len(raw) else raw
     missing = raw.is_null()
@@ -239,6 +243,27 @@ def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple
         .otherwise(pl.lit(None, dtype=pl.String))
     ).to_series()
     return ts, reasons, fmt
+
+
+def _parse_epoch_integers(raw: pl.Series, factor: int) -> tuple[pl.Series, pl.Series] | None:
+    """The common case of epoch timestamps in whole seconds, ms or us: every present value is a
+    plain integer. One integer cast and a range check in the integer domain, fused in one query;
+    None when any value needs the general parser (spaces, decimals, signs it cannot read)."""
+    as_int = raw if raw.dtype == pl.Int64 else raw.cast(pl.Int64, strict=False)
+    if as_int.null_count() != raw.null_count():
+        return None
+    lo = -(-int(TIME_MIN.timestamp() * 1e6) // factor)  # smallest value >= TIME_MIN
+    hi = -(-int(TIME_MAX.timestamp() * 1e6) // factor)  # smallest value >= TIME_MAX
+    x = pl.col("x")
+    inside = x.is_between(lo, hi, closed="left")
+    out = pl.DataFrame({"x": as_int}).select(
+        ts=pl.when(inside).then(x * factor).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        reason=pl.when(x.is_null())
+        .then(pl.lit("timestamp_missing"))
+        .when(~inside)
+        .then(pl.lit("timestamp_out_of_range")),
+    )
+    return out["ts"], out["reason"]
 
 
 def value_exprs(column: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
