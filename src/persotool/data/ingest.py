@@ -285,7 +285,8 @@ def _per_distinct(column: pl.Series, compute) -> dict[str, np.ndarray]:
     size = int(codes.max()) + 1 if len(codes) else 0
     position = np.full(size + 1, len(distinct), dtype=np.int32)
     position[codes] = np.arange(len(distinct), dtype=np.int32)
-    rows = position[column.to_physical().fill_null(size).to_numpy()]
+    physical = column.to_physical()
+    rows = (physical.fill_null(size) if column.null_count() else physical).to_numpy()
     out = {}
     for name, result in zip(table.columns, table.iter_columns(), strict=True):
         if name.endswith("reason"):
@@ -296,7 +297,7 @@ def _per_distinct(column: pl.Series, compute) -> dict[str, np.ndarray]:
             lookup = result.fill_null(float("nan")).to_numpy()
         else:
             lookup = result.fill_null(-1).to_numpy()
-        out[name] = lookup[rows]
+        out[name] = lookup[position][rows]  # one gather per row: category code -> result
     return out
 
 
@@ -407,7 +408,7 @@ def sort_unique(frame: pl.DataFrame, keys: list[str], dense: tuple[str, ...] = (
     everywhere takes no bits. Otherwise it falls back to a multi-column sort. Keys named in `dense`
     are already codes 0..n-1 without nulls and need no ranking.
     """
-    packed = np.zeros(len(frame), dtype=np.uint64)
+    packed: np.ndarray | None = None
     layout = []  # (key, offset, bits, sorted distinct values or None for dense codes)
     offset = 0
     for key in reversed(keys):
@@ -417,21 +418,35 @@ def sort_unique(frame: pl.DataFrame, keys: list[str], dense: tuple[str, ...] = (
         elif column.null_count() == len(column):
             layout.append((key, 0, 0, pl.Series([None], dtype=column.dtype)))
             continue
+        elif column.null_count() == 0 and column.is_sorted():
+            # already in order (a log written in time order): the dense rank is a running count of changes
+            physical = column.to_physical().to_numpy()
+            change = np.empty(len(physical), dtype=bool)
+            change[:1] = True
+            np.not_equal(physical[1:], physical[:-1], out=change[1:])
+            rank = np.cumsum(change, dtype=np.uint64)
+            values = pl.concat([pl.Series([None], dtype=column.dtype), column.filter(pl.Series(change))], rechunk=True)
         else:
             # dense rank, 1-based with 0 for null; `values[rank]` gives the value back
             distinct = column.unique().drop_nulls().sort()
-            values = pl.concat([pl.Series([None], dtype=column.dtype), distinct])
+            values = pl.concat([pl.Series([None], dtype=column.dtype), distinct], rechunk=True)
             rank = column.rank("dense").fill_null(0).to_numpy().astype(np.uint64, copy=False)
         bits = max(int(rank.max()).bit_length(), 1) if len(rank) else 1
         if offset + bits > 64:
             ordered = frame.sort(keys, nulls_last=False)  # nulls first, as rank 0 packs them
             duplicate = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys).fill_null(False)
             return ordered.filter(~duplicate)
-        if offset:
+        if not rank.flags.writeable or rank.base is not None:
+            rank = rank.copy()  # shifted and combined in place below
+        if packed is None:
+            packed = rank
+        else:
             rank <<= np.uint64(offset)
-        packed |= rank
+            packed |= rank
         layout.append((key, offset, bits, values))
         offset += bits
+    if packed is None:  # every key null everywhere: all rows are one duplicate
+        packed = np.zeros(len(frame), dtype=np.uint64)
     ordered = pl.Series(packed).sort().to_numpy()
     del packed
     keep = np.empty(len(ordered), dtype=bool)
