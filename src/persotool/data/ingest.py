@@ -278,7 +278,7 @@ def _per_distinct(column: pl.Series, compute) -> dict[str, np.ndarray]:
     value of a Categorical column, then spread each result column to every row with one numpy
     `take`. Nulls get what `compute` gives for a null. Results come back as sentinel-coded arrays:
     -1 for missing integers and booleans (booleans as int8), NaN for missing floats, and uint8
-    codes for `*reason` columns."""
+    codes for `*reason` columns, or None for a `*reason` column no row has."""
     distinct = column.unique().drop_nulls()
     codes = distinct.to_physical().to_numpy()
     table = pl.concat([compute(distinct.cast(pl.String)), compute(pl.Series([None], dtype=pl.String))])
@@ -291,6 +291,10 @@ def _per_distinct(column: pl.Series, compute) -> dict[str, np.ndarray]:
     for name, result in zip(table.columns, table.iter_columns(), strict=True):
         if name.endswith("reason"):
             lookup = _reason_codes(result)
+            used = lookup[position[codes]] if len(codes) else lookup[:0]
+            if not used.any() and not (column.null_count() and lookup[-1]):
+                out[name] = None  # no row has a reason: skip the full-length spread
+                continue
         elif result.dtype == pl.Boolean:
             lookup = result.cast(pl.Int8).fill_null(-1).to_numpy()
         elif result.dtype.is_float():
@@ -333,6 +337,7 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
 
     vocab: dict[str, pl.Series] = {}
     coded: dict[str, np.ndarray] = {}
+    checks: list[np.ndarray | None] = []  # uint8 reason codes per row, in REASONS order
     for role in ("user", "item"):
         distinct = frame[role].unique().drop_nulls().cast(pl.String)
         ordered = _sorted_ids(ids(distinct)["id"].unique().drop_nulls())
@@ -343,11 +348,12 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
 
         coded[role] = _per_distinct(frame[role], to_code)["code"]
         vocab[role] = ordered
-    checks = [
-        np.where(coded["user"] < 0, REASONS.index("user_missing") + 1, 0).astype(np.uint8),
-        np.where(coded["item"] < 0, REASONS.index("item_missing") + 1, 0).astype(np.uint8),
-        _reason_codes(frame["__time_reason"]),
-    ]
+        # a row lacks an id when the cell is empty or cleans to nothing
+        if frame[role].null_count() or ids(distinct)["id"].null_count():
+            missing = REASONS.index(f"{role}_missing") + 1
+            checks.append(np.where(coded[role] < 0, missing, 0).astype(np.uint8))
+    if frame["__time_reason"].null_count() < n:
+        checks.append(_reason_codes(frame["__time_reason"]))
     value = np.full(n, np.nan)
     if "value" in frame.columns:
 
@@ -392,8 +398,9 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
         consent = parsed["flag"]
         checks.append(parsed["reason"])
     # Reasons in REASONS order: the first check that fails names the row's reason.
-    reason = np.zeros(n, dtype=np.uint8)
-    for check in reversed(checks):
+    checks = [c for c in checks if c is not None]
+    reason = checks[-1] if checks else np.zeros(n, dtype=np.uint8)
+    for check in reversed(checks[:-1]):
         reason = np.where(check != 0, check, reason)
     return _Coded(coded["user"], coded["item"], event, value, consent, reason, vocab["user"], vocab["item"], events)
 
@@ -683,13 +690,18 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
                 **({"__raw_value": pl.col("value").cast(pl.String)} if "value" in picked.columns else {}),
             )
         kept = ~rejected & ~gone
+        every = bool(kept.all())  # the common case: nothing to drop, no copies
+
+        def keep(values: np.ndarray) -> np.ndarray:
+            return values if every else values[kept]
+
         frame = pl.DataFrame(
             {
-                "user": coded.user[kept],
-                "item": coded.item[kept],
-                "timestamp": raw["timestamp"].filter(pl.Series(kept)),
-                "event": coded.event[kept],
-                "value": pl.Series(coded.value[kept]).fill_nan(None),
+                "user": keep(coded.user),
+                "item": keep(coded.item),
+                "timestamp": raw["timestamp"] if every else raw["timestamp"].filter(pl.Series(kept)),
+                "event": keep(coded.event),
+                "value": pl.Series(keep(coded.value)).fill_nan(None),
             }
         )
         del raw
@@ -725,16 +737,17 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         item_vocab = item_public = coded.items.gather(item_codes)
         events = coded.events
 
-        def recode(codes: pl.Series, size: int) -> np.ndarray:
+        def recode(column: pl.Series, codes: pl.Series, size: int) -> pl.Series:
+            positions = codes.to_numpy()
+            if len(positions) == size and (positions == np.arange(size)).all():
+                return column.cast(pl.Int32)  # every provisional code kept, in order: already final
             lookup = np.full(size, -1, dtype=np.int32)
-            lookup[codes.to_numpy()] = np.arange(len(codes), dtype=np.int32)
-            return lookup
+            lookup[positions] = np.arange(len(codes), dtype=np.int32)
+            return pl.Series(lookup[column.to_numpy()])
 
-        user_lookup = recode(user_codes, len(coded.users))
-        item_lookup = recode(item_codes, len(coded.items))
         frame = frame.select(
-            user_idx=pl.Series(user_lookup[frame["user"].to_numpy()]),
-            item_idx=pl.Series(item_lookup[frame["item"].to_numpy()]),
+            user_idx=recode(frame["user"], user_codes, len(coded.users)),
+            item_idx=recode(frame["item"], item_codes, len(coded.items)),
             timestamp=pl.col("timestamp"),
             event_code=pl.col("event"),
             value=pl.col("value"),
