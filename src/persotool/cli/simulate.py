@@ -53,6 +53,8 @@ def _render(result) -> None:
     from rich import box
     from rich.table import Table
 
+    from persotool.simulation.report import homogenization_table
+
     a, cfg = result.analysis, result.config
     c = console()
     sizes = ", ".join(f"{k} {v:,}" for k, v in a.arm_sizes.items())
@@ -94,9 +96,8 @@ def _render(result) -> None:
     )
     for col in ("arm", "Jaccard", "coverage", "Gini", "retrained on days"):
         table.add_column(col, justify="left" if col in ("arm", "retrained on days") else "right")
-    for arm, h in a.homogenization.items():
-        days = ", ".join(map(str, h["retrained_on_days"])) or "-"
-        table.add_row(arm, f"{h['jaccard']:.4f}", f"{h['coverage']:.3f}", f"{h['gini']:.3f}", days)
+    for arm, jaccard, coverage, gini, days in homogenization_table(a).iter_rows():
+        table.add_row(arm, f"{jaccard:.4f}", f"{coverage:.3f}", f"{gini:.3f}", days)
     c.print(table)
     stops = (
         a.results.filter(a.results["first_stop_day"].is_not_null()) if "first_stop_day" in a.results.columns else None

@@ -291,8 +291,8 @@ def _per_distinct(column: pl.Series, compute) -> dict[str, np.ndarray]:
     for name, result in zip(table.columns, table.iter_columns(), strict=True):
         if name.endswith("reason"):
             lookup = _reason_codes(result)
-            used = lookup[position[codes]] if len(codes) else lookup[:0]
-            if not used.any() and not (column.null_count() and lookup[-1]):
+            # the table's rows are the distinct values, then the null
+            if not lookup[: len(distinct)].any() and not (column.null_count() and lookup[-1]):
                 out[name] = None  # no row has a reason: skip the full-length spread
                 continue
         elif result.dtype == pl.Boolean:

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from persotool.simulation.config import ArmSpec, FeedbackSpec
+from persotool.simulation.policies import same_for_everyone
 from persotool.simulation.world import World
 
 LEARNING = ("model", "popular")
@@ -54,8 +55,7 @@ def refit(
 ) -> tuple[Scorer, dict[str, int]]:
     """The arm's policy refitted on `matrix`: a scorer of simulated users and what it trained."""
     if arm.policy == "popular":
-        counts = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
-        return lambda users: np.broadcast_to(counts, (len(users), world.n_items)).copy(), {}
+        return same_for_everyone(np.asarray(matrix.sum(axis=0)).ravel(), world.n_items), {}
     from persotool.data.artifacts import read_artifact
     from persotool.models.training import build, feature_matrix
 

@@ -33,6 +33,12 @@ class Candidates:
     logit: np.ndarray  # (N, C) float32: affinity and quality part of the engagement logit
 
 
+def same_for_everyone(scores: np.ndarray, n_items: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A scorer giving every user the same item scores (e.g. popularity)."""
+    scores = scores.astype(np.float32)
+    return lambda users: np.broadcast_to(scores, (len(users), n_items)).copy()
+
+
 def _scorer(arm: ArmSpec, world: World, behaviour: BehaviourSpec, seed: int, dataset_digest: str):
     """scores(simulated users) -> (len, items) float32, higher served first."""
     n_items = world.n_items
@@ -51,8 +57,7 @@ def _scorer(arm: ArmSpec, world: World, behaviour: BehaviourSpec, seed: int, dat
             raise ConfigError(f"arm {arm.name!r}: model has {model.n_items_} items, the world {n_items}")
         return lambda users: model.score(world.source_user[users]).astype(np.float32)
     if arm.policy == "popular":
-        popularity = world.popularity.astype(np.float32)
-        return lambda users: np.broadcast_to(popularity, (len(users), n_items)).copy()
+        return same_for_everyone(world.popularity, n_items)
     if arm.policy == "oracle":
 
         def oracle(users):
