@@ -181,6 +181,23 @@ def test_event_weights_and_relevance_threshold(tmp_path: Path) -> None:
     assert m["counts"]["below_threshold"] == 1
 
 
+def test_missing_event_is_rejected_and_values_compare_as_numbers(tmp_path: Path) -> None:
+    # "4" and "4.0" are the same rating, so the second row is a duplicate of the first; an empty
+    # event is a reject even without an event-weight map (it used to borrow another row's event)
+    rows = ["u,i,t,e,r", "a,1,1,view,4", "a,1,1,view,4.0", "a,2,2,,3", "a,3,3,click,", "b,1,1,click,-0.5"]
+    src = _write(tmp_path / "l.csv", "\n".join(rows) + "\n")
+    m = ingest(_spec(columns={"event": "e", "value": "r"}, max_reject_rate=1.0), [str(src)], tmp_path / "o")
+    assert m["counts"]["rejected_by_reason"] == {"event_missing": 1}
+    assert m["counts"]["duplicates_removed"] == 1
+    frame = _interactions(tmp_path / "o")
+    assert frame.select("user_id", "item_id", "event", "value").rows() == [
+        ("a", "1", "view", 4.0),
+        ("a", "3", "click", None),
+        ("b", "1", "click", -0.5),
+    ]
+    assert frame["weight"].to_list() == [1.0, 1.0, 1.0]
+
+
 def test_pseudonymize_keeps_raw_ids_out_of_every_output(tmp_path: Path) -> None:
     raw_ids = ["alice@example.com", "bob@example.com"]
     src = _write(
@@ -316,35 +333,45 @@ def test_synthetic_log_counts_match_ground_truth(tmp_path: Path) -> None:
     assert frame.filter(pl.col("event") == "purchase")["weight"].unique().to_list() == [5.0]
 
 
-@pytest.mark.parametrize(("values", "wide"), [("ratings", False), ("none", False), ("some", False), ("some", True)])
-def test_sort_unique_matches_a_plain_sort_and_unique(values: str, wide: bool) -> None:
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("sizes", [False, True])
+def test_sort_unique_matches_numpy_unique_rows(wide: bool, sizes: bool) -> None:
     # wide: codes too large to pack into 64 bits, so the multi-column fallback runs
     import numpy as np
 
     from persotool.data.ingest import sort_unique
 
-    rng = np.random.default_rng(len(values))
+    rng = np.random.default_rng(7 + wide)
     n = 5000
-    time = rng.integers(0, 300, n)
-    if values == "ratings":
-        time.sort()  # a log written in time order takes the running-count rank
-    value = {
-        "ratings": rng.integers(1, 11, n) / 2,
-        "none": np.full(n, np.nan),
-        "some": np.where(rng.random(n) < 0.3, rng.normal(size=n).round(1), np.nan),
-    }[values]
-    frame = pl.DataFrame(
-        {
-            "user_idx": (rng.integers(0, 40, n) << (24 if wide else 0)).astype(np.int32),
-            "timestamp": pl.Series(time * 1_000_000).cast(pl.Datetime("us", "UTC")),
-            "item_idx": (rng.integers(0, 30, n) << (24 if wide else 0)).astype(np.int32),
-            "event_code": rng.integers(0, 3, n).astype(np.int32),
-            "value": pl.Series(value).fill_nan(None),
-        }
-    )
-    keys = list(frame.columns)
-    got = sort_unique(frame, keys, dense=("user_idx", "item_idx", "event_code"))
-    expected = frame.unique().sort(keys, nulls_last=False)
-    assert got.schema == frame.schema
-    assert len(got) < len(frame)  # the draw has duplicates
-    assert got.equals(expected)
+    spread = 1 << 24 if wide else 1
+    columns = [
+        (rng.integers(0, 40, n) * spread).astype(np.int32),  # users
+        rng.integers(0, 300, n).astype(np.uint64),  # time ranks
+        (rng.integers(0, 30, n) * spread).astype(np.int32),  # items
+        rng.integers(0, 3, n).astype(np.int32),  # event codes
+        np.zeros(n, dtype=np.uint32),  # no values: one code, no bits
+        rng.integers(0, 11, n).astype(np.uint32),  # rating levels
+    ]
+    again = rng.integers(0, n, 500)
+    columns = [np.concatenate([c, c[again]]) for c in columns]  # exact duplicates
+    bounds = [int(c.max()) + 1 + 5 for c in columns] if sizes else None
+    got = sort_unique(columns, bounds)
+    expected = np.unique(np.stack([c.astype(np.int64) for c in columns], axis=1), axis=0)
+    assert len(expected) < len(columns[0])  # the draw has duplicates
+    assert [g.dtype for g in got] == [c.dtype for c in columns]
+    assert np.array_equal(np.stack([g.astype(np.int64) for g in got], axis=1), expected)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_time_ranks_index_the_sorted_distinct_timestamps(ordered: bool) -> None:
+    import numpy as np
+
+    from persotool.data.ingest import time_ranks
+
+    rng = np.random.default_rng(3)
+    stamps = rng.integers(-5, 200, 4000) * 1_000_000  # repeats, and times before 1970
+    if ordered:
+        stamps.sort()  # a log written in time order takes the running-count rank
+    rank, distinct = time_ranks(stamps)
+    assert np.array_equal(distinct, np.unique(stamps))
+    assert np.array_equal(distinct[rank.astype(np.int64)], stamps)

@@ -314,12 +314,14 @@ def _sorted_ids(ids: pl.Series) -> pl.Series:
 @dataclass
 class _Coded:
     """Every row as primitive arrays: provisional user/item codes (-1 missing), event code, value
-    (NaN when absent), consent (-1/0/1) and the uint8 code of the first reason to reject it."""
+    code (its dense rank among the distinct values, 0 when absent), consent (-1/0/1) and the uint8
+    code of the first reason to reject it."""
 
     user: np.ndarray
     item: np.ndarray
     event: np.ndarray
     value: np.ndarray
+    values: np.ndarray  # value code -> value (NaN for code 0)
     consent: np.ndarray | None
     reason: np.ndarray
     users: pl.Series  # cleaned user ids, indexed by provisional code
@@ -354,15 +356,20 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
             checks.append(np.where(coded[role] < 0, missing, 0).astype(np.uint8))
     if frame["__time_reason"].null_count() < n:
         checks.append(_reason_codes(frame["__time_reason"]))
-    value = np.full(n, np.nan)
+    value = np.zeros(n, dtype=np.uint32)
+    value_table = np.full(1, np.nan)
     if "value" in frame.columns:
 
         def values(raw: pl.Series) -> pl.DataFrame:
             parsed, reason = value_exprs(pl.col("v"))
-            return pl.DataFrame({"v": raw}).select(value=parsed, reason=reason)
+            return pl.DataFrame({"v": raw}).select(
+                value=parsed, reason=reason, code=parsed.rank("dense").fill_null(0).cast(pl.Int64)
+            )
 
         parsed = _per_distinct(frame["value"], values)
-        value = parsed["value"]
+        value = parsed["code"].astype(np.uint32)
+        value_table = np.full(int(value.max(initial=0)) + 1, np.nan)
+        value_table[value] = parsed["value"]
         checks.append(parsed["reason"])
     events = pl.Series(["interaction"], dtype=pl.String)
     event = np.zeros(n, dtype=np.int32)
@@ -373,14 +380,9 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
 
         def event_codes(raw: pl.Series) -> pl.DataFrame:
             name = id_expr(pl.col("e"))
-            reason = pl.lit(None, dtype=pl.String)
+            reason = pl.when(name.is_null()).then(pl.lit("event_missing"))
             if known is not None:
-                reason = (
-                    pl.when(name.is_null())
-                    .then(pl.lit("event_missing"))
-                    .when(~name.is_in(known))
-                    .then(pl.lit("event_unknown"))
-                )
+                reason = reason.when(~name.is_in(known)).then(pl.lit("event_unknown"))
             code = name.replace_strict(events.to_list(), list(range(len(events))), default=None, return_dtype=pl.Int32)
             return pl.DataFrame({"e": raw}).select(code=code, reason=reason)
 
@@ -402,76 +404,78 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
     reason = checks[-1] if checks else np.zeros(n, dtype=np.uint8)
     for check in reversed(checks[:-1]):
         reason = np.where(check != 0, check, reason)
-    return _Coded(coded["user"], coded["item"], event, value, consent, reason, vocab["user"], vocab["item"], events)
+    return _Coded(
+        coded["user"], coded["item"], event, value, value_table, consent, reason, vocab["user"], vocab["item"], events
+    )
 
 
-def sort_unique(frame: pl.DataFrame, keys: list[str], dense: tuple[str, ...] = ()) -> pl.DataFrame:
-    """Sort `frame` (whose columns are all keys) by `keys` and drop exact duplicates.
-
-    When the dense ranks of all keys fit in 64 bits together (they usually do: users, time points,
-    items, event types, rating levels), they are packed into one integer: one single-column sort
-    of the packed integers themselves (no permutation to apply), and the sorted columns are decoded
-    back from them with shifts and masks instead of being gathered row by row. A key that is null
-    everywhere takes no bits. Otherwise it falls back to a multi-column sort. Keys named in `dense`
-    are already codes 0..n-1 without nulls and need no ranking.
-    """
-    packed: np.ndarray | None = None
-    layout = []  # (key, offset, bits, sorted distinct values or None for dense codes)
-    offset = 0
-    for key in reversed(keys):
-        column = frame[key]
-        if key in dense:
-            rank, values = column.to_numpy().astype(np.uint64, copy=False), None
-        elif column.null_count() == len(column):
-            layout.append((key, 0, 0, pl.Series([None], dtype=column.dtype)))
-            continue
-        elif column.null_count() == 0 and column.is_sorted():
-            # already in order (a log written in time order): the dense rank is a running count of changes
-            physical = column.to_physical().to_numpy()
-            change = np.empty(len(physical), dtype=bool)
-            change[:1] = True
-            np.not_equal(physical[1:], physical[:-1], out=change[1:])
-            rank = np.cumsum(change, dtype=np.uint64)
-            values = pl.concat([pl.Series([None], dtype=column.dtype), column.filter(pl.Series(change))], rechunk=True)
-        else:
-            # dense rank, 1-based with 0 for null; `values[rank]` gives the value back
-            distinct = column.unique().drop_nulls().sort()
-            values = pl.concat([pl.Series([None], dtype=column.dtype), distinct], rechunk=True)
-            rank = column.rank("dense").fill_null(0).to_numpy().astype(np.uint64, copy=False)
-        bits = max(int(rank.max()).bit_length(), 1) if len(rank) else 1
-        if offset + bits > 64:
-            ordered = frame.sort(keys, nulls_last=False)  # nulls first, as rank 0 packs them
-            duplicate = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys).fill_null(False)
-            return ordered.filter(~duplicate)
-        if not rank.flags.writeable or rank.base is not None:
-            rank = rank.copy()  # shifted and combined in place below
-        if packed is None:
-            packed = rank
-        else:
-            rank <<= np.uint64(offset)
-            packed |= rank
-        layout.append((key, offset, bits, values))
-        offset += bits
-    if packed is None:  # every key null everywhere: all rows are one duplicate
-        packed = np.zeros(len(frame), dtype=np.uint64)
-    ordered = pl.Series(packed).sort().to_numpy()
-    del packed
-    keep = np.empty(len(ordered), dtype=bool)
+def time_ranks(stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense 0-based ranks of integer timestamps and the sorted distinct values they index
+    (`distinct[rank] == stamps`). A log written in time order, the usual case, costs one running
+    count of changes; any other order takes a dense rank."""
+    n = len(stamps)
+    if n and bool((stamps[1:] >= stamps[:-1]).all()):
+        change = np.empty(n, dtype=bool)
+        change[:1] = True
+        np.not_equal(stamps[1:], stamps[:-1], out=change[1:])
+        rank = change.astype(np.uint64)
+        np.cumsum(rank, out=rank)
+        rank -= np.uint64(1)
+        return rank, stamps[change]
+    ordered = np.sort(stamps)
+    keep = np.empty(n, dtype=bool)
     keep[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
-    ordered = ordered[keep] if not keep.all() else ordered
-    columns = {}
-    for key, shift, bits, values in layout:
-        if not bits:
-            columns[key] = pl.repeat(None, len(ordered), dtype=frame.schema[key], eager=True).alias(key)
+    rank = pl.Series(stamps).rank("dense").to_numpy().astype(np.uint64)
+    rank -= np.uint64(1)
+    return rank, ordered[keep]
+
+
+def sort_unique(columns: list[np.ndarray], sizes: list[int] | None = None) -> list[np.ndarray]:
+    """The distinct rows of `columns` (non-negative integer codes, most significant first), sorted.
+
+    `sizes[k]`, when given, bounds column k's codes (all are below it). When the codes of all
+    columns fit in 64 bits together (they usually do: user, time rank, item, event type, rating
+    level), they are packed into one integer: one vectorised sort of the packed integers (no
+    permutation to apply), duplicates are neighbours, and the columns are decoded back with shifts
+    and masks. A column with a single code takes no bits. Wider keys fall back to a multi-column
+    sort. Each column comes back with its own dtype.
+    """
+    n = len(columns[0]) if columns else 0
+    if sizes is None:
+        sizes = [int(c.max()) + 1 if len(c) else 1 for c in columns]
+    bits = [max(size - 1, 0).bit_length() for size in sizes]
+    if sum(bits) > 64:
+        frame = pl.DataFrame({f"k{j}": c for j, c in enumerate(columns)})
+        frame = frame.unique().sort(frame.columns)
+        return [frame.get_column(f"k{j}").to_numpy().astype(c.dtype, copy=False) for j, c in enumerate(columns)]
+    packed = np.zeros(n, dtype=np.uint64)
+    shift = 64
+    layout = []
+    for column, width in zip(columns, bits, strict=True):
+        shift -= width
+        layout.append((shift, width))
+        if width:
+            part = column.astype(np.uint64)
+            part <<= np.uint64(shift)
+            packed |= part
+            del part
+    packed.sort()
+    keep = np.empty(n, dtype=bool)
+    keep[:1] = True
+    np.not_equal(packed[1:], packed[:-1], out=keep[1:])
+    if not keep.all():
+        packed = packed[keep]
+    out = []
+    for column, (offset, width) in zip(columns, layout, strict=True):
+        if not width:
+            out.append(np.zeros(len(packed), dtype=column.dtype))  # its only code is 0
             continue
-        codes = ordered >> np.uint64(shift) if shift else ordered.copy()
-        codes &= np.uint64((1 << bits) - 1)
-        if values is None:
-            columns[key] = pl.Series(key, codes, dtype=frame.schema[key])
-        else:
-            columns[key] = values.gather(pl.Series(codes.view(np.int64))).alias(key)
-    return pl.DataFrame([columns[key] for key in frame.columns])
+        codes = packed >> np.uint64(offset)
+        if offset + width < 64:
+            codes &= np.uint64((1 << width) - 1)
+        out.append(codes.astype(column.dtype))
+    return out
 
 
 def _pseudonymizer(spec: IngestSpec):
@@ -695,20 +699,14 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         def keep(values: np.ndarray) -> np.ndarray:
             return values if every else values[kept]
 
-        frame = pl.DataFrame(
-            {
-                "user": keep(coded.user),
-                "item": keep(coded.item),
-                "timestamp": raw["timestamp"] if every else raw["timestamp"].filter(pl.Series(kept)),
-                "event": keep(coded.event),
-                "value": pl.Series(keep(coded.value)).fill_nan(None),
-            }
-        )
+        stamps = raw["timestamp"].to_physical()  # microseconds; null only in rejected rows
+        stamps = (stamps if every else stamps.filter(pl.Series(kept))).to_numpy()
+        user, item, event, value = keep(coded.user), keep(coded.item), keep(coded.event), keep(coded.value)
         del raw
         by_reason = dict(sorted(Counter(rejects["reason"].to_list()).items()))
         counts |= {"rows_rejected": len(rejects), "rejected_by_reason": by_reason}
         considered = rows_read - opted_out_rows
-        if len(rejects) and (len(frame) == 0 or len(rejects) > spec.max_reject_rate * considered):
+        if len(rejects) and (len(user) == 0 or len(rejects) > spec.max_reject_rate * considered):
             first = rejects.sort(["__file", "__line"]).head(1)
             detail = _reject_details(first, fmt_by_file)[0]
             share = len(rejects) / max(considered, 1)
@@ -717,97 +715,105 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
                 f"--max-reject-rate {spec.max_reject_rate:g} allows: {_summary(by_reason)}",
                 where=f"{files[first['__file'][0]].path}:{first['__line'][0]}",
             )
-        if len(frame) == 0:
+        if len(user) == 0:
             raise DataError("no rows left after removing opted-out users", where=str(files[0].path))
 
         phases.mark("reject")
         # Final dense codes: only users and items that kept at least one row.
-        user_codes = frame["user"].unique().sort()
-        user_vocab = coded.users.gather(user_codes)
-        user_public = user_vocab
+        user_codes = np.flatnonzero(np.bincount(user, minlength=len(coded.users)))
+        user_vocab = user_public = coded.users.gather(user_codes)
         if pseudonymize is not None:
             public = pl.Series(pseudonymize(user_vocab.to_list()), dtype=pl.String)
             order = public.arg_sort()
             user_codes, user_vocab, user_public = (
-                user_codes.gather(order),
+                user_codes[order.to_numpy()],
                 user_vocab.gather(order),
                 public.gather(order),
             )
-        item_codes = frame["item"].unique().sort()
+        item_codes = np.flatnonzero(np.bincount(item, minlength=len(coded.items)))
         item_vocab = item_public = coded.items.gather(item_codes)
         events = coded.events
 
-        def recode(column: pl.Series, codes: pl.Series, size: int) -> pl.Series:
-            positions = codes.to_numpy()
-            if len(positions) == size and (positions == np.arange(size)).all():
-                return column.cast(pl.Int32)  # every provisional code kept, in order: already final
+        def recode(column: np.ndarray, codes: np.ndarray, size: int) -> np.ndarray:
+            if len(codes) == size and (codes == np.arange(size)).all():
+                return column.astype(np.int32, copy=False)  # every provisional code kept, in order: already final
             lookup = np.full(size, -1, dtype=np.int32)
-            lookup[positions] = np.arange(len(codes), dtype=np.int32)
-            return pl.Series(lookup[column.to_numpy()])
+            lookup[codes] = np.arange(len(codes), dtype=np.int32)
+            return lookup[column]
 
-        frame = frame.select(
-            user_idx=recode(frame["user"], user_codes, len(coded.users)),
-            item_idx=recode(frame["item"], item_codes, len(coded.items)),
-            timestamp=pl.col("timestamp"),
-            event_code=pl.col("event"),
-            value=pl.col("value"),
-        )
+        user = recode(user, user_codes, len(coded.users))
+        item = recode(item, item_codes, len(coded.items))
         phases.mark("recode")
-        before = len(frame)
-        frame = sort_unique(
-            frame,
-            ["user_idx", "timestamp", "item_idx", "event_code", "value"],
-            dense=("user_idx", "item_idx", "event_code"),
+        time_rank, time_values = time_ranks(stamps)
+        del stamps
+        before = len(user)
+        user, time_rank, item, event, value = sort_unique(
+            [user, time_rank, item, event, value],
+            [len(user_codes), len(time_values), len(item_codes), len(events), len(coded.values)],
         )
-        counts["duplicates_removed"] = before - len(frame)
+        stamps = time_values[time_rank.view(np.int64)]
+        del time_rank, time_values
+        counts["duplicates_removed"] = before - len(user)
         phases.mark("sort_dedupe")
 
         event_weights = spec.events or {}
-        code_weights = pl.Series([float(event_weights.get(e, 1.0)) for e in events.to_list()], dtype=pl.Float64)
-        weight = pl.lit(code_weights).gather(pl.col("event_code"))
-        below = pl.lit(False)
+        weight = np.array([float(event_weights.get(e, 1.0)) for e in events.to_list()])[event]
+        values = coded.values[value]
+        below = np.zeros(len(value), dtype=bool)
         if spec.relevance_threshold is not None:
-            below = pl.col("value").lt(spec.relevance_threshold).fill_null(False)
-            weight = pl.when(below).then(0.0).otherwise(weight)
-        gap_us = int(spec.session_gap_minutes * 60 * 1_000_000)
-        new_session = (pl.col("user_idx") != pl.col("user_idx").shift(1)).fill_null(True) | (
-            pl.col("timestamp").dt.epoch("us").diff().fill_null(0) > gap_us
+            below = values < spec.relevance_threshold  # False for a missing value (NaN)
+            weight[below] = 0.0
+        counts["below_threshold"] = int(below.sum())
+        # A session ends at a new user or after an inactivity gap.
+        session = np.empty(len(user), dtype=np.int64)
+        session[:1] = 1
+        np.not_equal(user[1:], user[:-1], out=session[1:], casting="unsafe")
+        session[1:] |= np.diff(stamps) > int(spec.session_gap_minutes * 60 * 1_000_000)
+        np.cumsum(session, out=session)
+        session -= 1
+        interactions = pl.DataFrame(
+            {
+                "user_idx": user,
+                "item_idx": item,
+                "user_id": user_public.gather(user),
+                "item_id": item_public.gather(item),
+                "timestamp": pl.Series(stamps).cast(UTC_DTYPE),
+                "event": events.gather(event),
+                "value": pl.Series(values).fill_nan(None),
+                "weight": weight,
+                "session_id": session,
+            },
+            schema=INTERACTION_SCHEMA,
         )
-        frame = frame.with_columns(
-            user_id=pl.lit(user_public).gather(pl.col("user_idx")),
-            item_id=pl.lit(item_public).gather(pl.col("item_idx")),
-            event=pl.lit(events).gather(pl.col("event_code")),
-            weight=weight,
-            session_id=new_session.cast(pl.Int64).cum_sum() - 1,
-            __below=below,
-        )
-        counts["below_threshold"] = int(frame["__below"].sum())
-        interactions = frame.select(pl.col(name).cast(dtype) for name, dtype in INTERACTION_SCHEMA.items())
-        del frame
         phases.mark("sessions")
-        interactions.write_parquet(tmp / "interactions.parquet", statistics=True)
+        interactions.write_parquet(tmp / "interactions.parquet", compression="zstd", compression_level=1)
         phases.mark("write")
 
-        users = (
-            interactions.group_by("user_idx")
-            .agg(
-                n_interactions=pl.len(),
-                n_sessions=pl.col("session_id").n_unique(),
-                first_seen=pl.col("timestamp").min(),
-                last_seen=pl.col("timestamp").max(),
-            )
-            .sort("user_idx")
-            .with_columns(user_id=user_public)
+        # Rows are sorted by user then time: each user's rows are one run.
+        starts = np.flatnonzero(np.concatenate(([True], user[1:] != user[:-1])))
+        ends = np.append(starts[1:], len(user)) - 1
+        users = pl.DataFrame(
+            {
+                "user_idx": user[starts],
+                "user_id": user_public,
+                "n_interactions": ends - starts + 1,
+                "n_sessions": session[ends] - session[starts] + 1,
+                "first_seen": pl.Series(stamps[starts]).cast(UTC_DTYPE),
+                "last_seen": pl.Series(stamps[ends]).cast(UTC_DTYPE),
+            },
+            schema_overrides={"n_interactions": pl.UInt32, "n_sessions": pl.UInt32},
         )
-        items = (
-            interactions.group_by("item_idx")
-            .agg(
-                n_interactions=pl.len(),
-                n_users=pl.col("user_idx").n_unique(),
-            )
-            .sort("item_idx")
-            .with_columns(item_id=item_public)
+        pairs = pl.Series(user.astype(np.int64) * len(item_codes) + item).unique().to_numpy()
+        items = pl.DataFrame(
+            {
+                "item_idx": np.arange(len(item_codes), dtype=np.int32),
+                "item_id": item_public,
+                "n_interactions": np.bincount(item, minlength=len(item_codes)),
+                "n_users": np.bincount(pairs % len(item_codes), minlength=len(item_codes)),
+            },
+            schema_overrides={"n_interactions": pl.UInt32, "n_users": pl.UInt32},
         )
+        del pairs, session, stamps
         attribute_sources = []
         if spec.users is not None:
             table, extra = _attributes(spec.users, user_vocab, user_public, "user", work, pseudonymize)
