@@ -159,6 +159,28 @@ def test_rejects_have_line_reason_and_raw_text(tmp_path: Path) -> None:
     assert (c["rows_read"], c["rows_kept"], c["rows_rejected"], c["duplicates_removed"]) == (7, 2, 4, 1)
 
 
+def test_reject_lines_count_blank_lines_and_epoch_text_falls_back(tmp_path: Path) -> None:
+    # "1.5e12" is no whole number: the integer read of the epoch column fails and the text read
+    # takes over; blank lines are skipped but still count in the line numbers rejects report
+    rows = ["u,i,t", "a,1,1700000000000", "", "b,2,1.5e12", "c,3,soon", "", "", "d,4,", "e,5,1700000000001"]
+    src = _write(tmp_path / "l.csv", "\n".join(rows) + "\n")
+    spec = _spec(columns={"time_format": "ms"}, max_reject_rate=1.0)
+    m = ingest(spec, [str(src)], tmp_path / "o")
+    rejects = pl.read_parquet(tmp_path / "o" / "rejects.parquet")
+    assert rejects.select("line", "reason", "raw").rows() == [
+        (5, "timestamp_unparseable", "c,3,soon"),
+        (8, "timestamp_missing", "d,4,"),
+    ]
+    assert m["counts"]["blank_lines"] == 3
+    frame = _interactions(tmp_path / "o")
+    assert frame["user_id"].to_list() == ["a", "b", "e"]
+    assert [t.isoformat() for t in frame["timestamp"]] == [
+        "2023-11-14T22:13:20+00:00",
+        "2017-07-14T02:40:00+00:00",
+        "2023-11-14T22:13:20.001000+00:00",
+    ]
+
+
 def test_sessions_split_by_gap(tmp_path: Path) -> None:
     minutes = [0, 10, 39, 80, 81, 200]  # gaps 10, 29, 41, 1, 119 -> sessions {0,10,39} {80,81} {200}
     src = _write(
@@ -333,14 +355,15 @@ def test_synthetic_log_counts_match_ground_truth(tmp_path: Path) -> None:
     assert frame.filter(pl.col("event") == "purchase")["weight"].unique().to_list() == [5.0]
 
 
-@pytest.mark.parametrize("wide", [False, True])
-@pytest.mark.parametrize("sizes", [False, True])
-def test_sort_unique_matches_numpy_unique_rows(wide: bool, sizes: bool) -> None:
-    # wide: codes too large to pack into 64 bits, so the multi-column fallback runs
+@pytest.mark.parametrize(("wide", "sizes", "alias"), [(False, False, False), (False, True, True), (True, True, False)])
+def test_sort_unique_matches_numpy_unique_rows(wide: bool, sizes: bool, alias: bool, monkeypatch) -> None:
+    # wide: codes too large to pack into 64 bits, so the multi-column fallback runs;
+    # alias: the packing buffer is the uint64 time-rank column itself
     import numpy as np
 
-    from persotool.data.ingest import sort_unique
+    from persotool.data import ingest as ingest_module
 
+    monkeypatch.setattr(ingest_module, "BLOCK", 1000)  # several blocks, and a partial last one
     rng = np.random.default_rng(7 + wide)
     n = 5000
     spread = 1 << 24 if wide else 1
@@ -352,26 +375,30 @@ def test_sort_unique_matches_numpy_unique_rows(wide: bool, sizes: bool) -> None:
         np.zeros(n, dtype=np.uint32),  # no values: one code, no bits
         rng.integers(0, 11, n).astype(np.uint32),  # rating levels
     ]
-    again = rng.integers(0, n, 500)
+    again = rng.integers(0, n, 700)
     columns = [np.concatenate([c, c[again]]) for c in columns]  # exact duplicates
-    bounds = [int(c.max()) + 1 + 5 for c in columns] if sizes else None
-    got = sort_unique(columns, bounds)
+    dtypes = [c.dtype for c in columns]
     expected = np.unique(np.stack([c.astype(np.int64) for c in columns], axis=1), axis=0)
-    assert len(expected) < len(columns[0])  # the draw has duplicates
-    assert [g.dtype for g in got] == [c.dtype for c in columns]
-    assert np.array_equal(np.stack([g.astype(np.int64) for g in got], axis=1), expected)
+    bounds = [int(c.max()) + 1 + 5 for c in columns] if sizes else None
+    m = ingest_module.sort_unique(columns, bounds, columns[1] if alias else None)
+    assert m == len(expected) < len(columns[0])  # the draw has duplicates
+    assert [c.dtype for c in columns] == dtypes
+    assert np.array_equal(np.stack([c[:m].astype(np.int64) for c in columns], axis=1), expected)
 
 
 @pytest.mark.parametrize("ordered", [True, False])
-def test_time_ranks_index_the_sorted_distinct_timestamps(ordered: bool) -> None:
+def test_time_ranks_index_the_sorted_distinct_timestamps(ordered: bool, monkeypatch) -> None:
     import numpy as np
 
-    from persotool.data.ingest import time_ranks
+    from persotool.data import ingest as ingest_module
 
+    monkeypatch.setattr(ingest_module, "BLOCK", 1000)  # the running count carries across blocks
     rng = np.random.default_rng(3)
-    stamps = rng.integers(-5, 200, 4000) * 1_000_000  # repeats, and times before 1970
+    stamps = rng.integers(-5, 200, 4500) * 1_000_000  # repeats, and times before 1970
     if ordered:
         stamps.sort()  # a log written in time order takes the running-count rank
-    rank, distinct = time_ranks(stamps)
-    assert np.array_equal(distinct, np.unique(stamps))
-    assert np.array_equal(distinct[rank.astype(np.int64)], stamps)
+    original = stamps.copy()
+    rank, distinct = ingest_module.time_ranks(stamps)
+    assert np.shares_memory(rank, stamps)  # written in place
+    assert np.array_equal(distinct, np.unique(original))
+    assert np.array_equal(distinct[rank.astype(np.int64)], original)

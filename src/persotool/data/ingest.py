@@ -82,9 +82,15 @@ class _Phases:
 @dataclass
 class _Loaded:
     source: Source
-    frame: pl.DataFrame  # role columns as read, plus __line
+    frame: pl.DataFrame | None  # role columns as read (dropped once parsed, except Parquet's: rejects quote it)
     prepared: PreparedText | None
     blank_lines: int
+    first_line: int = 1  # the line of the first row
+    lines: np.ndarray | None = None  # the line of each row, when rows are not consecutive lines
+
+    def line_numbers(self, rows: np.ndarray) -> np.ndarray:
+        """Line numbers of the rows at these positions."""
+        return self.lines[rows] if self.lines is not None else rows.astype(np.int64) + self.first_line
 
 
 def _mapped_columns(spec: IngestSpec) -> dict[str, str]:
@@ -121,7 +127,6 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
         except Exception as exc:
             raise DataError(f"is not a readable Parquet file ({_first_line(exc)})", where=where) from None
         frame = raw.select(pl.col(col).alias(role) for role, col in mapping.items())
-        frame = frame.with_row_index("__line", offset=1).with_columns(pl.col("__line").cast(pl.Int64))
         return _Loaded(source, frame, None, 0)
 
     src = spec.source
@@ -134,21 +139,21 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 verified = pool.submit(verify_bytes, source, head, header=src.header, quote=src.quote)
                 try:
-                    frame = _read_csv(source, head, spec, mapping)
+                    loaded = _read_csv(source, head, spec, mapping)
                 except DataError:
-                    frame = None
-                if verified.result() and frame is not None:
-                    return _Loaded(source, frame, head, 0)
+                    loaded = None
+                if verified.result() and loaded is not None:
+                    return loaded
             tried = True  # the fast check failed: go straight to the aligned pass that finds the line
     prepared = prepare_text(source, workdir, **options, try_fast=not tried)
     if source.format == "jsonl":
-        frame = _read_jsonl(source, prepared, mapping)
-        return _Loaded(source, frame, prepared, len(prepared.blank_lines))
-    return _Loaded(source, _read_csv(source, prepared, spec, mapping), prepared, len(prepared.blank_lines))
+        return _read_jsonl(source, prepared, mapping)
+    return _read_csv(source, prepared, spec, mapping)
 
 
-def _read_csv(source: Source, prepared: PreparedText, spec: IngestSpec, mapping: dict[str, str]) -> pl.DataFrame:
-    """The mapped columns of a checked CSV file: ids, events, values and consent as Categorical."""
+def _read_csv(source: Source, prepared: PreparedText, spec: IngestSpec, mapping: dict[str, str]) -> _Loaded:
+    """The mapped columns of a checked CSV file: ids, events, values and consent as Categorical,
+    whole-number epoch timestamps as integers (text when some are not)."""
     src = spec.source
     where = str(source.path)
     names = prepared.header if src.header else list(src.columns or [])
@@ -158,42 +163,51 @@ def _read_csv(source: Source, prepared: PreparedText, spec: IngestSpec, mapping:
             raise _missing_column_error(source, column, names, prepared.original_delimiter)
         index_of[column] = names.index(column)
     wanted = sorted(set(index_of.values()))
-    try:
-        raw = pl.read_csv(
-            prepared.path,
-            has_header=src.header,
-            separator=prepared.delimiter,
-            quote_char=src.quote,
-            infer_schema=False,
-            columns=wanted,
-            new_columns=[f"c{i}" for i in wanted],
-            truncate_ragged_lines=False,
-            raise_if_empty=True,
-            row_index_name="__row",
-            schema_overrides={
-                f"c{index_of[col]}": pl.Categorical
-                for role, col in mapping.items()
-                if role in CODED_ROLES and index_of[col] != index_of[mapping["time"]]
-            },
-        )
-    except pl.exceptions.NoDataError:
-        raise DataError("has no data rows", where=where) from None
-    except pl.exceptions.PolarsError as exc:
-        raise DataError(
-            f"cannot be read as CSV ({_first_line(exc)}); check --delimiter and quoting", where=where
-        ) from None
-    header_lines = 1 if src.header else 0
-    frame = raw.select(
-        (pl.col("__row").cast(pl.Int64) + 1 + header_lines).alias("__line"),
-        *(pl.col(f"c{index_of[col]}").alias(role) for role, col in mapping.items()),
-    )
-    # Blank lines come back as all-null rows: count them, do not reject them.
+    time_column = f"c{index_of[mapping['time']]}"
+    overrides = {
+        f"c{index_of[col]}": pl.Categorical
+        for role, col in mapping.items()
+        if role in CODED_ROLES and f"c{index_of[col]}" != time_column
+    }
+    # Whole-number epoch times read straight as integers; the text read below handles the rest.
+    attempts = [{time_column: pl.Int64}, {}] if spec.columns.time_format in ("s", "ms", "us") else [{}]
+    for attempt, time_type in enumerate(attempts):
+        try:
+            raw = pl.read_csv(
+                prepared.path,
+                has_header=src.header,
+                separator=prepared.delimiter,
+                quote_char=src.quote,
+                infer_schema=False,
+                columns=wanted,
+                new_columns=[f"c{i}" for i in wanted],
+                truncate_ragged_lines=False,
+                raise_if_empty=True,
+                schema_overrides=overrides | time_type,
+            )
+            break
+        except pl.exceptions.NoDataError:
+            raise DataError("has no data rows", where=where) from None
+        except pl.exceptions.PolarsError as exc:
+            if attempt + 1 < len(attempts):
+                continue
+            raise DataError(
+                f"cannot be read as CSV ({_first_line(exc)}); check --delimiter and quoting", where=where
+            ) from None
+    first_line = 2 if src.header else 1
+    frame = raw.select(pl.col(f"c{index_of[col]}").alias(role) for role, col in mapping.items())
+    del raw
+    lines = None
     if prepared.blank_lines:
-        frame = frame.filter(~pl.col("__line").is_in(prepared.blank_lines))
-    return frame
+        # Blank lines come back as all-null rows: count them, do not reject them.
+        data = np.ones(len(frame), dtype=bool)
+        data[np.asarray(prepared.blank_lines, dtype=np.int64) - first_line] = False
+        frame = frame.filter(pl.Series(data))
+        lines = np.flatnonzero(data) + first_line
+    return _Loaded(source, frame, prepared, len(prepared.blank_lines), first_line, lines)
 
 
-def _read_jsonl(source: Source, prepared: PreparedText, mapping: dict[str, str]) -> pl.DataFrame:
+def _read_jsonl(source: Source, prepared: PreparedText, mapping: dict[str, str]) -> _Loaded:
     import json
 
     where = str(source.path)
@@ -233,7 +247,7 @@ def _read_jsonl(source: Source, prepared: PreparedText, mapping: dict[str, str])
     if len(data_lines) != len(raw):
         data_lines = np.arange(1, len(raw) + 1)
     frame = raw.select(pl.col(col).alias(role) for role, col in mapping.items())
-    return frame.with_columns(pl.Series("__line", data_lines[: len(raw)]))
+    return _Loaded(source, frame, prepared, len(prepared.blank_lines), 1, data_lines[: len(raw)])
 
 
 def _first_line(exc: BaseException) -> str:
@@ -241,7 +255,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _with_time(loaded: _Loaded, spec: IngestSpec, file_no: int) -> tuple[pl.DataFrame, str]:
+def _with_time(loaded: _Loaded, spec: IngestSpec) -> tuple[pl.DataFrame, str]:
     """One file's rows with parsed UTC timestamps; coded roles become Categorical whatever the format."""
     frame = loaded.frame
     try:
@@ -255,14 +269,10 @@ def _with_time(loaded: _Loaded, spec: IngestSpec, file_no: int) -> tuple[pl.Data
         for role in CODED_ROLES
         if role in frame.columns
     }
-    return frame.select(
-        pl.lit(file_no, dtype=pl.Int32).alias("__file"),
-        pl.col("__line"),
-        **coded,
-        timestamp=ts,
-        __time_reason=time_reason,
-        __raw_time=pl.col("time").cast(pl.String),
-    ), fmt
+    out = frame.select(**coded, timestamp=ts, __time_reason=time_reason, __raw_time=pl.col("time"))
+    if loaded.prepared is not None:
+        loaded.frame = None  # text sources quote rejected lines from the file itself
+    return out, fmt
 
 
 def _reason_codes(reasons: pl.Series) -> np.ndarray:
@@ -409,37 +419,57 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
     )
 
 
+BLOCK = 1 << 20  # rows per block in the block-wise passes below: temporaries stay small and cache-warm
+
+
+def _blocks(n: int):
+    for start in range(0, n, BLOCK):
+        yield start, min(start + BLOCK, n)
+
+
 def time_ranks(stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense 0-based ranks of integer timestamps and the sorted distinct values they index
-    (`distinct[rank] == stamps`). A log written in time order, the usual case, costs one running
-    count of changes; any other order takes a dense rank."""
+    """Dense 0-based ranks of int64 timestamps, written over `stamps` (returned as a uint64 view of
+    the same memory), and the sorted distinct values they index (`distinct[rank]` gives the
+    timestamps back). A log written in time order, the usual case, costs one running count of
+    changes; any other order takes a dense rank."""
     n = len(stamps)
+    rank = stamps.view(np.uint64)
     if n and bool((stamps[1:] >= stamps[:-1]).all()):
         change = np.empty(n, dtype=bool)
         change[:1] = True
         np.not_equal(stamps[1:], stamps[:-1], out=change[1:])
-        rank = change.astype(np.uint64)
-        np.cumsum(rank, out=rank)
+        distinct = stamps[change]
+        carry = np.uint64(0)
+        for start, stop in _blocks(n):
+            block = rank[start:stop]
+            block[...] = change[start:stop]
+            np.cumsum(block, out=block)
+            block += carry
+            carry = block[-1]
         rank -= np.uint64(1)
-        return rank, stamps[change]
+        return rank, distinct
     ordered = np.sort(stamps)
     keep = np.empty(n, dtype=bool)
     keep[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
-    rank = pl.Series(stamps).rank("dense").to_numpy().astype(np.uint64)
+    distinct = ordered[keep]
+    del ordered, keep
+    rank[...] = pl.Series(stamps).rank("dense").to_numpy()
     rank -= np.uint64(1)
-    return rank, ordered[keep]
+    return rank, distinct
 
 
-def sort_unique(columns: list[np.ndarray], sizes: list[int] | None = None) -> list[np.ndarray]:
-    """The distinct rows of `columns` (non-negative integer codes, most significant first), sorted.
+def sort_unique(columns: list[np.ndarray], sizes: list[int] | None = None, packed: np.ndarray | None = None) -> int:
+    """Sort the rows of `columns` (non-negative integer codes, most significant first) and drop
+    exact duplicates, in place: afterwards the first m entries of every column (m is returned) hold
+    the distinct rows in order. `sizes[k]`, when given, bounds column k's codes.
 
-    `sizes[k]`, when given, bounds column k's codes (all are below it). When the codes of all
-    columns fit in 64 bits together (they usually do: user, time rank, item, event type, rating
-    level), they are packed into one integer: one vectorised sort of the packed integers (no
-    permutation to apply), duplicates are neighbours, and the columns are decoded back with shifts
-    and masks. A column with a single code takes no bits. Wider keys fall back to a multi-column
-    sort. Each column comes back with its own dtype.
+    When the codes of all columns fit in 64 bits together (they usually do: user, time rank, item,
+    event type, rating level), each row is packed into one integer in `packed` (a uint64 buffer
+    as long as the columns, allocated when not given; it may be one of the uint64 columns): one
+    vectorised sort of the packed integers, duplicates become neighbours, and the columns are
+    decoded back with shifts and masks, block by block. A column with a single code takes no bits.
+    Wider keys fall back to a multi-column sort.
     """
     n = len(columns[0]) if columns else 0
     if sizes is None:
@@ -448,34 +478,46 @@ def sort_unique(columns: list[np.ndarray], sizes: list[int] | None = None) -> li
     if sum(bits) > 64:
         frame = pl.DataFrame({f"k{j}": c for j, c in enumerate(columns)})
         frame = frame.unique().sort(frame.columns)
-        return [frame.get_column(f"k{j}").to_numpy().astype(c.dtype, copy=False) for j, c in enumerate(columns)]
-    packed = np.zeros(n, dtype=np.uint64)
-    shift = 64
+        for j, column in enumerate(columns):
+            column[: len(frame)] = frame.get_column(f"k{j}").to_numpy()
+        return len(frame)
+    if packed is None:
+        packed = np.empty(n, dtype=np.uint64)
     layout = []
-    for column, width in zip(columns, bits, strict=True):
+    shift = 64
+    for width in bits:
         shift -= width
-        layout.append((shift, width))
-        if width:
-            part = column.astype(np.uint64)
-            part <<= np.uint64(shift)
-            packed |= part
-            del part
+        layout.append((np.uint64(shift), width, np.uint64((1 << width) - 1)))
+    part = np.empty(min(n, BLOCK), dtype=np.uint64)
+    acc = np.empty(min(n, BLOCK), dtype=np.uint64)
+    for start, stop in _blocks(n):
+        k = stop - start
+        acc[:k] = 0
+        for column, (offset, width, _) in zip(columns, layout, strict=True):
+            if width:
+                part[:k] = column[start:stop]
+                part[:k] <<= offset
+                acc[:k] |= part[:k]
+        packed[start:stop] = acc[:k]  # after reading every column: `packed` may alias one of them
     packed.sort()
     keep = np.empty(n, dtype=bool)
     keep[:1] = True
     np.not_equal(packed[1:], packed[:-1], out=keep[1:])
-    if not keep.all():
-        packed = packed[keep]
-    out = []
-    for column, (offset, width) in zip(columns, layout, strict=True):
-        if not width:
-            out.append(np.zeros(len(packed), dtype=column.dtype))  # its only code is 0
-            continue
-        codes = packed >> np.uint64(offset)
-        if offset + width < 64:
-            codes &= np.uint64((1 << width) - 1)
-        out.append(codes.astype(column.dtype))
-    return out
+    m = 0
+    for start, stop in _blocks(n):
+        chosen = keep[start:stop]
+        k = int(np.count_nonzero(chosen))
+        rows = acc[:k]  # a copy of the block: writing the outputs may overwrite `packed`
+        np.compress(chosen, packed[start:stop], out=rows)
+        for column, (offset, width, mask) in zip(columns, layout, strict=True):
+            if not width:
+                column[m : m + k] = 0  # its only code
+                continue
+            np.right_shift(rows, offset, out=part[:k])
+            part[:k] &= mask
+            column[m : m + k] = part[:k]
+        m += k
+    return m
 
 
 def _pseudonymizer(spec: IngestSpec):
@@ -546,17 +588,11 @@ def _attach_raw(rejects: pl.DataFrame, loaded: list[_Loaded], spec: IngestSpec, 
         mask = np.flatnonzero(files == file_no)
         if not len(mask):
             continue
-        if item.prepared is None:  # Parquet: show the mapped fields as JSON
-            sub = item.frame.filter(pl.col("__line").is_in(lines[mask].tolist()))
-            as_json = dict(
-                zip(
-                    sub["__line"].to_list(),
-                    sub.drop("__line").select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list(),
-                    strict=True,
-                )
-            )
-            for j in mask:
-                texts[j] = as_json.get(int(lines[j]), "")
+        if item.prepared is None:  # Parquet: show the mapped fields as JSON (line n is row n - 1)
+            sub = item.frame[lines[mask] - 1]
+            as_json = sub.select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
+            for j, text in zip(mask, as_json, strict=True):
+                texts[j] = text
             continue
         found = read_lines(item.prepared.path, lines[mask].tolist())
         original = item.prepared.original_delimiter
@@ -655,8 +691,9 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         phases.mark("read")
         parts, fmt_by_file = [], {}
         for number, item in enumerate(loaded):
-            part, fmt_by_file[number] = _with_time(item, spec, number)
+            part, fmt_by_file[number] = _with_time(item, spec)
             parts.append(part)
+        offsets = np.cumsum([0] + [len(part) for part in parts])  # each file's first row in `raw`
         raw = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
         del parts
         phases.mark("parse_time")
@@ -684,10 +721,15 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         rejects = pl.DataFrame(schema={"__file": pl.Int32, "__line": pl.Int64, "reason": pl.String})
         if len(reject_rows):
             picked = raw[reject_rows]
+            file_of = np.searchsorted(offsets, reject_rows, side="right") - 1
+            line_of = np.empty(len(reject_rows), dtype=np.int64)
+            for number, item in enumerate(loaded):
+                mine = file_of == number
+                line_of[mine] = item.line_numbers(reject_rows[mine] - offsets[number])
             rejects = picked.select(
-                "__file",
-                "__line",
-                "__raw_time",
+                __file=pl.Series(file_of, dtype=pl.Int32),
+                __line=pl.Series(line_of),
+                __raw_time=pl.col("__raw_time").cast(pl.String),
                 reason=pl.Series([REASONS[c - 1] for c in coded.reason[reject_rows].tolist()], dtype=pl.String),
                 user_id=pl.col("user").cast(pl.String).str.strip_chars(),
                 item_id=pl.col("item").cast(pl.String).str.strip_chars(),
@@ -744,54 +786,77 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         user = recode(user, user_codes, len(coded.users))
         item = recode(item, item_codes, len(coded.items))
         phases.mark("recode")
-        time_rank, time_values = time_ranks(stamps)
+        if not stamps.flags.writeable:
+            stamps = stamps.copy()
+        rank, time_values = time_ranks(stamps)  # the ranks overwrite `stamps`
         del stamps
-        before = len(user)
-        user, time_rank, item, event, value = sort_unique(
-            [user, time_rank, item, event, value],
-            [len(user_codes), len(time_values), len(item_codes), len(events), len(coded.values)],
+        n = len(user)
+        packed = np.empty(n, dtype=np.uint64)
+        columns = [user, rank, item, event, value]
+        m = sort_unique(
+            columns, [len(user_codes), len(time_values), len(item_codes), len(events), len(coded.values)], packed
         )
-        stamps = time_values[time_rank.view(np.int64)]
-        del time_rank, time_values
-        counts["duplicates_removed"] = before - len(user)
+        user, rank, item, event, value = (column[:m] for column in columns)
+        del columns
+        stamps = rank.view(np.int64)  # the ranks become timestamps in place
+        for start, stop in _blocks(m):
+            stamps[start:stop] = time_values[stamps[start:stop]]
+        del rank, time_values
+        counts["duplicates_removed"] = n - m
         phases.mark("sort_dedupe")
 
-        event_weights = spec.events or {}
-        weight = np.array([float(event_weights.get(e, 1.0)) for e in events.to_list()])[event]
-        values = coded.values[value]
-        below = np.zeros(len(value), dtype=bool)
-        if spec.relevance_threshold is not None:
-            below = values < spec.relevance_threshold  # False for a missing value (NaN)
-            weight[below] = 0.0
-        counts["below_threshold"] = int(below.sum())
-        # A session ends at a new user or after an inactivity gap.
-        session = np.empty(len(user), dtype=np.int64)
+        # Rows are sorted by user then time: each user's rows are one run.
+        starts = np.flatnonzero(np.concatenate(([True], user[1:] != user[:-1])))
+        ends = np.append(starts[1:], m) - 1
+        # Distinct (user, item) pairs per item, packed in the sort's buffer.
+        pairs = packed[:m].view(np.int64)
+        n_items = len(item_codes)
+        for start, stop in _blocks(m):
+            np.multiply(user[start:stop], n_items, out=pairs[start:stop], dtype=np.int64)
+            pairs[start:stop] += item[start:stop]
+        item_users = np.bincount(pl.Series(pairs).unique().to_numpy() % n_items, minlength=n_items)
+        # A session ends at a new user or after an inactivity gap (the buffer is free again).
+        session = pairs
+        del pairs
         session[:1] = 1
         np.not_equal(user[1:], user[:-1], out=session[1:], casting="unsafe")
         session[1:] |= np.diff(stamps) > int(spec.session_gap_minutes * 60 * 1_000_000)
         np.cumsum(session, out=session)
         session -= 1
-        interactions = pl.DataFrame(
+
+        event_weights = spec.events or {}
+        weights = pl.Series([float(event_weights.get(e, 1.0)) for e in events.to_list()], dtype=pl.Float64)
+        value_of = pl.Series(coded.values).fill_nan(None)  # by value code; code 0 is no value
+        weight = pl.lit(weights).gather(pl.col("event"))
+        below = np.zeros(len(coded.values), dtype=bool)
+        if spec.relevance_threshold is not None:
+            below = coded.values < spec.relevance_threshold  # False for a missing value (NaN)
+            weight = pl.when(pl.lit(pl.Series(below)).gather(pl.col("value"))).then(0.0).otherwise(weight)
+        counts["below_threshold"] = int(np.bincount(value, minlength=len(below))[below].sum())
+        phases.mark("sessions")
+        # Streamed: the id, event and weight columns are looked up and written a morsel at a time.
+        pl.LazyFrame(
             {
                 "user_idx": user,
                 "item_idx": item,
-                "user_id": user_public.gather(user),
-                "item_id": item_public.gather(item),
-                "timestamp": pl.Series(stamps).cast(UTC_DTYPE),
-                "event": events.gather(event),
-                "value": pl.Series(values).fill_nan(None),
-                "weight": weight,
-                "session_id": session,
-            },
-            schema=INTERACTION_SCHEMA,
-        )
-        phases.mark("sessions")
-        interactions.write_parquet(tmp / "interactions.parquet", compression="zstd", compression_level=1)
+                "timestamp": stamps,
+                "event": event,
+                "value": value,
+                "session": session,
+            }
+        ).select(
+            user_idx=pl.col("user_idx"),
+            item_idx=pl.col("item_idx"),
+            user_id=pl.lit(user_public).gather(pl.col("user_idx")),
+            item_id=pl.lit(item_public).gather(pl.col("item_idx")),
+            timestamp=pl.col("timestamp").cast(UTC_DTYPE),
+            event=pl.lit(events).gather(pl.col("event")),
+            value=pl.lit(value_of).gather(pl.col("value")),
+            weight=weight,
+            session_id=pl.col("session"),
+        ).sink_parquet(tmp / "interactions.parquet", compression="zstd", compression_level=1)
         phases.mark("write")
 
-        # Rows are sorted by user then time: each user's rows are one run.
-        starts = np.flatnonzero(np.concatenate(([True], user[1:] != user[:-1])))
-        ends = np.append(starts[1:], len(user)) - 1
         users = pl.DataFrame(
             {
                 "user_idx": user[starts],
@@ -803,17 +868,18 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
             },
             schema_overrides={"n_interactions": pl.UInt32, "n_sessions": pl.UInt32},
         )
-        pairs = pl.Series(user.astype(np.int64) * len(item_codes) + item).unique().to_numpy()
         items = pl.DataFrame(
             {
-                "item_idx": np.arange(len(item_codes), dtype=np.int32),
+                "item_idx": np.arange(n_items, dtype=np.int32),
                 "item_id": item_public,
-                "n_interactions": np.bincount(item, minlength=len(item_codes)),
-                "n_users": np.bincount(pairs % len(item_codes), minlength=len(item_codes)),
+                "n_interactions": np.bincount(item, minlength=n_items),
+                "n_users": item_users,
             },
             schema_overrides={"n_interactions": pl.UInt32, "n_users": pl.UInt32},
         )
-        del pairs, session, stamps
+        time_range = (int(stamps.min()), int(stamps.max()))
+        n_sessions = int(session[-1]) + 1
+        del user, item, event, value, stamps, session, packed
         attribute_sources = []
         if spec.users is not None:
             table, extra = _attributes(spec.users, user_vocab, user_public, "user", work, pseudonymize)
@@ -849,14 +915,14 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         import shutil
 
         shutil.rmtree(work)
-        tmin, tmax = interactions["timestamp"].min(), interactions["timestamp"].max()
-        n_users, n_items = len(user_vocab), len(item_vocab)
+        tmin, tmax = pl.Series(time_range).cast(UTC_DTYPE).to_list()
+        n_users = len(user_vocab)
         counts |= {
-            "rows_kept": len(interactions),
+            "rows_kept": m,
             "n_users": n_users,
             "n_items": n_items,
-            "n_sessions": int(interactions["session_id"].max()) + 1,
-            "density": len(interactions) / (n_users * n_items),
+            "n_sessions": n_sessions,
+            "density": m / (n_users * n_items),
         }
         phases.mark("rejects")
         file_digests = {
