@@ -110,7 +110,13 @@ def _missing_column_error(source: Source, column: str, available: list[str], del
     return DataError(f"column {column!r} not found; the file has {shown}{hint}", where=str(source.path))
 
 
-def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
+def _coded_types() -> dict[str, pl.DataType]:
+    """One Categorical type per coded role, each with categories of its own: codes are dense per
+    column, and the categories are exactly the column's distinct values."""
+    return {role: pl.Categorical(pl.Categories.random()) for role in CODED_ROLES}
+
+
+def _load_source(source: Source, spec: IngestSpec, workdir: Path, coded: dict[str, pl.DataType]) -> _Loaded:
     mapping = _mapped_columns(spec)
     where = str(source.path)
     if source.format == "parquet":
@@ -139,7 +145,7 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 verified = pool.submit(verify_bytes, source, head, header=src.header, quote=src.quote)
                 try:
-                    loaded = _read_csv(source, head, spec, mapping)
+                    loaded = _read_csv(source, head, spec, mapping, coded)
                 except DataError:
                     loaded = None
                 if verified.result() and loaded is not None:
@@ -148,10 +154,12 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path) -> _Loaded:
     prepared = prepare_text(source, workdir, **options, try_fast=not tried)
     if source.format == "jsonl":
         return _read_jsonl(source, prepared, mapping)
-    return _read_csv(source, prepared, spec, mapping)
+    return _read_csv(source, prepared, spec, mapping, coded)
 
 
-def _read_csv(source: Source, prepared: PreparedText, spec: IngestSpec, mapping: dict[str, str]) -> _Loaded:
+def _read_csv(
+    source: Source, prepared: PreparedText, spec: IngestSpec, mapping: dict[str, str], coded: dict[str, pl.DataType]
+) -> _Loaded:
     """The mapped columns of a checked CSV file: ids, events, values and consent as Categorical,
     whole-number epoch timestamps as integers (text when some are not)."""
     src = spec.source
@@ -165,7 +173,7 @@ def _read_csv(source: Source, prepared: PreparedText, spec: IngestSpec, mapping:
     wanted = sorted(set(index_of.values()))
     time_column = f"c{index_of[mapping['time']]}"
     overrides = {
-        f"c{index_of[col]}": pl.Categorical
+        f"c{index_of[col]}": coded[role]
         for role, col in mapping.items()
         if role in CODED_ROLES and f"c{index_of[col]}" != time_column
     }
@@ -255,7 +263,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _with_time(loaded: _Loaded, spec: IngestSpec) -> tuple[pl.DataFrame, str]:
+def _with_time(loaded: _Loaded, spec: IngestSpec, types: dict[str, pl.DataType]) -> tuple[pl.DataFrame, str]:
     """One file's rows with parsed UTC timestamps; coded roles become Categorical whatever the format."""
     frame = loaded.frame
     try:
@@ -263,9 +271,7 @@ def _with_time(loaded: _Loaded, spec: IngestSpec) -> tuple[pl.DataFrame, str]:
     except ConfigError as exc:
         raise ConfigError(exc.message, where=str(loaded.source.path)) from None
     coded = {
-        role: pl.col(role)
-        if frame.schema[role] == pl.Categorical
-        else pl.col(role).cast(pl.String).cast(pl.Categorical)
+        role: pl.col(role) if frame.schema[role] == types[role] else pl.col(role).cast(pl.String).cast(types[role])
         for role in CODED_ROLES
         if role in frame.columns
     }
@@ -283,26 +289,33 @@ def _reason_codes(reasons: pl.Series) -> np.ndarray:
     return reasons.replace_strict(mapping, default=0, return_dtype=pl.UInt8).to_numpy()
 
 
-def _per_distinct(column: pl.Series, compute) -> dict[str, np.ndarray]:
-    """Run `compute` (distinct values as text -> DataFrame of the same height) once per distinct
-    value of a Categorical column, then spread each result column to every row with one numpy
-    `take`. Nulls get what `compute` gives for a null. Results come back as sentinel-coded arrays:
-    -1 for missing integers and booleans (booleans as int8), NaN for missing floats, and uint8
-    codes for `*reason` columns, or None for a `*reason` column no row has."""
-    distinct = column.unique().drop_nulls()
-    codes = distinct.to_physical().to_numpy()
-    table = pl.concat([compute(distinct.cast(pl.String)), compute(pl.Series([None], dtype=pl.String))])
-    size = int(codes.max()) + 1 if len(codes) else 0
-    position = np.full(size + 1, len(distinct), dtype=np.int32)
-    position[codes] = np.arange(len(distinct), dtype=np.int32)
-    physical = column.to_physical()
-    rows = (physical.fill_null(size) if column.null_count() else physical).to_numpy()
-    out = {}
+def _categories(column: pl.Series) -> pl.Series:
+    """The distinct values of a column read with `_coded_types`, as text, in code order."""
+    return column.dtype.categories.to_series().cast(pl.String)
+
+
+def _per_distinct(
+    column: pl.Series, compute, spread: tuple[str, ...] | None = None
+) -> tuple[dict[str, np.ndarray | None], dict[str, np.ndarray]]:
+    """Run `compute` (values as text -> DataFrame of the same height) once per distinct value of
+    a Categorical column read with `_coded_types`, then spread result columns to every row with a
+    block-wise table lookup by category code. Nulls get what `compute` gives for a null.
+
+    Returns (rows, tables). Rows holds the per-row arrays of the columns named in `spread` (all, by
+    default), sentinel-coded: -1 for missing integers and booleans (booleans as int8), NaN for
+    missing floats, and uint8 codes for `*reason` columns, or None for a `*reason` column no row
+    has. Tables holds every result column by category code, with the null's entry last."""
+    categories = _categories(column)
+    k = len(categories)  # the code a null row gets
+    nulls = column.null_count()
+    table = pl.concat([compute(categories), compute(pl.Series([None], dtype=pl.String))])
+    rows = None
+    out: dict[str, np.ndarray | None] = {}
+    tables: dict[str, np.ndarray] = {}
     for name, result in zip(table.columns, table.iter_columns(), strict=True):
         if name.endswith("reason"):
-            lookup = _reason_codes(result)
-            # the table's rows are the distinct values, then the null
-            if not lookup[: len(distinct)].any() and not (column.null_count() and lookup[-1]):
+            lookup = tables[name] = _reason_codes(result)
+            if not lookup[:k].any() and not (nulls and lookup[k]):
                 out[name] = None  # no row has a reason: skip the full-length spread
                 continue
         elif result.dtype == pl.Boolean:
@@ -311,8 +324,17 @@ def _per_distinct(column: pl.Series, compute) -> dict[str, np.ndarray]:
             lookup = result.fill_null(float("nan")).to_numpy()
         else:
             lookup = result.fill_null(-1).to_numpy()
-        out[name] = lookup[position][rows]  # one gather per row: category code -> result
-    return out
+        tables[name] = lookup
+        if spread is not None and name not in spread:
+            continue
+        if rows is None:
+            physical = column.to_physical()
+            rows = (physical.fill_null(k) if nulls else physical).to_numpy()
+        values = np.empty(len(rows), dtype=lookup.dtype)
+        for start, stop in _blocks(len(rows)):
+            values[start:stop] = lookup[rows[start:stop]]
+        out[name] = values
+    return out, tables
 
 
 def _sorted_ids(ids: pl.Series) -> pl.Series:
@@ -351,17 +373,17 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
     coded: dict[str, np.ndarray] = {}
     checks: list[np.ndarray | None] = []  # uint8 reason codes per row, in REASONS order
     for role in ("user", "item"):
-        distinct = frame[role].unique().drop_nulls().cast(pl.String)
-        ordered = _sorted_ids(ids(distinct)["id"].unique().drop_nulls())
+        cleaned = ids(_categories(frame[role]))["id"]
+        ordered = _sorted_ids(cleaned.unique().drop_nulls())
         index = pl.DataFrame({"id": ordered, "code": pl.int_range(len(ordered), eager=True, dtype=pl.Int32)})
 
         def to_code(values: pl.Series, index: pl.DataFrame = index) -> pl.DataFrame:
             return ids(values).join(index, on="id", how="left", maintain_order="left").select("code")
 
-        coded[role] = _per_distinct(frame[role], to_code)["code"]
+        coded[role] = _per_distinct(frame[role], to_code)[0]["code"]
         vocab[role] = ordered
         # a row lacks an id when the cell is empty or cleans to nothing
-        if frame[role].null_count() or ids(distinct)["id"].null_count():
+        if frame[role].null_count() or cleaned.null_count():
             missing = REASONS.index(f"{role}_missing") + 1
             checks.append(np.where(coded[role] < 0, missing, 0).astype(np.uint8))
     if frame["__time_reason"].null_count() < n:
@@ -376,15 +398,15 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
                 value=parsed, reason=reason, code=parsed.rank("dense").fill_null(0).cast(pl.Int64)
             )
 
-        parsed = _per_distinct(frame["value"], values)
+        parsed, tables = _per_distinct(frame["value"], values, spread=("code", "reason"))
         value = parsed["code"].astype(np.uint32)
-        value_table = np.full(int(value.max(initial=0)) + 1, np.nan)
-        value_table[value] = parsed["value"]
+        value_table = np.full(int(tables["code"].max(initial=0)) + 1, np.nan)
+        value_table[tables["code"]] = tables["value"]
         checks.append(parsed["reason"])
     events = pl.Series(["interaction"], dtype=pl.String)
     event = np.zeros(n, dtype=np.int32)
     if "event" in frame.columns:
-        names = ids(frame["event"].unique().drop_nulls().cast(pl.String))["id"].unique().drop_nulls().sort()
+        names = ids(_categories(frame["event"]))["id"].unique().drop_nulls().sort()
         events = names if len(names) else events
         known = list(spec.events) if spec.events is not None else None
 
@@ -396,7 +418,7 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
             code = name.replace_strict(events.to_list(), list(range(len(events))), default=None, return_dtype=pl.Int32)
             return pl.DataFrame({"e": raw}).select(code=code, reason=reason)
 
-        parsed = _per_distinct(frame["event"], event_codes)
+        parsed, _ = _per_distinct(frame["event"], event_codes)
         event = parsed["code"]
         checks.append(parsed["reason"])
     consent = None
@@ -406,7 +428,7 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
             flag, reason = consent_exprs(pl.col("c"))
             return pl.DataFrame({"c": raw}).select(flag=flag, reason=reason)
 
-        parsed = _per_distinct(frame["consent"], flags)
+        parsed, _ = _per_distinct(frame["consent"], flags)
         consent = parsed["flag"]
         checks.append(parsed["reason"])
     # Reasons in REASONS order: the first check that fails names the row's reason.
@@ -687,11 +709,12 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         work = tmp / ".work"
         work.mkdir()
         files = [identify(p, spec.source.format) for p in paths]
-        loaded = [_load_source(s, spec, work) for s in files]
+        types = _coded_types()
+        loaded = [_load_source(s, spec, work, types) for s in files]
         phases.mark("read")
         parts, fmt_by_file = [], {}
         for number, item in enumerate(loaded):
-            part, fmt_by_file[number] = _with_time(item, spec)
+            part, fmt_by_file[number] = _with_time(item, spec, types)
             parts.append(part)
         offsets = np.cumsum([0] + [len(part) for part in parts])  # each file's first row in `raw`
         raw = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]

@@ -253,6 +253,14 @@ def inspect_head(
     )
 
 
+def _count_byte(chunk: bytes, needle: bytes) -> int:
+    """Occurrences of `needle` in `chunk`: a vectorised compare for a single byte (several times
+    faster than `bytes.count` on large chunks), `bytes.count` otherwise."""
+    if len(needle) != 1 or len(chunk) < 1 << 16:
+        return chunk.count(needle)
+    return int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == needle[0]))
+
+
 def verify_bytes(source: Source, head: PreparedText, *, header: bool, quote: str | None) -> bool:
     """The common case in one copy-free pass over raw chunks: plain UTF-8 without NUL bytes or
     blank lines, whose delimiter count says every line has the same number of fields. Sets the
@@ -278,9 +286,9 @@ def verify_bytes(source: Source, head: PreparedText, *, header: bool, quote: str
                     decoder.decode(chunk)
                 except UnicodeDecodeError:
                     return False
-            newlines += chunk.count(b"\n")
+            newlines += _count_byte(chunk, b"\n")
             if count_fields:
-                seps += chunk.count(sep)
+                seps += _count_byte(chunk, sep)
                 quoted = quoted or (quote_byte is not None and quote_byte in chunk)
             # A blank line breaks the delimiter count of a rectangular file; otherwise probe for one.
             if not count_fields or quoted:
