@@ -31,8 +31,15 @@ def test_time_formats(raw: str, fmt: str, resolved: str, iso: str | None) -> Non
 
 
 def test_time_failures_are_named() -> None:
-    ts, reasons, _ = parse_time(pl.Series(["1", "", "x", "-99999999999", "1.5"]), "s")
-    assert reasons.to_list() == [None, "timestamp_missing", "timestamp_unparseable", "timestamp_out_of_range", None]
+    ts, reasons, _ = parse_time(pl.Series(["1", "", "x", "-99999999999", "1.5", " \t "]), "s")
+    assert reasons.to_list() == [
+        None,
+        "timestamp_missing",
+        "timestamp_unparseable",
+        "timestamp_out_of_range",
+        None,
+        "timestamp_missing",  # blank text is missing, not unparseable
+    ]
     assert ts[4].isoformat() == "1970-01-01T00:00:01.500000+00:00"
 
 
@@ -74,3 +81,49 @@ def test_epoch_integer_fast_path_agrees_with_the_general_parser(unit: str) -> No
         "timestamp_out_of_range",  # 2200-01-01 is the first invalid one
         "timestamp_out_of_range",
     ]
+
+
+@pytest.mark.parametrize("separator", ["T", " "])
+def test_fixed_layout_iso_fast_path_agrees_with_the_general_parser(separator: str) -> None:
+    from persotool.data.parsing import ISO_FORMATS, _parse_strings_general
+
+    good = [f"2024-01-{d:02d}T{h:02d}:{m:02d}:07.{m * 7:03d}Z" for d in (1, 15, 31) for h in (0, 23) for m in range(40)]
+    edge = [
+        "2024-02-29T12:00:00.500Z",  # leap day
+        "2023-02-29T12:00:00.500Z",  # no such day
+        "2024-04-31T12:00:00.500Z",
+        "2024-13-01T12:00:00.500Z",
+        "2024-01-01T24:00:00.000Z",
+        "2024-01-01T23:60:00.000Z",
+        "2024-01-01T23:59:60.000Z",  # a leap second rolls over, as in the general parser
+        "2024-01-01T23:59:59.9Z",  # another length: retried by the general parser
+        "2024-01-01T23:59:59.x1Z",
+        "2024-01-01X23:59:59.100Z",
+        "1899-12-31T23:59:59.999Z",
+        None,
+        "   ",
+    ]
+    raw = pl.Series([None if v is None else v.replace("T", separator, 1) for v in good + edge])
+    fast, reasons, fmt = parse_time(raw, "iso")
+    general = _parse_strings_general(raw, list(ISO_FORMATS), "UTC", iso=True).cast(fast.dtype)
+    assert fmt == "iso"
+    assert fast.head(len(good)).null_count() == 0
+    ok = reasons.is_null()
+    assert fast.filter(ok).to_list() == general.filter(ok).to_list()
+    assert reasons.tail(len(edge)).to_list() == [
+        None,
+        "timestamp_unparseable",
+        "timestamp_unparseable",
+        "timestamp_unparseable",
+        "timestamp_unparseable",
+        "timestamp_unparseable",
+        None,
+        None,
+        "timestamp_unparseable",
+        "timestamp_unparseable",
+        "timestamp_out_of_range",
+        "timestamp_missing",
+        "timestamp_missing",
+    ]
+    assert fast[len(good)].isoformat() == "2024-02-29T12:00:00.500000+00:00"
+    assert fast[len(good) + 7].isoformat() == "2024-01-01T23:59:59.900000+00:00"

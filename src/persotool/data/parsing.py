@@ -96,8 +96,8 @@ def _parse_strings(raw: pl.Series, formats: list[tuple[str, bool]], timezone: st
     if iso:
         layout = _fixed_layout(raw.drop_nulls().head(200).to_list())
         if layout is not None:
-            length, fraction, zulu = layout
-            fast = _to_utc(_parse_fixed(raw, length, fraction), False, "UTC" if zulu else timezone)
+            length, fraction, zulu, separator = layout
+            fast = _to_utc(_parse_fixed(raw, length, fraction, separator), False, "UTC" if zulu else timezone)
             failed = fast.is_null() & raw.is_not_null()
             if not failed.any():
                 return fast
@@ -132,54 +132,33 @@ def _parse_strings_general(raw: pl.Series, formats: list[tuple[str, bool]], time
 FIXED_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z?$")
 
 
-def _fixed_layout(sample: list[str]) -> tuple[int, int, bool] | None:
-    """(length, fraction digits, ends in Z) when every sampled value has one fixed ISO layout."""
+def _fixed_layout(sample: list[str]) -> tuple[int, int, bool, str] | None:
+    """(length, fraction digits, ends in Z, date-time separator) when every sampled value has one
+    fixed ISO layout."""
     if not sample or not all(FIXED_ISO.match(v) for v in sample):
         return None
     lengths = {len(v) for v in sample}
     zulu = {v.endswith("Z") for v in sample}
-    if len(lengths) != 1 or len(zulu) != 1:
+    separators = {v[10] for v in sample}
+    if len(lengths) != 1 or len(zulu) != 1 or len(separators) != 1:
         return None
     length, has_z = lengths.pop(), zulu.pop()
-    return length, max(length - 20 - has_z, 0), has_z
+    return length, max(length - 20 - has_z, 0), has_z, separators.pop()
 
 
-def _parse_fixed(raw: pl.Series, length: int, fraction: int) -> pl.Series:
-    """Parse fixed-position ISO date-times with slices and integer casts (several times faster than
-    a format-string parser); anything off the layout or off the calendar comes back null."""
+def _parse_fixed(raw: pl.Series, length: int, fraction: int, separator: str = "T") -> pl.Series:
+    """Parse fixed-position ISO date-times: the whole seconds with polars' fast fixed-format parser
+    and the fraction with an integer cast (several times faster than a parser for the whole text);
+    anything off the layout or off the calendar comes back null."""
     c = pl.col("t")
-
-    def digits(start: int, n: int) -> pl.Expr:
-        return c.str.slice(start, n).cast(pl.Int32, strict=False)
-
-    parts = {
-        "y": digits(0, 4),
-        "mo": digits(5, 2),
-        "d": digits(8, 2),
-        "h": digits(11, 2),
-        "mi": digits(14, 2),
-        "s": digits(17, 2),
-        "ok": c.str.len_bytes() == length,
-    }
+    seconds = c.str.slice(0, 19).str.to_datetime(f"%Y-%m-%d{separator}%H:%M:%S", strict=False, time_unit="us")
     if fraction:
         used = min(fraction, 6)
-        parts["f"] = c.str.slice(20, used).cast(pl.Int32, strict=False) * 10 ** (6 - used)
-    frame = pl.DataFrame({"t": raw}).select(**parts)
-    y, mo, d = pl.col("y"), pl.col("mo"), pl.col("d")
-    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-    days_in_month = pl.when(mo == 2).then(28 + leap.cast(pl.Int32)).when(mo.is_in([4, 6, 9, 11])).then(30).otherwise(31)
-    valid = (
-        pl.col("ok")
-        & mo.is_between(1, 12)
-        & (d >= 1)
-        & (d <= days_in_month)
-        & (pl.col("h") < 24)
-        & (pl.col("mi") < 60)
-        & (pl.col("s") < 60)
-    )
-    micro = pl.col("f") if fraction else pl.lit(0)
-    stamp = pl.datetime(y, mo, d, pl.col("h"), pl.col("mi"), pl.col("s"), micro, time_unit="us")
-    return frame.select(pl.when(valid.fill_null(False)).then(stamp)).to_series()
+        digits = c.str.slice(20, used).cast(pl.Int64, strict=False)
+        micro = pl.when(digits >= 0).then(digits * 10 ** (6 - used))  # no sign
+        seconds = seconds + pl.duration(microseconds=micro)
+    ok = c.str.len_bytes() == length
+    return pl.DataFrame({"t": raw}).select(pl.when(ok).then(seconds)).to_series()
 
 
 def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple[pl.Series, pl.Series, str]:
@@ -193,9 +172,7 @@ def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple
         fast = _parse_epoch_integers(raw, EPOCH_US_PER[fmt])
         if fast is not None:
             return (*fast, fmt)
-    if raw.dtype == pl.String:
-        raw = raw.set(raw.str.strip_chars() == "", None) if raw.null_count() < len(raw) else raw
-    missing = raw.is_null()
+    missing = raw.is_null()  # blank text counts too: found among the failures below
     lo = int(TIME_MIN.timestamp() * 1e6)
     hi = int(TIME_MAX.timestamp() * 1e6)
     out_of_range = pl.repeat(False, len(raw), eager=True, dtype=pl.Boolean)
@@ -233,6 +210,11 @@ def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple
         micros = ts.dt.epoch("us")
         out_of_range = ((micros < lo) | (micros >= hi)).fill_null(False)
         ts = ts.set(out_of_range, None) if out_of_range.any() else ts
+    if raw.dtype == pl.String:
+        failed = (ts.is_null() & ~missing & ~out_of_range).arg_true()
+        if len(failed):
+            blank = failed.filter(raw.gather(failed).str.strip_chars() == "")
+            missing = missing.scatter(blank, True) if len(blank) else missing
     reasons = pl.select(
         pl.when(missing)
         .then(pl.lit("timestamp_missing"))
