@@ -12,7 +12,7 @@ import hmac
 import os
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ class _Loaded:
     blank_lines: int
     first_line: int = 1  # the line of the first row
     lines: np.ndarray | None = None  # the line of each row, when rows are not consecutive lines
+    verified: Future | None = None  # the byte check still running beside the work (see `_confirm`)
 
     def line_numbers(self, rows: np.ndarray) -> np.ndarray:
         """Line numbers of the rows at these positions."""
@@ -116,7 +117,26 @@ def _coded_types() -> dict[str, pl.DataType]:
     return {role: pl.Categorical(pl.Categories.random()) for role in CODED_ROLES}
 
 
-def _load_source(source: Source, spec: IngestSpec, workdir: Path, coded: dict[str, pl.DataType]) -> _Loaded:
+class _Recheck(Exception):
+    """Files whose bytes failed the fast check after their rows were read: ingest again with
+    these files taking the careful pass, which finds and reports the line (or cleans it up)."""
+
+    def __init__(self, paths: set[Path]) -> None:
+        super().__init__(", ".join(map(str, sorted(paths))))
+        self.paths = paths
+
+
+def _confirm(loaded: list[_Loaded]) -> None:
+    """Wait for the byte checks still running; raise `_Recheck` if any failed. Called before
+    anything is written and before any error about the rows is raised."""
+    failed = {item.source.path for item in loaded if item.verified is not None and not item.verified.result()}
+    if failed:
+        raise _Recheck(failed)
+
+
+def _load_source(
+    source: Source, spec: IngestSpec, workdir: Path, coded: dict[str, pl.DataType], careful: bool = False
+) -> _Loaded:
     mapping = _mapped_columns(spec)
     where = str(source.path)
     if source.format == "parquet":
@@ -137,20 +157,24 @@ def _load_source(source: Source, spec: IngestSpec, workdir: Path, coded: dict[st
 
     src = spec.source
     options = {"delimiter": src.delimiter, "header": src.header, "columns": src.columns, "quote": src.quote}
-    tried = False
-    if source.format == "csv":
+    tried = careful
+    if source.format == "csv" and not careful:
         head = inspect_head(source, **options)
         if head is not None:
-            # Parse while another thread checks the bytes; keep the result only if they pass.
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                verified = pool.submit(verify_bytes, source, head, header=src.header, quote=src.quote)
-                try:
-                    loaded = _read_csv(source, head, spec, mapping, coded)
-                except DataError:
-                    loaded = None
-                if verified.result() and loaded is not None:
-                    return loaded
-            tried = True  # the fast check failed: go straight to the aligned pass that finds the line
+            # Parse while another thread checks the bytes at low priority. The work goes on with
+            # the rows; the check must pass before anything is written (`_confirm`).
+            pool = ThreadPoolExecutor(max_workers=1)
+            verified = pool.submit(verify_bytes, source, head, header=src.header, quote=src.quote, background=True)
+            pool.shutdown(wait=False)
+            try:
+                loaded = _read_csv(source, head, spec, mapping, coded)
+            except DataError:
+                loaded = None
+            if loaded is not None:
+                loaded.verified = verified
+                return loaded
+            verified.result()
+            tried = True  # unreadable as it is: go straight to the aligned pass that finds the line
     prepared = prepare_text(source, workdir, **options, try_fast=not tried)
     if source.format == "jsonl":
         return _read_jsonl(source, prepared, mapping)
@@ -441,12 +465,13 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
     )
 
 
-BLOCK = 1 << 20  # rows per block in the block-wise passes below: temporaries stay small and cache-warm
+BLOCK = 1 << 16  # rows per block in the block-wise passes below: temporaries stay small and cache-warm
 
 
-def _blocks(n: int):
-    for start in range(0, n, BLOCK):
-        yield start, min(start + BLOCK, n)
+def _blocks(n: int, size: int | None = None):
+    size = size or BLOCK
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
 
 
 def time_ranks(stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -510,34 +535,35 @@ def sort_unique(columns: list[np.ndarray], sizes: list[int] | None = None, packe
     for width in bits:
         shift -= width
         layout.append((np.uint64(shift), width, np.uint64((1 << width) - 1)))
+    used = [(column, offset, mask) for column, (offset, width, mask) in zip(columns, layout, strict=True) if width]
     part = np.empty(min(n, BLOCK), dtype=np.uint64)
     acc = np.empty(min(n, BLOCK), dtype=np.uint64)
     for start, stop in _blocks(n):
-        k = stop - start
-        acc[:k] = 0
-        for column, (offset, width, _) in zip(columns, layout, strict=True):
-            if width:
-                part[:k] = column[start:stop]
-                part[:k] <<= offset
-                acc[:k] |= part[:k]
-        packed[start:stop] = acc[:k]  # after reading every column: `packed` may alias one of them
+        row, bits = acc[: stop - start], part[: stop - start]
+        row[...] = 0
+        for column, offset, _ in used:
+            np.left_shift(column[start:stop], offset, out=bits, dtype=np.uint64, casting="unsafe")
+            row |= bits
+        packed[start:stop] = row  # after reading every column: `packed` may alias one of them
     packed.sort()
     keep = np.empty(n, dtype=bool)
     keep[:1] = True
     np.not_equal(packed[1:], packed[:-1], out=keep[1:])
+    every = bool(keep.all())
     m = 0
     for start, stop in _blocks(n):
-        chosen = keep[start:stop]
-        k = int(np.count_nonzero(chosen))
-        rows = acc[:k]  # a copy of the block: writing the outputs may overwrite `packed`
-        np.compress(chosen, packed[start:stop], out=rows)
+        k = stop - start if every else int(np.count_nonzero(keep[start:stop]))
+        rows, bits = acc[:k], part[:k]  # a copy of the block: writing the outputs may overwrite `packed`
+        if every:
+            rows[...] = packed[start:stop]
+        else:
+            np.compress(keep[start:stop], packed[start:stop], out=rows)
         for column, (offset, width, mask) in zip(columns, layout, strict=True):
             if not width:
                 column[m : m + k] = 0  # its only code
                 continue
-            np.right_shift(rows, offset, out=part[:k])
-            part[:k] &= mask
-            column[m : m + k] = part[:k]
+            np.right_shift(rows, offset, out=bits)
+            np.bitwise_and(bits, mask, out=column[m : m + k], casting="unsafe")
         m += k
     return m
 
@@ -701,6 +727,15 @@ def _attributes(
 
 def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = False) -> dict[str, Any]:
     """Ingest raw logs into `out`; return the manifest (also written as `out/manifest.json`)."""
+    careful: set[Path] = set()
+    while True:
+        try:
+            return _ingest(spec, sources, out, force=force, careful=careful)
+        except _Recheck as again:
+            careful |= again.paths  # grows every time: the loop ends
+
+
+def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, careful: set[Path]) -> dict[str, Any]:
     started = time.perf_counter()
     phases = _Phases()
     paths = discover(sources)
@@ -710,11 +745,15 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         work.mkdir()
         files = [identify(p, spec.source.format) for p in paths]
         types = _coded_types()
-        loaded = [_load_source(s, spec, work, types) for s in files]
+        loaded = [_load_source(s, spec, work, types, s.path in careful) for s in files]
         phases.mark("read")
         parts, fmt_by_file = [], {}
         for number, item in enumerate(loaded):
-            part, fmt_by_file[number] = _with_time(item, spec, types)
+            try:
+                part, fmt_by_file[number] = _with_time(item, spec, types)
+            except ConfigError:
+                _confirm(loaded)
+                raise
             parts.append(part)
         offsets = np.cumsum([0] + [len(part) for part in parts])  # each file's first row in `raw`
         raw = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
@@ -772,6 +811,7 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         counts |= {"rows_rejected": len(rejects), "rejected_by_reason": by_reason}
         considered = rows_read - opted_out_rows
         if len(rejects) and (len(user) == 0 or len(rejects) > spec.max_reject_rate * considered):
+            _confirm(loaded)
             first = rejects.sort(["__file", "__line"]).head(1)
             detail = _reject_details(first, fmt_by_file)[0]
             share = len(rejects) / max(considered, 1)
@@ -781,6 +821,7 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
                 where=f"{files[first['__file'][0]].path}:{first['__line'][0]}",
             )
         if len(user) == 0:
+            _confirm(loaded)
             raise DataError("no rows left after removing opted-out users", where=str(files[0].path))
 
         phases.mark("reject")
@@ -837,7 +878,14 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
         for start, stop in _blocks(m):
             np.multiply(user[start:stop], n_items, out=pairs[start:stop], dtype=np.int64)
             pairs[start:stop] += item[start:stop]
-        item_users = np.bincount(pl.Series(pairs).unique().to_numpy() % n_items, minlength=n_items)
+        pairs.sort()
+        first = np.empty(m, dtype=bool)  # the first row of each distinct pair
+        first[:1] = True
+        np.not_equal(pairs[1:], pairs[:-1], out=first[1:])
+        item_users = np.zeros(n_items, dtype=np.int64)
+        for start, stop in _blocks(m, max(BLOCK, 8 * n_items)):  # blocks long enough to outweigh a count
+            item_users += np.bincount(pairs[start:stop][first[start:stop]] % n_items, minlength=n_items)
+        del first
         # A session ends at a new user or after an inactivity gap (the buffer is free again).
         session = pairs
         del pairs
@@ -856,6 +904,7 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
             below = coded.values < spec.relevance_threshold  # False for a missing value (NaN)
             weight = pl.when(pl.lit(pl.Series(below)).gather(pl.col("value"))).then(0.0).otherwise(weight)
         counts["below_threshold"] = int(np.bincount(value, minlength=len(below))[below].sum())
+        _confirm(loaded)
         phases.mark("sessions")
         # Streamed: the id, event and weight columns are looked up and written a morsel at a time.
         pl.LazyFrame(

@@ -8,9 +8,12 @@ it happens on, and rewrites multi-character delimiters such as MovieLens-1M's `:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import glob
 import hashlib
+import os
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -130,14 +133,20 @@ def identify(path: Path, fmt: str = "auto") -> Source:
     return Source(path=path, format=fmt, compression=actual_comp, size=size)
 
 
+def lower_priority() -> None:
+    """Let the calling thread yield the CPU to the others (Linux nice values are per thread)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class _BackgroundDigest:
     """sha256 fed from a worker thread: hashlib releases the GIL, so hashing overlaps the checks."""
 
-    def __init__(self) -> None:
+    def __init__(self, background: bool = False) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self._digest = hashlib.sha256()
-        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pool = ThreadPoolExecutor(max_workers=1, initializer=lower_priority if background else None)
         self._pending = []
 
     def update(self, block: bytes) -> None:
@@ -261,17 +270,22 @@ def _count_byte(chunk: bytes, needle: bytes) -> int:
     return int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == needle[0]))
 
 
-def verify_bytes(source: Source, head: PreparedText, *, header: bool, quote: str | None) -> bool:
+def verify_bytes(
+    source: Source, head: PreparedText, *, header: bool, quote: str | None, background: bool = False
+) -> bool:
     """The common case in one copy-free pass over raw chunks: plain UTF-8 without NUL bytes or
     blank lines, whose delimiter count says every line has the same number of fields. Sets the
     source digest and line count and returns True; False whenever anything needs a closer look
-    (the aligned pass in `prepare_text` then finds the line to report)."""
+    (the aligned pass in `prepare_text` then finds the line to report). In the `background` it
+    runs at the lowest priority, taking only CPU time the rest of the work leaves."""
+    if background:
+        lower_priority()
     is_csv = source.format == "csv"
     expected = head.expected_fields
     count_fields = is_csv and expected is not None and expected > 1
     sep = head.delimiter.encode()
     quote_byte = quote.encode() if quote else None
-    digest = _BackgroundDigest()
+    digest = _BackgroundDigest(background)
     decoder = codecs.getincrementaldecoder("utf-8")()
     newlines = seps = 0
     quoted = blank = False
