@@ -568,6 +568,13 @@ def sort_unique(columns: list[np.ndarray], sizes: list[int] | None = None, packe
     return m
 
 
+def _present(codes: np.ndarray, size: int) -> np.ndarray:
+    """The distinct values of `codes` (integers in 0..size-1), sorted."""
+    seen = np.zeros(size, dtype=bool)
+    seen[codes] = True  # no full-length index copy, unlike bincount
+    return np.flatnonzero(seen)
+
+
 def _pseudonymizer(spec: IngestSpec):
     key = os.environ.get(spec.pseudonym_key_env)
     if not key:
@@ -826,7 +833,7 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
 
         phases.mark("reject")
         # Final dense codes: only users and items that kept at least one row.
-        user_codes = np.flatnonzero(np.bincount(user, minlength=len(coded.users)))
+        user_codes = _present(user, len(coded.users))
         user_vocab = user_public = coded.users.gather(user_codes)
         if pseudonymize is not None:
             public = pl.Series(pseudonymize(user_vocab.to_list()), dtype=pl.String)
@@ -836,7 +843,7 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
                 user_vocab.gather(order),
                 public.gather(order),
             )
-        item_codes = np.flatnonzero(np.bincount(item, minlength=len(coded.items)))
+        item_codes = _present(item, len(coded.items))
         item_vocab = item_public = coded.items.gather(item_codes)
         events = coded.events
 
