@@ -1,8 +1,10 @@
 """Ingest benchmark: persotool ingest against a bare polars read+write (the floor) and a pandas
 pipeline, on the same 20M-row synthetic CSV, in one run. Each variant runs in its own process so
-its peak RSS is its own. Results: benchmarks/results/ingest.json (quoted in the README).
+its peak RSS is its own, and the three take turns `--repeat` times (3 by default): the figures are
+each variant's median, so one noisy run on a shared machine does not decide the verdict. Results:
+benchmarks/results/ingest.json (quoted in the README).
 
-    python benchmarks/ingest.py [--rows 20000000] [--keep]
+    python benchmarks/ingest.py [--rows 20000000] [--repeat 3] [--keep]
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -102,6 +105,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the generated logs for the next run")
     parser.add_argument("--layouts", default="epoch_ms,iso", help="comma-separated: epoch_ms, iso")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant, taking turns; medians reported")
     parser.add_argument("--child", choices=list(VARIANTS))
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--out", type=Path)
@@ -112,9 +116,10 @@ def main() -> None:
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "targets": {"ratio_to_floor_max": 3.0, "speedup_vs_pandas_min": 2.0, "peak_rss_mb_max": 4096},
+        "repeat": args.repeat,
     }
     for layout in args.layouts.split(","):
-        report[layout] = run_layout(args.rows, layout, keep=args.keep)
+        report[layout] = run_layout(args.rows, layout, keep=args.keep, repeat=args.repeat)
     headline = report[args.layouts.split(",")[0]]
     report["ratio_to_floor"] = headline["ratio_to_floor"]
     report["speedup_vs_pandas"] = headline["speedup_vs_pandas"]
@@ -124,29 +129,46 @@ def main() -> None:
     print(f"-> {RESULTS.relative_to(HERE.parent)}")
 
 
-def run_layout(rows: int, layout: str, *, keep: bool) -> dict:
+def run_layout(rows: int, layout: str, *, keep: bool, repeat: int = 1) -> dict:
     folder = make_log(rows, layout)
     log = folder / "events.csv"
     with open(log, "rb") as handle:
         n_rows = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b"")) - 1
     out = DATA / "out"
-    measured = {}
+    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     print(f"[{layout}] {n_rows:,} rows, {log.stat().st_size / 1e6:,.0f} MB", flush=True)
-    for name in ("polars_floor", "persotool", "pandas"):
-        shutil.rmtree(out, ignore_errors=True)
-        done = subprocess.run(
-            [sys.executable, __file__, "--child", name, "--folder", str(folder), "--out", str(out)],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
-        )
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        result["rows_per_second"] = n_rows / result["seconds"]
-        measured[name] = result
+    for turn in range(repeat):
+        for name in ("polars_floor", "persotool", "pandas"):
+            shutil.rmtree(out, ignore_errors=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", name, "--folder", str(folder), "--out", str(out)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+            )
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            runs[name].append(result)
+            print(
+                f"  {turn + 1}/{repeat} {name:13s} {result['seconds']:7.2f} s  "
+                f"peak RSS {result['peak_rss_mb']:7.0f} MB",
+                flush=True,
+            )
+    measured = {}
+    for name, results in runs.items():
+        seconds = [r["seconds"] for r in results]
+        middle = sorted(results, key=lambda r: r["seconds"])[len(results) // 2]  # the median run
+        measured[name] = {
+            **middle,
+            "seconds": statistics.median(seconds),
+            "all_seconds": seconds,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "rows_per_second": n_rows / statistics.median(seconds),
+        }
+        figures = measured[name]
         print(
-            f"  {name:13s} {result['seconds']:7.2f} s  {result['rows_per_second'] / 1e6:6.2f} M rows/s  "
-            f"peak RSS {result['peak_rss_mb']:7.0f} MB",
+            f"  median {name:13s} {figures['seconds']:7.2f} s  {figures['rows_per_second'] / 1e6:6.2f} M rows/s  "
+            f"peak RSS {figures['peak_rss_mb']:7.0f} MB",
             flush=True,
         )
     shutil.rmtree(out, ignore_errors=True)
