@@ -898,7 +898,9 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
         del pairs
         session[:1] = 1
         np.not_equal(user[1:], user[:-1], out=session[1:], casting="unsafe")
-        session[1:] |= np.diff(stamps) > int(spec.session_gap_minutes * 60 * 1_000_000)
+        gap = np.int64(spec.session_gap_minutes * 60 * 1_000_000)
+        for start, stop in _blocks(m - 1):
+            session[start + 1 : stop + 1] |= (stamps[start + 1 : stop + 1] - stamps[start:stop]) > gap
         np.cumsum(session, out=session)
         session -= 1
 
@@ -910,7 +912,7 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
         if spec.relevance_threshold is not None:
             below = coded.values < spec.relevance_threshold  # False for a missing value (NaN)
             weight = pl.when(pl.lit(pl.Series(below)).gather(pl.col("value"))).then(0.0).otherwise(weight)
-        counts["below_threshold"] = int(np.bincount(value, minlength=len(below))[below].sum())
+        counts["below_threshold"] = int(np.bincount(value, minlength=len(below))[below].sum()) if below.any() else 0
         _confirm(loaded)
         phases.mark("sessions")
         # Streamed: the id, event and weight columns are looked up and written a morsel at a time.
@@ -933,7 +935,7 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
             value=pl.lit(value_of).gather(pl.col("value")),
             weight=weight,
             session_id=pl.col("session"),
-        ).sink_parquet(tmp / "interactions.parquet", compression="zstd", compression_level=1)
+        ).cast(INTERACTION_SCHEMA).sink_parquet(tmp / "interactions.parquet", compression="zstd", compression_level=1)
         phases.mark("write")
 
         users = pl.DataFrame(
