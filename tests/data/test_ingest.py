@@ -142,6 +142,21 @@ def test_parquet_glob_and_directory(tmp_path: Path) -> None:
     assert by_dir["dataset_digest"] == by_glob["dataset_digest"]
     assert _interactions(tmp_path / "o1")["timestamp"].min().isoformat() == "2023-11-14T22:13:20+00:00"
 
+    # a Parquet reject shows the row's mapped fields as JSON, under its row number as its line
+    pl.DataFrame(
+        {"u": [4, 5, 6], "i": [13, None, 15], "t": [1_700_000_300_000, 1_700_000_400_000, None]}
+    ).write_parquet(folder / "c.parquet")
+    ingest(_spec(max_reject_rate=1.0), [str(folder)], tmp_path / "o3")
+    rejects = pl.read_parquet(tmp_path / "o3" / "rejects.parquet").sort("line")
+    assert rejects.select("source", "line", "reason").rows() == [
+        (str(folder / "c.parquet"), 2, "item_missing"),
+        (str(folder / "c.parquet"), 3, "timestamp_missing"),
+    ]
+    assert [json.loads(r) for r in rejects["raw"]] == [
+        {"user": 5, "item": None, "time": 1_700_000_400_000},
+        {"user": 6, "item": 15, "time": None},
+    ]
+
 
 def test_rejects_have_line_reason_and_raw_text(tmp_path: Path) -> None:
     rows = ["u,i,t", "a,1,100", ",2,100", "b,,100", "c,3,", "d,4,yesterday", "a,1,100", "e,5,200"]
@@ -178,6 +193,25 @@ def test_reject_lines_count_blank_lines_and_epoch_text_falls_back(tmp_path: Path
         "2023-11-14T22:13:20+00:00",
         "2017-07-14T02:40:00+00:00",
         "2023-11-14T22:13:20.001000+00:00",
+    ]
+
+
+def test_files_whose_epoch_columns_read_differently_combine(tmp_path: Path) -> None:
+    # the first file's times read as integers, the second's as text (one is no whole number, one
+    # is no number): they combine, and each reject names its own file and line
+    first = _write(tmp_path / "a.csv", "u,i,t\na,1,1700000000000\nb,2,1700000060000\n")
+    second = _write(tmp_path / "b.csv", "u,i,t\nc,3,1.7e12\nd,4,later\ne,5,1700000120000\n")
+    m = ingest(_spec(columns={"time_format": "ms"}, max_reject_rate=1.0), [str(first), str(second)], tmp_path / "o")
+    assert m["counts"]["rows_kept"] == 4 and m["counts"]["rejected_by_reason"] == {"timestamp_unparseable": 1}
+    rejects = pl.read_parquet(tmp_path / "o" / "rejects.parquet")
+    assert rejects.select("source", "line", "raw").rows() == [(str(second), 3, "d,4,later")]
+    assert "'later'" in rejects["detail"][0]
+    frame = _interactions(tmp_path / "o")
+    assert frame.sort("user_id")["timestamp"].dt.epoch("ms").to_list() == [
+        1700000000000,
+        1700000060000,
+        1700000000000,
+        1700000120000,
     ]
 
 
