@@ -752,7 +752,13 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
         work.mkdir()
         files = [identify(p, spec.source.format) for p in paths]
         types = _coded_types()
-        loaded = [_load_source(s, spec, work, types, s.path in careful) for s in files]
+        loaded: list[_Loaded] = []
+        for source in files:
+            try:
+                loaded.append(_load_source(source, spec, work, types, source.path in careful))
+            except (DataError, ConfigError):
+                _confirm(loaded)  # an earlier file's bytes come first, as when read one by one
+                raise
         phases.mark("read")
         parts, fmt_by_file = [], {}
         for number, item in enumerate(loaded):
