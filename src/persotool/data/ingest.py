@@ -13,6 +13,7 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,21 @@ class _Recheck(Exception):
 
 def _confirm(loaded: list[_Loaded]) -> None:
     """Wait for the byte checks still running; raise `_Recheck` if any failed. Called before
-    anything is written and before any error about the rows is raised."""
+    anything is written (and, through `_byte_checks_first`, before any error is raised)."""
     failed = {item.source.path for item in loaded if item.verified is not None and not item.verified.result()}
     if failed:
         raise _Recheck(failed)
+
+
+@contextmanager
+def _byte_checks_first(loaded: list[_Loaded]):
+    """An error raised about the rows waits for the byte checks of the files read so far: a file
+    that fails its check is read again carefully, and what that finds is reported instead."""
+    try:
+        yield
+    except (DataError, ConfigError):
+        _confirm(loaded)
+        raise
 
 
 def _load_source(
@@ -412,18 +424,18 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
             checks.append(np.where(coded[role] < 0, missing, 0).astype(np.uint8))
     if frame["__time_reason"].null_count() < n:
         checks.append(_reason_codes(frame["__time_reason"]))
-    value = np.zeros(n, dtype=np.uint32)
+    value = np.zeros(n, dtype=np.int32)
     value_table = np.full(1, np.nan)
     if "value" in frame.columns:
 
         def values(raw: pl.Series) -> pl.DataFrame:
             parsed, reason = value_exprs(pl.col("v"))
             return pl.DataFrame({"v": raw}).select(
-                value=parsed, reason=reason, code=parsed.rank("dense").fill_null(0).cast(pl.Int64)
+                value=parsed, reason=reason, code=parsed.rank("dense").fill_null(0).cast(pl.Int32)
             )
 
         parsed, tables = _per_distinct(frame["value"], values, spread=("code", "reason"))
-        value = parsed["code"].astype(np.uint32)
+        value = parsed["code"]
         value_table = np.full(int(tables["code"].max(initial=0)) + 1, np.nan)
         value_table[tables["code"]] = tables["value"]
         checks.append(parsed["reason"])
@@ -747,26 +759,18 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
     phases = _Phases()
     paths = discover(sources)
     pseudonymize = _pseudonymizer(spec) if spec.pseudonymize else None
-    with artifacts.atomic_directory(out, force=force) as tmp:
+    loaded: list[_Loaded] = []
+    with artifacts.atomic_directory(out, force=force) as tmp, _byte_checks_first(loaded):
         work = tmp / ".work"
         work.mkdir()
         files = [identify(p, spec.source.format) for p in paths]
         types = _coded_types()
-        loaded: list[_Loaded] = []
         for source in files:
-            try:
-                loaded.append(_load_source(source, spec, work, types, source.path in careful))
-            except (DataError, ConfigError):
-                _confirm(loaded)  # an earlier file's bytes come first, as when read one by one
-                raise
+            loaded.append(_load_source(source, spec, work, types, source.path in careful))
         phases.mark("read")
         parts, fmt_by_file = [], {}
         for number, item in enumerate(loaded):
-            try:
-                part, fmt_by_file[number] = _with_time(item, spec, types)
-            except ConfigError:
-                _confirm(loaded)
-                raise
+            part, fmt_by_file[number] = _with_time(item, spec, types)
             parts.append(part)
         offsets = np.cumsum([0] + [len(part) for part in parts])  # each file's first row in `raw`
         raw = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
@@ -824,7 +828,6 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
         counts |= {"rows_rejected": len(rejects), "rejected_by_reason": by_reason}
         considered = rows_read - opted_out_rows
         if len(rejects) and (len(user) == 0 or len(rejects) > spec.max_reject_rate * considered):
-            _confirm(loaded)
             first = rejects.sort(["__file", "__line"]).head(1)
             detail = _reject_details(first, fmt_by_file)[0]
             share = len(rejects) / max(considered, 1)
@@ -834,7 +837,6 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
                 where=f"{files[first['__file'][0]].path}:{first['__line'][0]}",
             )
         if len(user) == 0:
-            _confirm(loaded)
             raise DataError("no rows left after removing opted-out users", where=str(files[0].path))
 
         phases.mark("reject")
@@ -919,7 +921,7 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
             below = coded.values < spec.relevance_threshold  # False for a missing value (NaN)
             weight = pl.when(pl.lit(pl.Series(below)).gather(pl.col("value"))).then(0.0).otherwise(weight)
         counts["below_threshold"] = int(np.bincount(value, minlength=len(below))[below].sum()) if below.any() else 0
-        _confirm(loaded)
+        _confirm(loaded)  # before anything is written
         phases.mark("sessions")
         # Streamed: the id, event and weight columns are looked up and written a morsel at a time.
         pl.LazyFrame(
