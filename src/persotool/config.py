@@ -15,6 +15,17 @@ from persotool.errors import ConfigError
 TIME_FORMATS = ("auto", "s", "ms", "us", "ns", "iso")
 
 
+def known_timezone(name: str) -> bool:
+    """Whether the time-zone database polars parses with knows `name`."""
+    import polars as pl
+
+    try:
+        pl.Series([0], dtype=pl.Datetime("us")).dt.replace_time_zone(name)
+    except (pl.exceptions.PolarsError, ValueError):
+        return False
+    return True
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
@@ -26,7 +37,16 @@ class SourceSpec(Strict):
     delimiter: str | None = Field(None, description="None sniffs it from the first line")
     header: bool = True
     columns: list[str] | None = Field(None, description="column names for files without a header")
-    quote: str | None = '"'
+    quote: str | None = Field('"', description="quote character; empty turns quoting off")
+
+    @field_validator("quote")
+    @classmethod
+    def _quote(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value) != 1:
+            raise ValueError(f"{value!r} is not one character")
+        return value
 
     @field_validator("delimiter")
     @classmethod
@@ -59,6 +79,13 @@ class ColumnMap(Strict):
     value: str | None = None
     consent: str | None = Field(None, description="column whose false/0/no marks an opted-out user")
 
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if not known_timezone(value):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris or UTC")
+        return value
+
     @field_validator("time_format")
     @classmethod
     def _time_format(cls, value: str) -> str:
@@ -76,7 +103,9 @@ class AttributeSpec(Strict):
     path: Path
     key: str = Field(description="column holding the user or item id")
     features: list[str] = Field(default_factory=list, description="columns turned into features")
-    separator: str | None = Field("|", description="splits multi-valued feature columns")
+    separator: str | None = Field(
+        "|", description="splits list-valued cells into one feature per token (' ' for space-separated); '' keeps them"
+    )
     delimiter: str | None = None
     header: bool = True
     columns: list[str] | None = None

@@ -45,6 +45,12 @@ def main() -> None:
     write("json_array.jsonl", '{"u": 1, "i": 2, "t": 3}\n[1, 2, 3]\n')
     write("unknown_events.csv", "user,item,ts,kind\n" + "".join(f"u{k},i1,1260759144,purchase\n" for k in range(4)))
     write("unknown_key.toml", '[columns]\nuser = "userId"\nitem = "movieId"\ntime = "timestamp"\ncolour = "x"\n')
+    write("unclosed_quote.csv", HEAD + '1,31,2.5,1260759144\n1,"1029,3.0,1260759179\n2,10,4.0,835355493\n')
+    write("mixed_epoch_units.csv", HEAD + "1,31,2.5,1260759144\n1,1029,3.0,1260759179000\n2,10,4.0,5000000000\n")
+    write("duplicate_mapped_header.csv", "userId,movieId,rating,timestamp,userId\n1,31,2.5,1260759144,7\n")
+    buf = io.BytesIO()
+    pl.DataFrame({"userId": [1], "movieId": [2], "rating": [3.0], "timestamp": [{"s": 1}]}).write_parquet(buf)
+    write("struct_timestamp.parquet", buf.getvalue())
     write("bad_toml.toml", '[columns\nuser = "userId"\n')
 
 

@@ -34,7 +34,9 @@ def _split_list(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",")] if text else None
 
 
-def build_spec(sources: list[str], *, preset: str | None, schema: Path | None, overrides: dict):
+def build_spec(
+    sources: list[str], *, preset: str | None, schema: Path | None, overrides: dict, list_separator: str | None = None
+):
     """Merge preset < schema file < flags into a validated IngestSpec."""
     from persotool.config import IngestSpec, deep_merge, load_toml, validate
     from persotool.data.presets import preset as preset_config
@@ -48,6 +50,14 @@ def build_spec(sources: list[str], *, preset: str | None, schema: Path | None, o
         merged = deep_merge(merged, load_toml(schema))
         where = str(schema)
     merged = deep_merge(merged, overrides)
+    if list_separator is not None:
+        tables = [key for key in ("items", "users") if isinstance(merged.get(key), dict)]
+        if not tables:
+            from persotool.errors import ConfigError
+
+            raise ConfigError("--list-separator splits attribute cells: give --items or --users, or a schema with them")
+        for key in tables:
+            merged[key] = {**merged[key], "separator": list_separator}
     if "columns" not in merged:
         from persotool.errors import ConfigError
 
@@ -100,6 +110,10 @@ def ingest_command(
         str | None,
         typer.Option("--delimiter", help="Field delimiter, any length (e.g. ';', '\\t', '::'); sniffed if omitted."),
     ] = None,
+    quote: Annotated[
+        str | None,
+        typer.Option("--quote", help="Quote character (default '\"'); '' turns quoting off, e.g. for Last.fm TSVs."),
+    ] = None,
     no_header: Annotated[bool, typer.Option("--no-header", help="The files have no header line.")] = False,
     columns: Annotated[str | None, typer.Option("--columns", help="Column names for --no-header files: a,b,c.")] = None,
     event_weight: Annotated[
@@ -120,6 +134,14 @@ def ingest_command(
     item_key: Annotated[str | None, typer.Option("--item-key", help="Item id column in --items.")] = None,
     item_features: Annotated[
         str | None, typer.Option("--item-features", help="Columns of --items to use as features: a,b.")
+    ] = None,
+    list_separator: Annotated[
+        str | None,
+        typer.Option(
+            "--list-separator",
+            help="Splits list-valued attribute cells into one feature per token: '|' (default), ' ' for "
+            "space-separated genres, ',' ...; '' keeps each cell whole.",
+        ),
     ] = None,
     users: Annotated[Path | None, typer.Option("--users", help="User attribute file.")] = None,
     user_key: Annotated[str | None, typer.Option("--user-key", help="User id column in --users.")] = None,
@@ -163,6 +185,7 @@ def ingest_command(
     overrides = _overrides(
         source__format=fmt,
         source__delimiter=delimiter,
+        source__quote=quote,
         source__columns=_split_list(columns),
         columns__user=user_col,
         columns__item=item_col,
@@ -187,7 +210,7 @@ def ingest_command(
     )
     if no_header:
         overrides.setdefault("source", {})["header"] = False
-    spec = build_spec(sources, preset=preset, schema=schema, overrides=overrides)
+    spec = build_spec(sources, preset=preset, schema=schema, overrides=overrides, list_separator=list_separator)
 
     from persotool.data.ingest import ingest, summary
 

@@ -42,6 +42,7 @@ ROLES = ("user", "item", "time", "event", "value", "consent")
 # only integer codes through filtering, deduplication and sorting.
 CODED_ROLES = ("user", "item", "event", "value", "consent")
 REASON_TEXT = {  # in the order rows are checked; a row is rejected for the first that applies
+    "field_nested": "a mapped field holds a JSON object or list, not a single value",
     "user_missing": "user id is missing",
     "item_missing": "item id is missing",
     "timestamp_missing": "timestamp is missing",
@@ -157,9 +158,16 @@ def _load_source(
             names = list(pl.read_parquet_schema(source.path))
         except Exception as exc:  # polars raises several types for corrupt files
             raise DataError(f"is not a readable Parquet file ({_first_line(exc)})", where=where) from None
+        schema = pl.read_parquet_schema(source.path)
         for column in mapping.values():
             if column not in names:
                 raise _missing_column_error(source, column, names, None)
+            dtype = schema[column]
+            if dtype.is_nested() or dtype in (pl.Binary, pl.Object):
+                raise DataError(
+                    f"column {column!r} holds {dtype} values; expected single values (text, numbers or dates)",
+                    where=where,
+                )
         try:
             raw = pl.read_parquet(source.path, columns=sorted(set(mapping.values())))
         except Exception as exc:
@@ -205,6 +213,13 @@ def _read_csv(
     for column in mapping.values():
         if column not in names:
             raise _missing_column_error(source, column, names, prepared.original_delimiter)
+        if names.count(column) > 1:
+            places = ", ".join(str(i + 1) for i, name in enumerate(names) if name == column)
+            raise DataError(
+                f"column {column!r} appears {names.count(column)} times in the header (fields {places}); "
+                "rename one in the file, or read it with --no-header --columns",
+                where=str(source.path),
+            )
         index_of[column] = names.index(column)
     wanted = sorted(set(index_of.values()))
     time_column = f"c{index_of[mapping['time']]}"
@@ -224,7 +239,9 @@ def _read_csv(
                 quote_char=src.quote,
                 infer_schema=False,
                 columns=wanted,
-                new_columns=[f"c{i}" for i in wanted],
+                # Names for every field (the unmapped ones too), so that extra, duplicate or empty
+                # header names never matter; only the mapped fields are parsed.
+                new_columns=[f"c{i}" for i in range(len(names))],
                 truncate_ragged_lines=False,
                 raise_if_empty=True,
                 schema_overrides=overrides | time_type,
@@ -235,9 +252,7 @@ def _read_csv(
         except pl.exceptions.PolarsError as exc:
             if attempt + 1 < len(attempts):
                 continue
-            raise DataError(
-                f"cannot be read as CSV ({_first_line(exc)}); check --delimiter and quoting", where=where
-            ) from None
+            raise _csv_error(prepared, src.quote, exc, where) from None
     first_line = 2 if src.header else 1
     frame = raw.select(pl.col(f"c{index_of[col]}").alias(role) for role, col in mapping.items())
     del raw
@@ -290,8 +305,46 @@ def _read_jsonl(source: Source, prepared: PreparedText, mapping: dict[str, str])
     data_lines = np.setdiff1d(all_lines, blanks) if len(blanks) else all_lines
     if len(data_lines) != len(raw):
         data_lines = np.arange(1, len(raw) + 1)
+    data_lines = data_lines[: len(raw)]
     frame = raw.select(pl.col(col).alias(role) for role, col in mapping.items())
-    return _Loaded(source, frame, prepared, len(prepared.blank_lines), 1, data_lines[: len(raw)])
+    nested = _nested_rows(prepared.path, frame, mapping, data_lines)
+    if nested is not None:
+        frame = frame.with_columns(__nested=nested)
+    return _Loaded(source, frame, prepared, len(prepared.blank_lines), 1, data_lines)
+
+
+def _nested_rows(path: Path, frame: pl.DataFrame, mapping: dict[str, str], lines: np.ndarray) -> pl.Series | None:
+    """Rows whose mapped fields hold a JSON object or list (read as JSON text with a String schema),
+    or None when there are none. Cells that merely look like JSON are checked against their line."""
+    import json
+
+    looks = pl.any_horizontal(
+        pl.col(role).str.strip_chars_start().str.contains(r"^[\[{]").fill_null(False) for role in mapping
+    )
+    candidates = frame.select(looks).to_series().arg_true().to_numpy()
+    if not len(candidates):
+        return None
+    texts = read_lines(path, lines[candidates].tolist(), limit=1 << 30)
+    nested = np.zeros(len(frame), dtype=bool)
+    for row in candidates.tolist():
+        obj = json.loads(texts[int(lines[row])])
+        nested[row] = any(isinstance(obj.get(column), dict | list) for column in mapping.values())
+    return pl.Series(nested) if nested.any() else None
+
+
+def _csv_error(prepared: PreparedText, quote: str | None, exc: BaseException, where: str) -> DataError:
+    """Why polars could not read a checked CSV file, with the line when a quote never closes."""
+    from persotool.data.sources import unclosed_quote
+
+    if quote and prepared.has_quotes:
+        line = unclosed_quote(prepared.path, quote)
+        if line is not None:
+            return DataError(
+                f"a quoted field opens here ({quote}) and is never closed; close the quote, or read "
+                "the file with quoting off (quote = '' in the schema)",
+                where=f"{where}:{line}",
+            )
+    return DataError(f"cannot be read as CSV ({_first_line(exc)}); check the delimiter and quoting", where=where)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -304,14 +357,15 @@ def _with_time(loaded: _Loaded, spec: IngestSpec, types: dict[str, pl.DataType])
     frame = loaded.frame
     try:
         ts, time_reason, fmt = parse_time(frame["time"], spec.columns.time_format, spec.columns.timezone)
-    except ConfigError as exc:
-        raise ConfigError(exc.message, where=str(loaded.source.path)) from None
+    except (ConfigError, DataError) as exc:
+        raise type(exc)(exc.message, where=str(loaded.source.path)) from None
     coded = {
         role: pl.col(role) if frame.schema[role] == types[role] else pl.col(role).cast(pl.String).cast(types[role])
         for role in CODED_ROLES
         if role in frame.columns
     }
-    out = frame.select(**coded, timestamp=ts, __time_reason=time_reason, __raw_time=pl.col("time"))
+    extra = {"__nested": pl.col("__nested")} if "__nested" in frame.columns else {}
+    out = frame.select(**coded, timestamp=ts, __time_reason=time_reason, __raw_time=pl.col("time"), **extra)
     if loaded.prepared is not None:
         loaded.frame = None  # text sources quote rejected lines from the file itself
     return out, fmt
@@ -408,6 +462,9 @@ def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
     vocab: dict[str, pl.Series] = {}
     coded: dict[str, np.ndarray] = {}
     checks: list[np.ndarray | None] = []  # uint8 reason codes per row, in REASONS order
+    if "__nested" in frame.columns:
+        nested = frame["__nested"].fill_null(False).to_numpy()
+        checks.append(np.where(nested, REASONS.index("field_nested") + 1, 0).astype(np.uint8))
     for role in ("user", "item"):
         cleaned = ids(_categories(frame[role]))["id"]
         ordered = _sorted_ids(cleaned.unique().drop_nulls())
@@ -720,7 +777,7 @@ def _attributes(
     token_lists = []
     for column in spec_attr.features:
         values = pl.col(column)
-        listed = values.str.split(spec_attr.separator) if spec_attr.separator else values.cast(pl.List(pl.String))
+        listed = values.str.split(spec_attr.separator) if spec_attr.separator else pl.concat_list(values)
         token_lists.append(
             listed.list.eval(
                 pl.concat_str(pl.lit(f"{column}="), pl.element().str.strip_chars()).filter(

@@ -161,13 +161,75 @@ def _parse_fixed(raw: pl.Series, length: int, fraction: int, separator: str = "T
     return pl.DataFrame({"t": raw}).select(pl.when(ok).then(seconds)).to_series()
 
 
+# Where an epoch value reads as a date in 1971..2099 in exactly one unit: the windows of the four
+# units do not overlap (each spans a factor of 130, the units differ by 1000), so a value inside
+# one of them has an unambiguous unit.
+PLAUSIBLE_EPOCH = (datetime(1971, 1, 1, tzinfo=UTC).timestamp(), datetime(2100, 1, 1, tzinfo=UTC).timestamp())
+EPOCH_UNITS = ("s", "ms", "us", "ns")
+EPOCH_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+MIXED_EPOCH = "epoch (mixed units)"
+
+
+def epoch_units(numbers: pl.Series) -> pl.Series:
+    """Per value, the epoch unit that puts it in 1971..2099 (null when none does)."""
+    lo, hi = PLAUSIBLE_EPOCH
+    x = pl.col("x").abs()
+    unit = pl.lit(None, dtype=pl.String)
+    for name in reversed(EPOCH_UNITS):
+        scale = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[name]
+        unit = pl.when(x.is_between(lo * scale, hi * scale, closed="left")).then(pl.lit(name)).otherwise(unit)
+    return pl.DataFrame({"x": numbers.cast(pl.Float64)}).select(unit).to_series()
+
+
+def _mixed_epochs(raw: pl.Series) -> pl.Series | None:
+    """Microseconds of an epoch column whose values mix units (seconds next to milliseconds, say),
+    each converted by its own magnitude; None when the column has a single unit. Raises DataError
+    when units mix and some values fit none, since no unit can then be trusted."""
+    from persotool.errors import DataError
+
+    numbers = raw if raw.dtype.is_numeric() else raw.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    units = epoch_units(numbers)
+    counts = units.value_counts()
+    if counts.filter(pl.col(units.name).is_not_null()).height < 2:
+        return None
+    by_unit = dict(zip(counts[units.name].to_list(), counts["count"].to_list(), strict=True))
+    unfit = int(((units.is_null()) & numbers.is_not_null()).sum())
+    if unfit:
+        parts = [f"{by_unit[u]:,} in {EPOCH_UNIT_NAMES[u]}" for u in EPOCH_UNITS if u in by_unit]
+        example = numbers.filter(units.is_null() & numbers.is_not_null())[0]
+        raise DataError(
+            f"epoch timestamps mix units ({', '.join(parts)}) and {unfit:,} fit no unit between 1971 and 2100 "
+            f"(e.g. {example:.0f}); convert the column to one unit or pass --time-format"
+        )
+    factor = units.replace_strict(
+        {u: float(EPOCH_US_PER[u]) for u in EPOCH_UNITS}, default=None, return_dtype=pl.Float64
+    )
+    return (numbers * factor).round(0).cast(pl.Int64)
+
+
 def parse_time(raw: pl.Series, time_format: str, timezone: str = "UTC") -> tuple[pl.Series, pl.Series, str]:
     """Parse a timestamp column to UTC microseconds.
 
     Returns (timestamps, reasons, resolved format). A reason is `timestamp_missing`,
     `timestamp_unparseable` or `timestamp_out_of_range` (outside 1900-01-01 .. 2200-01-01), else null.
+    With `auto`, an epoch column whose values mix units is read value by value (format
+    `MIXED_EPOCH`) when every value fits one unit, and refused otherwise.
     """
+    if raw.dtype.is_nested() or raw.dtype in (pl.Binary, pl.Object):
+        from persotool.errors import DataError
+
+        raise DataError(f"the time column holds {raw.dtype} values; expected epoch numbers, dates or text")
     fmt = resolve_time_format(raw, time_format)
+    if time_format == "auto" and fmt in EPOCH_US_PER:
+        micros = _mixed_epochs(raw)
+        if micros is not None:
+            ts, reason = _parse_epoch_integers(micros, 1)
+            if raw.dtype == pl.String:  # text that is not a number was not a missing value
+                text = raw.str.strip_chars()
+                unparseable = micros.is_null() & text.is_not_null() & (text != "")
+                reason = pl.select(pl.when(unparseable).then(pl.lit("timestamp_unparseable")).otherwise(reason))
+                reason = reason.to_series()
+            return ts, reason, MIXED_EPOCH
     if fmt in EPOCH_US_PER and EPOCH_US_PER[fmt] >= 1:
         fast = _parse_epoch_integers(raw, EPOCH_US_PER[fmt])
         if fast is not None:

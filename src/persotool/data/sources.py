@@ -91,9 +91,28 @@ def discover(specs: list[str]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise DataError("no such file or directory", where=spec)
+            raise DataError(_not_a_file(path), where=spec)
     unique = list(dict.fromkeys(found))
     return unique
+
+
+def _not_a_file(path: Path) -> str:
+    """Why a path that is neither a regular file nor a directory cannot be read, in words."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            return "is a symbolic link loop (the links point at each other); expected a log file"
+        if path.is_symlink():
+            return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+        if exc.errno == 13:  # EACCES
+            return "cannot be read (permission denied)"
+        return "no such file or directory"
+    kinds = {stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"is {kind}, not a regular file; save the log to a file first"
 
 
 def _declared(path: Path) -> tuple[str | None, str | None]:
@@ -240,6 +259,8 @@ def inspect_head(
         head = handle.read(1 << 16)
     if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return None
+    if _cr_only(head) or (source.format == "jsonl" and head.startswith(codecs.BOM_UTF8)):
+        return None  # needs a normalised copy: old Mac line ends, or a BOM the JSON reader refuses
     first_line = head.removeprefix(codecs.BOM_UTF8).split(b"\n", 1)[0].rstrip(b"\r")
     header_names = None
     if source.format == "csv":
@@ -260,6 +281,11 @@ def inspect_head(
         lines=0,
         expected_fields=expected,
     )
+
+
+def _cr_only(head: bytes) -> bool:
+    """Old Mac line ends: carriage returns and no line feed in the first block."""
+    return b"\r" in head and b"\n" not in head
 
 
 def _count_byte(chunk: bytes, needle: bytes) -> int:
@@ -369,6 +395,8 @@ def prepare_text(
         nonlocal lines_before, has_quotes
         if first:
             first = False
+            # A copy is needed when polars cannot read the file as it is.
+            needs_copy = cr_only or source.compression is not None or block.startswith(codecs.BOM_UTF8)
             if block.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
                 raise DataError(
                     "is UTF-32 text (byte-order mark); expected UTF-8 (convert with: iconv -f UTF-32 -t UTF-8)",
@@ -388,14 +416,14 @@ def prepare_text(
                 text = first_line.decode("utf-8", errors="replace")
                 if delimiter is None:
                     delimiter = sniff_delimiter(text)
-                if len(delimiter) > 1 or source.compression:
+                if len(delimiter) > 1 or needs_copy:
                     out_path = workdir / f"{len(list(workdir.iterdir()))}-{source.path.name}.txt"
                     out_handle = open(out_path, "wb")  # noqa: SIM115 - closed below
                 sep_byte = SUBSTITUTE if len(delimiter) > 1 else delimiter.encode()
                 if header:
                     header_names = _split_header(text, delimiter, quote)
                     expected_fields = len(header_names)
-            elif source.compression:
+            elif needs_copy:
                 out_path = workdir / f"{len(list(workdir.iterdir()))}-{source.path.name}.jsonl"
                 out_handle = open(out_path, "wb")  # noqa: SIM115
         nul = block.find(b"\x00")
@@ -450,8 +478,13 @@ def prepare_text(
             if final and block and block[-1:] != b"\n":
                 out_handle.write(b"\n")
 
+    cr_only = False
     try:
-        for chunk in _raw_blocks(source, digest):
+        for number, chunk in enumerate(_raw_blocks(source, digest)):
+            if number == 0:
+                cr_only = _cr_only(chunk[: 1 << 16])
+            if cr_only:
+                chunk = chunk.replace(b"\r", b"\n")  # old Mac line ends become line feeds
             block = carry + chunk
             cut = block.rfind(b"\n")
             if cut < 0:
@@ -515,6 +548,42 @@ def _scan_lines(
     if len(bad):
         j = int(bad[0])
         raise ragged(lines_before + j + 1, int(fields[j]))
+
+
+def unclosed_quote(path: Path, quote: str) -> int | None:
+    """The line on which a quoted field opens and never closes (it runs to the end of the file),
+    or None. Quoted fields may hold line breaks, so only a quote still open at the end counts."""
+    mark = quote.encode()[0]
+    odd = False  # inside a quoted field at the start of the next line
+    opened = None
+    lines_before = 0
+    with open(path, "rb") as handle:
+        carry = b""
+        while True:
+            chunk = handle.read(CHUNK)
+            block = carry + chunk
+            if chunk:
+                cut = block.rfind(b"\n")
+                carry, block = (block, b"") if cut < 0 else (block[cut + 1 :], block[: cut + 1])
+            else:
+                carry = b""
+            if block:
+                arr = np.frombuffer(block, dtype=np.uint8)
+                ends = np.flatnonzero(arr == 10)
+                if not chunk and (not len(ends) or ends[-1] != len(block) - 1):
+                    ends = np.append(ends, len(block))
+                quotes = np.flatnonzero(arr == mark)
+                per_line = np.diff(np.searchsorted(quotes, ends, side="left"), prepend=0)
+                after = (np.cumsum(per_line) + odd) % 2 == 1  # inside a quote after each line
+                before = np.concatenate(([odd], after[:-1]))
+                opens = np.flatnonzero(after & ~before)
+                if len(opens):
+                    opened = lines_before + int(opens[-1]) + 1
+                odd = bool(after[-1]) if len(after) else odd
+                lines_before += len(ends)
+            if not chunk:
+                break
+    return opened if odd else None
 
 
 def read_lines(path: Path, line_numbers: list[int], limit: int = 1000) -> dict[int, str]:
