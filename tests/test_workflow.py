@@ -89,7 +89,7 @@ def test_train_evaluate_and_track(split_dir: Path, tmp_path: Path, scratch_cwd: 
     per_user = pl.read_parquet(tmp_path / "ev" / "per_user.parquet")
     assert per_user["ndcg@10"].mean() == pytest.approx(flat["ndcg@10"])
     segments = pl.read_parquet(tmp_path / "ev" / "segments.parquet")
-    assert set(segments.columns) == {"segment", "metric", "users", "mean", "ci_low", "ci_high"}
+    assert set(segments.columns) == {"segment", "metric", "users", "mean", "ci_low", "ci_high", "note"}
     row = segments.filter(pl.col("metric") == "ndcg@10").row(0, named=True)
     assert row["ci_low"] <= row["mean"] <= row["ci_high"]
 

@@ -31,6 +31,12 @@ class PersotoolError(Exception):
         return f"{self.where}: {self.message}" if self.where else self.message
 
 
+class UsageError(PersotoolError):
+    """The command line asks for something that cannot mean anything (a typo in a metric name...)."""
+
+    exit_code = EXIT_USAGE
+
+
 class ConfigError(PersotoolError):
     """A config file, preset or option is invalid or inconsistent."""
 

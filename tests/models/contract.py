@@ -83,6 +83,46 @@ class RecommenderContract:
         with pytest.raises(ModelError, match="format 999"):
             load(tmp_path / "m")
 
+    def test_load_refuses_tampered_arrays(self, fitted: Recommender, tmp_path) -> None:
+        fitted.save(tmp_path / "m")
+        npz = tmp_path / "m" / "arrays.npz"
+        with np.load(npz, allow_pickle=False) as stored:
+            arrays = dict(stored)
+
+        def rewrite(**changed) -> None:
+            np.savez(npz, **(arrays | changed))
+
+        poisoned = arrays["popularity_"].copy()
+        poisoned[0] = np.nan
+        rewrite(popularity_=poisoned)
+        with pytest.raises(ModelError, match="popularity_ holds NaN or inf"):
+            load(tmp_path / "m")
+        rewrite(popularity_=arrays["popularity_"][:-1])
+        with pytest.raises(ModelError, match=r"popularity_ is <f4 \[29\] in arrays.npz, but model.json declares"):
+            load(tmp_path / "m")
+        rewrite(extra=np.zeros(3))
+        with pytest.raises(ModelError, match=r"does not hold the arrays model\.json declares"):
+            load(tmp_path / "m")
+        # A member whose .npy header asks for 400 GB while the file holds a few bytes: refused from
+        # the header, before numpy allocates anything.
+        meta = json.loads((tmp_path / "m" / "model.json").read_text())
+        meta["arrays"]["popularity_"] = {"dtype": "<f4", "shape": [100_000_000_000]}
+        (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+        forged = np.lib.format.header_data_from_array_1_0(arrays["popularity_"]) | {"shape": (100_000_000_000,)}
+        import io
+        import zipfile
+
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, forged)
+        with zipfile.ZipFile(npz, "w") as archive:
+            for name, value in arrays.items():
+                body = io.BytesIO()
+                np.lib.format.write_array(body, value)
+                data = header.getvalue() + b"\0" * 64 if name == "popularity_" else body.getvalue()
+                archive.writestr(f"{name}.npy", data)
+        with pytest.raises(ModelError, match=r"claims more data than arrays\.npz holds"):
+            load(tmp_path / "m")
+
     def test_unknown_and_cold_users_get_a_ranking(self, fitted: Recommender) -> None:
         train, _ = checkerboard()
         cold = train.tolil()

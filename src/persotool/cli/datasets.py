@@ -46,7 +46,7 @@ def synth_command(
     dirty: Annotated[float | None, typer.Option("--dirty", help="Share of extra broken or duplicate rows.")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="csv, jsonl or parquet.")] = None,
     compression: Annotated[str | None, typer.Option("--compression", help="none, gzip or zstd.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Root seed (default 0).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**32 - 1, help="Root seed (default 0).")] = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
     no_track: NoTrackOpt = False,

@@ -17,6 +17,9 @@ EXAMPLES = """
   persotool evaluate --recommendations recs.csv --truth test.csv --k 5,10 --json
 """
 DEFAULT_METRICS = "precision,recall,ndcg,map,mrr,hit_rate,auc"
+LIST_METRICS = "precision,recall,ndcg,map,mrr,hit_rate"  # what ranked lists support (no scores: no AUC)
+BEYOND = ("coverage", "gini", "novelty", "popularity", "personalization", "diversity")
+COUNTS = ("users_evaluated", "users_without_relevant")
 
 
 def _metric_names(ks: str, metrics: str) -> list[str]:
@@ -39,18 +42,28 @@ def _metric_names(ks: str, metrics: str) -> list[str]:
     return names
 
 
-def _gates(specs: list[str] | None) -> list[tuple[str, float]]:
-    from persotool.errors import ConfigError
+def _gates(specs: list[str] | None, names: list[str]) -> list[tuple[str, float]]:
+    """`--min METRIC=FLOOR` pairs; a metric this evaluation does not compute is a usage error,
+    found before any work (a typo must not pass for a failed gate)."""
+    import math
 
+    from persotool.errors import UsageError
+
+    widest = max([int(n.split("@")[1]) for n in names if "@" in n] or [10])
+    known = [*names, *(f"{b}@{widest}" for b in BEYOND), *COUNTS]
     gates = []
     for spec in specs or []:
         name, sep, value = spec.partition("=")
         try:
-            gates.append((name.strip(), float(value)))
+            floor = float(value)
         except ValueError:
-            raise ConfigError(f"--min {spec!r}: expected METRIC=FLOOR, e.g. ndcg@10=0.05") from None
-        if not sep:
-            raise ConfigError(f"--min {spec!r}: expected METRIC=FLOOR, e.g. ndcg@10=0.05")
+            floor = math.nan
+        if not sep or not name.strip() or not math.isfinite(floor):
+            raise UsageError(f"--min {spec!r}: expected METRIC=FLOOR, e.g. ndcg@10=0.05")
+        name = name.strip().lower()
+        if name not in known:
+            raise UsageError(f"--min {spec!r}: this evaluation computes no {name!r}; it computes {', '.join(known)}")
+        gates.append((name, floor))
     return gates
 
 
@@ -75,9 +88,18 @@ def evaluate_command(
         Path | None, typer.Option("--split", help="Split to evaluate on (default: the model's).")
     ] = None,
     ks: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "10",
-    metrics: Annotated[str, typer.Option("--metrics", help="Metric names; @k added from --k.")] = DEFAULT_METRICS,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", help=f"Metric names; @k added from --k. Default: {DEFAULT_METRICS} (lists: no auc)."),
+    ] = None,
     on: Annotated[str, typer.Option("--on", help="test or valid.")] = "test",
     segment_by: Annotated[str, typer.Option("--segment-by", help="activity or a users column.")] = "activity",
+    min_segment_users: Annotated[
+        int,
+        typer.Option(
+            "--min-segment-users", min=1, help="Smaller segments are pooled into 'other'; intervals need this many."
+        ),
+    ] = 20,
     recommendations: Annotated[
         Path | None,
         typer.Option("--recommendations", help="Another system's lists: user_id,item_id,rank (CSV/Parquet)."),
@@ -89,7 +111,9 @@ def evaluate_command(
     gates: Annotated[
         list[str] | None, typer.Option("--min", help="METRIC=FLOOR; exit 1 when below. Repeatable.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and sampled measures.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed of the bootstrap and sampled measures.")
+    ] = 0,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
     no_track: NoTrackOpt = False,
@@ -99,17 +123,18 @@ def evaluate_command(
     from persotool.errors import EXIT_GATE, ConfigError
     from persotool.tracking import preflight
 
-    names = _metric_names(ks, metrics)
-    floors = _gates(gates)
+    external = recommendations is not None or truth is not None
+    names = _metric_names(ks, metrics or (LIST_METRICS if external else DEFAULT_METRICS))
+    floors = _gates(gates, names)
     tracking = preflight(not no_track, experiment)
-    if recommendations is not None or truth is not None:
+    if external:
         if recommendations is None or truth is None or model_dir is not None:
             raise ConfigError("--recommendations and --truth go together, without a model directory")
         result, per_segment, context = _external(recommendations, truth, names)
     else:
         if model_dir is None:
             raise ConfigError("give a model directory, or --recommendations and --truth")
-        result, per_segment, context = _model(model_dir, split_dir, names, on, segment_by, seed)
+        result, per_segment, context = _model(model_dir, split_dir, names, on, segment_by, seed, min_segment_users)
     flat = {
         **result.summary,
         **result.beyond,
@@ -132,7 +157,9 @@ def evaluate_command(
         raise typer.Exit(EXIT_GATE)
 
 
-def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, segment_by: str, seed: int):
+def _model(
+    model_dir: Path, split_dir: Path | None, names: list[str], on: str, segment_by: str, seed: int, min_users: int
+):
     from persotool.data.artifacts import read_artifact
     from persotool.data.splits import Split
     from persotool.errors import ConfigError
@@ -144,13 +171,14 @@ def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, s
     manifest = read_artifact(model_dir, "model")
     model = load(model_dir)
     split = Split(split_dir or Path(manifest["split"]["path"]))
+    check_lineage(manifest, split, model_dir)
     truth = split.test if on == "test" else split.valid
     if truth is None or on not in ("test", "valid"):
         raise ConfigError(f"--on {on!r}: the split has no such part (test, or valid when split with --valid)")
     vectors, _ = feature_matrix(split.dataset_path, "item", split.n_items)
     result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=seed)
     labels = segments.labels_for(segment_by, split.train, split.dataset_path)
-    per_segment = segments.segment_table(result.per_user, labels, list(result.summary), seed=seed)
+    per_segment = segments.segment_table(result.per_user, labels, list(result.summary), seed=seed, min_users=min_users)
     context = {
         "model": manifest["model"],
         "model_dir": str(model_dir),
@@ -161,6 +189,26 @@ def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, s
         "dataset_digest": split.manifest["dataset"]["digest"],
     }
     return result, per_segment, context
+
+
+def check_lineage(manifest: dict, split, model_dir: Path) -> None:
+    """A model meets only data of the dataset it was trained on: its user and item indices mean
+    nothing elsewhere (another dataset of the same shape would give plausible, wrong metrics)."""
+    from persotool.errors import DataError
+
+    trained_on, offered = manifest["dataset"]["digest"], split.manifest["dataset"]["digest"]
+    if trained_on != offered:
+        raise DataError(
+            f"was trained on dataset {trained_on} ({manifest['dataset'].get('name')}), but split {split.path} is of "
+            f"dataset {offered} ({split.manifest['dataset'].get('name')}); evaluate it on a split of its own dataset",
+            where=str(model_dir),
+        )
+    if manifest["split"]["digest"] != split.manifest["split_digest"]:
+        typer.echo(
+            f"persotool: note: {model_dir} was trained on split {manifest['split']['digest']}, not on "
+            f"{split.path}; test interactions of this split may be in the model's training data",
+            err=True,
+        )
 
 
 def _external(recs_path: Path, truth_path: Path, names: list[str]):
@@ -256,7 +304,7 @@ def _render(flat: dict, per_segment, context: dict) -> None:
                 f"{row['users']:,}",
                 row["metric"],
                 f"{row['mean']:.4f}",
-                f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]",
+                f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]" if row["ci_low"] is not None else "n/a (too few users)",
             )
         c.print(seg)
 

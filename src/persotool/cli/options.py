@@ -20,7 +20,10 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory (cre
 
 
 def print_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    from persotool.data.artifacts import finite_json
+
+    text = json.dumps(finite_json(payload), indent=2, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
 def console():

@@ -49,7 +49,16 @@ def split_command(
     keep_repeats: Annotated[
         bool, typer.Option("--keep-repeats", help="Keep test pairs already seen in training.")
     ] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the random strategies (default 0).")] = None,
+    test_users: Annotated[
+        str | None,
+        typer.Option(
+            "--test-users",
+            help="all (default), or seen: keep only held-out users with training history (no cold-start users).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, max=2**32 - 1, help="Seed for the random strategies (default 0).")
+    ] = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
     no_track: NoTrackOpt = False,
@@ -72,6 +81,7 @@ def split_command(
         "min_item_interactions": min_item,
         "relevance_threshold": relevance_threshold,
         "keep_repeats": keep_repeats or None,
+        "test_users": test_users,
         "seed": seed,
     }
     from persotool.data.splits import SplitConfig, split
@@ -106,6 +116,13 @@ def split_command(
                     "context": "split",
                 },
             ),
+        )
+    cold, users = manifest["counts"]["test_users_without_history"], manifest["counts"]["test_users"]
+    if cfg.test_users == "all" and cold and cold * 10 >= users:
+        typer.echo(
+            f"persotool: note: {cold:,} of {users:,} test users ({cold / users:.0%}) have no training history; "
+            "models can only rank popular items for them. --test-users seen keeps users with history only.",
+            err=True,
         )
     result = {
         "output": str(out),

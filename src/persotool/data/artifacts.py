@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -85,9 +86,30 @@ def atomic_directory(out: Path, *, force: bool = False) -> Iterator[Path]:
         raise
 
 
+def finite_json(payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` with every NaN or infinite number replaced by null (JSON has no NaN), and a
+    `null_because` entry that says which values were not finite and what they were."""
+    reasons: dict[str, str] = {}
+
+    def clean(value: Any, path: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            reasons[path] = f"not a finite number ({value}): undefined for this input"
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean(payload, "")
+    if reasons:
+        cleaned["null_because"] = reasons
+    return cleaned
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.write_text(json.dumps(finite_json(payload), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
     tmp.replace(path)
 
 

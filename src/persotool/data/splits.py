@@ -39,7 +39,10 @@ class SplitConfig(Strict):
     min_item_interactions: int = Field(0, ge=0, description="k-core: items need at least this many")
     relevance_threshold: float | None = Field(None, description="test values below it are not relevant")
     keep_repeats: bool = Field(False, description="keep test pairs the user already had in training")
-    seed: int = 0
+    test_users: Literal["all", "seen"] = Field(
+        "all", description="seen: keep only held-out users with training history (no cold-start users)"
+    )
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
 
 
 def _cutoff(text: str, tmin: datetime, tmax: datetime, what: str) -> datetime:
@@ -130,6 +133,11 @@ def _held_out_table(held: pl.DataFrame, train: pl.DataFrame, cfg: SplitConfig) -
     counts = {"repeats": len(repeats)}
     if not cfg.keep_repeats:
         pairs = pairs.join(repeats.select("user_idx", "item_idx"), on=["user_idx", "item_idx"], how="anti")
+    users = pairs["user_idx"].unique()
+    cold = users.filter(~users.is_in(train["user_idx"].unique().implode()))
+    counts["users_without_history"] = len(cold)
+    if cfg.test_users == "seen" and len(cold):
+        pairs = pairs.filter(~pl.col("user_idx").is_in(cold.implode()))
     counts["pairs"] = len(pairs)
     counts["relevant_pairs"] = int(pairs["relevant"].sum())
     return pairs, counts
@@ -173,6 +181,12 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
             f"the {part} part is empty with strategy {cfg.strategy}; check --cutoff or fractions", where=str(dataset)
         )
     test, test_counts = _held_out_table(test_rows, train, cfg)
+    if cfg.test_users == "seen" and test.is_empty():
+        raise DataError(
+            f"no test user has training history with strategy {cfg.strategy} (--test-users seen left none); "
+            "move the cutoff later or use --strategy leave-last",
+            where=str(dataset),
+        )
     leakage = {"test": _leakage(test_rows, train, test)}
     counts: dict[str, Any] = {
         "interactions_in": rows_in,
@@ -186,6 +200,7 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
         "test_relevant_pairs": test_counts["relevant_pairs"],
         "test_users": test["user_idx"].n_unique(),
         "test_repeats": test_counts["repeats"],
+        "test_users_without_history": test_counts["users_without_history"],
     }
     valid = None
     if valid_rows is not None:

@@ -51,7 +51,7 @@ class SynthConfig(Strict):
     compression: Literal["none", "gzip", "zstd"] = "none"
     time_encoding: Literal["iso", "ms"] = "iso"
     start: str = "2024-01-01"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
 
 
 def _power_bias(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:

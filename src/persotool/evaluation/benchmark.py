@@ -46,7 +46,7 @@ class BenchmarkConfig(Strict):
     on: Literal["test", "valid"] = "test"
     valid_k: int = Field(10, ge=1, description="cut-off of the validation NDCG used for early stopping")
     use_features: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
     models: dict[str, ModelEntry]
 
     @field_validator("k")

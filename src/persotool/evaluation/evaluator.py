@@ -120,8 +120,10 @@ def evaluate(
     }
     result = Evaluation(per_user, summary, len(users), without, recs)
     if popularity is not None:
+        # Popularity counts training users: novelty's shares are out of the users with training history.
+        train_users = int(np.count_nonzero(np.diff(seen.indptr)))
         result.beyond = beyond.summary(
-            recs, popularity=popularity, n_items=n_items, item_vectors=item_vectors, seed=seed
+            recs, popularity=popularity, n_items=n_items, item_vectors=item_vectors, seed=seed, n_users=train_users
         )
     return result
 

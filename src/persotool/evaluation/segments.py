@@ -11,6 +11,8 @@ from persotool.errors import ConfigError
 
 ACTIVITY_BUCKETS = ((1, 5), (6, 20), (21, 100), (101, 500), (501, None))
 BOOTSTRAP = 1000
+MIN_SEGMENT_USERS = 20  # below it a bootstrap interval of a mean says nothing (one user: zero width)
+OTHER = "other"
 SEGMENT_SCHEMA = {
     "segment": pl.String,
     "metric": pl.String,
@@ -18,6 +20,7 @@ SEGMENT_SCHEMA = {
     "mean": pl.Float64,
     "ci_low": pl.Float64,
     "ci_high": pl.Float64,
+    "note": pl.String,
 }
 
 
@@ -49,12 +52,33 @@ def activity_labels(train_counts: pl.DataFrame) -> pl.DataFrame:
     return train_counts.select("user_idx", segment=expr)
 
 
-def segment_table(per_user: pl.DataFrame, labels: pl.DataFrame, metrics: list[str], *, seed: int = 0) -> pl.DataFrame:
-    """One row per (segment, metric): users, mean, ci_low, ci_high."""
+def segment_table(
+    per_user: pl.DataFrame,
+    labels: pl.DataFrame,
+    metrics: list[str],
+    *,
+    seed: int = 0,
+    min_users: int = MIN_SEGMENT_USERS,
+) -> pl.DataFrame:
+    """One row per (segment, metric): users, mean, ci_low, ci_high, note. Segments of fewer than
+    `min_users` users are pooled into one `other` segment (the note names how many); a segment
+    still smaller than that gets its mean but no interval (null), and a note saying why."""
+    if min_users < 1:
+        raise ConfigError(f"the minimum segment size must be at least 1, got {min_users}")
     joined = per_user.join(labels, on="user_idx", how="left").with_columns(pl.col("segment").fill_null("0 (cold)"))
+    sizes = joined.group_by("segment").len()
+    small = sizes.filter(pl.col("len") < min_users)["segment"]
+    notes: dict[str, str] = {}
+    if len(small) > 1:
+        joined = joined.with_columns(
+            segment=pl.when(pl.col("segment").is_in(small.implode())).then(pl.lit(OTHER)).otherwise(pl.col("segment"))
+        )
+        notes[OTHER] = f"{len(small)} segments of fewer than {min_users} users each, pooled"
     rows = []
 
     def order(label: str) -> tuple[float, str]:
+        if label == OTHER:
+            return (float("inf"), "\uffff")  # the pooled small segments come last
         head = label.split("-")[0].split("+")[0].split(" ")[0]
         return (float(head), label) if head.isdigit() else (float("inf"), label)
 
@@ -62,7 +86,12 @@ def segment_table(per_user: pl.DataFrame, labels: pl.DataFrame, metrics: list[st
         part = joined.filter(pl.col("segment") == segment)
         for metric in metrics:
             values = part[metric].to_numpy().astype(np.float64)
-            low, high = bootstrap_ci(values, seed=seed)
+            note = notes.get(segment)
+            if len(part) < min_users:
+                low = high = None
+                note = f"{len(part)} users, fewer than {min_users}: no interval" + (f"; {note}" if note else "")
+            else:
+                low, high = bootstrap_ci(values, seed=seed)
             rows.append(
                 {
                     "segment": segment,
@@ -71,6 +100,7 @@ def segment_table(per_user: pl.DataFrame, labels: pl.DataFrame, metrics: list[st
                     "mean": float(np.nanmean(values)) if len(values) else float("nan"),
                     "ci_low": low,
                     "ci_high": high,
+                    "note": note,
                 }
             )
     return pl.DataFrame(rows, schema=SEGMENT_SCHEMA)

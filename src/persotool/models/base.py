@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from persotool import __version__
 from persotool.errors import ModelError
+from persotool.models.hyperparameters import Hyperparameters
 
 FORMAT_VERSION = 1
 BATCH_USERS = 1024
@@ -63,6 +64,7 @@ class Recommender:
 
     name: ClassVar[str] = "base"
     array_names: ClassVar[tuple[str, ...]] = ()
+    params_model: ClassVar[type[Hyperparameters]] = Hyperparameters
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -94,6 +96,12 @@ class Recommender:
         self._fit(
             train, item_features=item_features, user_features=user_features, valid=valid, on_epoch=on_epoch, frame=frame
         )
+        bad = [name for name in self.array_names if not _finite(getattr(self, name, None))]
+        if bad:
+            raise ModelError(
+                f"{self.name} training produced non-finite values (NaN or inf) in {bad[0]}: it diverged; "
+                "lower the learning rate or raise the regularisation"
+            )
         return self
 
     def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
@@ -159,6 +167,7 @@ class Recommender:
                     f"{name}__indptr": csr.indptr,
                     f"{name}__shape": np.array(csr.shape),
                 }
+        arrays = {name: np.asarray(value) for name, value in arrays.items()}
         np.savez(path / "arrays.npz", **arrays)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -167,12 +176,37 @@ class Recommender:
             "params": self.params(),
             "n_users": self.n_users_,
             "n_items": self.n_items_,
+            # What `load` accepts, member by member, before it allocates anything.
+            "arrays": {name: {"dtype": value.dtype.str, "shape": list(value.shape)} for name, value in arrays.items()},
         }
         (path / "model.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
+    def check_loaded(self) -> None:
+        """Raise ModelError when loaded arrays do not fit this model's users and items."""
+        for name, shape in self.expected_shapes().items():
+            actual = getattr(self, name).shape
+            fits = len(actual) == len(shape) and all(
+                want is None or got == want for got, want in zip(actual, shape, strict=True)
+            )
+            if not fits:
+                shown = tuple("any" if s is None else s for s in shape)
+                raise ModelError(f"array {name} has shape {actual}, expected {shown} for this model")
+
+    def expected_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """The shape of each learned array (None: any length), given n_users_ and n_items_."""
+        return {}
+
     @classmethod
     def _restore(cls, params: dict[str, Any]) -> Recommender:
-        return cls(**params)
+        from pydantic import ValidationError
+
+        try:
+            checked = cls.params_model.model_validate(params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            raise ModelError(f"model.json has invalid parameters ({where}: {first['msg']})") from None
+        return cls(**checked.model_dump())
 
 
 def mask_seen(scores: np.ndarray, seen: sp.csr_matrix, users: np.ndarray) -> None:
@@ -184,45 +218,161 @@ def mask_seen(scores: np.ndarray, seen: sp.csr_matrix, users: np.ndarray) -> Non
     scores[row_of, sub.indices] = -np.inf
 
 
+def _finite(value) -> bool:
+    """No NaN or inf in a float array (or a sparse matrix's values); True for anything else."""
+    if sp.issparse(value):
+        value = value.data
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fc":
+        return True
+    return bool(np.isfinite(value).all())
+
+
+def _expected_members(cls: type[Recommender], stored: dict[str, Any]) -> set[str]:
+    """The npz members a model of this class writes: its declared arrays (a sparse one as four)."""
+    names = {"popularity_", "known_users_", "seen_indptr", "seen_indices"}
+    for name in cls.array_names:
+        sparse = {f"{name}__{part}" for part in ("data", "indices", "indptr", "shape")}
+        names |= sparse if sparse <= set(stored) else {name}
+    return names
+
+
+def _read_members(path: Path, declared: dict[str, Any], where: str) -> dict[str, np.ndarray]:
+    """The members of arrays.npz, each checked against its declared dtype and shape from its .npy
+    header (and the header against the member's size) before its data is read: a forged header
+    cannot make numpy allocate more than the file holds."""
+    import zipfile
+
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path / "arrays.npz") as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            if set(members) != set(declared):
+                extra = sorted(set(members) ^ set(declared))
+                raise ModelError(f"arrays.npz does not hold the arrays model.json declares ({extra[0]!r})", where=where)
+            for name, info in members.items():
+                spec = declared[name]
+                with archive.open(info) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    if version not in ((1, 0), (2, 0), (3, 0)):
+                        raise ValueError(f"unknown .npy version {version}")
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else (np.lib.format.read_array_header_2_0)
+                    )
+                    shape, fortran, dtype = read_header(handle)
+                    if dtype.hasobject or dtype.str != spec["dtype"] or list(shape) != list(spec["shape"]):
+                        raise ModelError(
+                            f"array {name} is {dtype.str} {list(shape)} in arrays.npz, but model.json declares "
+                            f"{spec['dtype']} {spec['shape']}",
+                            where=where,
+                        )
+                    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    if size > info.file_size:
+                        raise ModelError(f"array {name} claims more data than arrays.npz holds", where=where)
+                    data = handle.read(size)
+                if len(data) != size:
+                    raise ModelError(f"array {name} is truncated in arrays.npz", where=where)
+                array = np.frombuffer(data, dtype=dtype).copy()
+                arrays[name] = array.reshape(shape, order="F" if fortran else "C")
+    except (OSError, ValueError, zipfile.BadZipFile, KeyError, TypeError) as exc:
+        raise ModelError(f"cannot read arrays.npz ({exc})", where=where) from None
+    return arrays
+
+
+def _verify_files(path: Path, where: str) -> None:
+    """The model's files match the digests its manifest recorded when it was trained."""
+    from persotool.data import artifacts
+
+    manifest_path = path / artifacts.MANIFEST
+    if not manifest_path.is_file():
+        return  # saved by the library alone, with no manifest: nothing recorded to compare
+    try:
+        recorded = json.loads(manifest_path.read_text()).get("files") or {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise ModelError("manifest.json is not valid JSON", where=where) from None
+    for name in ("model.json", "arrays.npz"):
+        if name not in recorded:
+            raise ModelError(f"manifest.json records no digest for {name}", where=where)
+        if not (path / name).is_file() or artifacts.file_sha256(path / name) != recorded[name]:
+            raise ModelError(
+                f"{name} does not match the digest recorded when the model was trained: it was changed or "
+                "damaged; train the model again",
+                where=where,
+            )
+
+
 def load(path: Path) -> Recommender:
-    """Load a model directory written by `Recommender.save` (arrays only, never pickle)."""
+    """Load a model directory written by `Recommender.save` (arrays only, never pickle). The files
+    must match the digests in its manifest, and arrays.npz must hold exactly the arrays model.json
+    declares, with their dtypes and shapes, all finite."""
     from persotool.models.registry import MODELS
 
     path = Path(path)
+    where = str(path)
     meta_path = path / "model.json"
     if not meta_path.is_file():
-        raise ModelError("is not a model directory (no model.json)", where=str(path))
+        raise ModelError("is not a model directory (no model.json)", where=where)
+    _verify_files(path, where)
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"model.json is not valid JSON ({exc})", where=str(path)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model.json is not valid JSON ({exc})", where=where) from None
+    if not isinstance(meta, dict):
+        raise ModelError("model.json is not a JSON object", where=where)
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelError(
             f"was saved in model format {version}; this persotool ({__version__}) reads format "
             f"{FORMAT_VERSION}: train it again",
-            where=str(path),
+            where=where,
         )
     name = meta.get("model")
     if name not in MODELS:
-        raise ModelError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})", where=str(path))
-    model = MODELS[name]._restore(meta["params"])
+        raise ModelError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})", where=where)
+    cls = MODELS[name]
+    n_users, n_items, declared = meta.get("n_users"), meta.get("n_items"), meta.get("arrays")
+    if not all(isinstance(n, int) and n >= 0 for n in (n_users, n_items)) or not isinstance(declared, dict):
+        raise ModelError("model.json lacks n_users, n_items or its array declarations; train it again", where=where)
     try:
-        with np.load(path / "arrays.npz", allow_pickle=False) as npz:
-            arrays = dict(npz)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read arrays.npz ({exc})", where=str(path)) from None
-    model.n_users_, model.n_items_ = meta["n_users"], meta["n_items"]
-    for key in [k for k in arrays if k.endswith("__shape")]:
-        base = key.removesuffix("__shape")
-        arrays[base] = sp.csr_matrix(
-            (arrays.pop(f"{base}__data"), arrays.pop(f"{base}__indices"), arrays.pop(f"{base}__indptr")),
-            shape=tuple(arrays.pop(key)),
+        model = cls._restore(meta.get("params") or {})
+    except ModelError as exc:
+        raise ModelError(exc.message, where=where) from None
+    expected = _expected_members(cls, declared)
+    if set(declared) != expected:
+        odd = sorted(set(declared) ^ expected)[0]
+        raise ModelError(f"model.json declares arrays a {name} model does not have ({odd!r})", where=where)
+    arrays = _read_members(path, declared, where)
+    model.n_users_, model.n_items_ = n_users, n_items
+    shapes = {
+        "popularity_": (n_items,),
+        "known_users_": (n_users,),
+        "seen_indptr": (n_users + 1,),
+    }
+    for key, shape in shapes.items():
+        if arrays[key].shape != shape:
+            raise ModelError(f"array {key} has shape {arrays[key].shape}, expected {shape}", where=where)
+    try:
+        for key in [k for k in arrays if k.endswith("__shape")]:
+            base = key.removesuffix("__shape")
+            arrays[base] = sp.csr_matrix(
+                (arrays.pop(f"{base}__data"), arrays.pop(f"{base}__indices"), arrays.pop(f"{base}__indptr")),
+                shape=tuple(int(n) for n in arrays.pop(key)),
+            )
+        indptr, indices = arrays.pop("seen_indptr"), arrays.pop("seen_indices")
+        model.seen_ = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.bool_), indices, indptr), shape=(model.n_users_, model.n_items_)
         )
-    indptr, indices = arrays.pop("seen_indptr"), arrays.pop("seen_indices")
-    model.seen_ = sp.csr_matrix(
-        (np.ones(len(indices), dtype=np.bool_), indices, indptr), shape=(model.n_users_, model.n_items_)
-    )
-    for name, value in arrays.items():
-        setattr(model, name, value)
+        for value in [model.seen_, *(v for v in arrays.values() if sp.issparse(v))]:
+            value.check_format(full_check=True)
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"arrays.npz holds an inconsistent sparse matrix ({exc})", where=where) from None
+    for key, value in arrays.items():
+        if not _finite(value):
+            raise ModelError(f"array {key} holds NaN or inf values", where=where)
+        setattr(model, key, value)
+    try:
+        model.check_loaded()
+    except ModelError as exc:
+        raise ModelError(exc.message, where=where) from None
     return model

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from persotool.errors import ModelError
 from persotool.models.base import Recommender
+from persotool.models.hyperparameters import ALSParams, BPRParams, LightFMParams
 
 LIGHTFM_LOSSES = ("warp", "bpr", "logistic", "warp-kos")
 
@@ -19,6 +20,14 @@ class _Embeddings(Recommender):
     """score(u, i) = user_factors[u] . item_factors[i] + item_bias[i]."""
 
     array_names: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_", "item_bias_")
+
+    def expected_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        factors = self.user_factors_.shape[1] if getattr(self, "user_factors_", np.zeros((0, 0))).ndim == 2 else None
+        return {
+            "user_factors_": (self.n_users_, factors),
+            "item_factors_": (self.n_items_, factors),
+            "item_bias_": (self.n_items_,),
+        }
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_
@@ -34,6 +43,7 @@ class ALS(_Embeddings):
     1 + alpha * weight. Records the training loss of every iteration."""
 
     name: ClassVar[str] = "als"
+    params_model = ALSParams
 
     def __init__(
         self,
@@ -78,6 +88,7 @@ class BPR(_Embeddings):
     """Bayesian Personalized Ranking (Rendle et al. 2009) through `implicit`."""
 
     name: ClassVar[str] = "bpr"
+    params_model = BPRParams
 
     def __init__(
         self,
@@ -123,6 +134,7 @@ class LightFMModel(_Embeddings):
     but with features are scored through their features (cold-start items)."""
 
     name: ClassVar[str] = "lightfm"
+    params_model = LightFMParams
 
     def __init__(
         self,

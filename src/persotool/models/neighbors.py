@@ -9,6 +9,7 @@ import scipy.sparse as sp
 
 from persotool.errors import ModelError
 from persotool.models.base import Recommender
+from persotool.models.hyperparameters import EASEParams, ItemKNNParams
 
 
 class ItemKNN(Recommender):
@@ -17,7 +18,11 @@ class ItemKNN(Recommender):
     the `neighbors` most similar items j are kept for each item i."""
 
     name: ClassVar[str] = "itemknn"
+    params_model = ItemKNNParams
     array_names: ClassVar[tuple[str, ...]] = ("similarity_", "history_")
+
+    def expected_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        return {"similarity_": (self.n_items_, self.n_items_), "history_": (self.n_users_, self.n_items_)}
 
     def __init__(self, neighbors: int = 100, shrinkage: float = 10.0, binary: bool = True, seed: int = 0) -> None:
         super().__init__(seed)
@@ -74,7 +79,15 @@ class EASE(Recommender):
     their number squared."""
 
     name: ClassVar[str] = "ease"
+    params_model = EASEParams
     array_names: ClassVar[tuple[str, ...]] = ("weights_", "active_", "history_")
+
+    def expected_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        active = len(self.active_)
+        if active and not (self.active_.min() >= 0 and self.active_.max() < self.n_items_):
+            raise ModelError("array active_ holds item indices outside the model's items")
+        return {"weights_": (active, active), "active_": (active,), "history_": (self.n_users_, self.n_items_)}
+
     max_items: ClassVar[int] = 30_000
 
     def __init__(self, l2: float = 500.0, binary: bool = True, seed: int = 0) -> None:

@@ -9,12 +9,14 @@ import polars as pl
 import scipy.sparse as sp
 
 from persotool.models.base import Recommender
+from persotool.models.hyperparameters import PopularParams, RandomParams
 
 
 class RandomModel(Recommender):
     """Uniformly random scores; each user's ranking is a pure function of (seed, user)."""
 
     name: ClassVar[str] = "random"
+    params_model = RandomParams
 
     def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
         self.known_users_ = np.ones(self.n_users_, dtype=bool)  # random needs no history
@@ -34,7 +36,11 @@ class MostPopular(Recommender):
     within the last `window_days` before the end of training (a recent-popularity baseline)."""
 
     name: ClassVar[str] = "popular"
+    params_model = PopularParams
     array_names: ClassVar[tuple[str, ...]] = ("counts_",)
+
+    def expected_shapes(self) -> dict[str, tuple[int | None, ...]]:
+        return {"counts_": (self.n_items_,)}
 
     def __init__(self, window_days: float | None = None, seed: int = 0) -> None:
         super().__init__(seed)

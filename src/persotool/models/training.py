@@ -3,7 +3,6 @@ early stopping, and a model directory (model.json + arrays.npz + manifest.json).
 
 from __future__ import annotations
 
-import inspect
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from persotool.config import validate
 from persotool.data import artifacts
 from persotool.data.splits import Split
 from persotool.errors import ConfigError
@@ -42,14 +42,12 @@ def build(name: str, params: dict[str, Any]) -> Recommender:
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
     cls = MODELS[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    accepted = set(cls.params_model.model_fields)
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ConfigError(f"{name} has no parameter {unknown[0]!r}; its parameters: {', '.join(sorted(accepted))}")
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+    checked = validate(cls.params_model, params, where=f"{name} parameters")
+    return cls(**checked.model_dump())
 
 
 def train(

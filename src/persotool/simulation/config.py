@@ -110,7 +110,7 @@ class AnalysisSpec(Strict):
 
 class SimulationConfig(Strict):
     name: str = Field("experiment", description="experiment name: salts the assignment of users to arms")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
     days: int = Field(30, ge=1, le=3650)
     pre_days: int = Field(14, ge=0, le=365, description="days simulated under the control arm before the test (CUPED)")
     slate_size: int = Field(10, ge=1, le=200)
