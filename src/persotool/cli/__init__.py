@@ -104,5 +104,14 @@ _benchmark.register(app)
 _simulate.register(app)
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM (a CI timeout, `kill`, a scheduler) unwinds like Ctrl-C: temporary output is
+    removed and a run being recorded is marked killed."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     app()

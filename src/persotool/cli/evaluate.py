@@ -126,6 +126,11 @@ def evaluate_command(
     external = recommendations is not None or truth is not None
     names = _metric_names(ks, metrics or (LIST_METRICS if external else DEFAULT_METRICS))
     floors = _gates(gates, names)
+    inputs = [p for p in (model_dir, split_dir, recommendations, truth) if p is not None]
+    if out is not None:
+        from persotool.data.artifacts import check_output
+
+        check_output(out, force=force, inputs=inputs)
     tracking = preflight(not no_track, experiment)
     if external:
         if recommendations is None or truth is None or model_dir is not None:
@@ -144,7 +149,7 @@ def evaluate_command(
     failed = [(name, floor, flat.get(name)) for name, floor in floors if name not in flat or not flat[name] >= floor]
     tables = {"per_user": result.per_user, "segments": per_segment}
     if out is not None:
-        _write(out, tables, flat, context, force)
+        _write(out, tables, flat, context, force, inputs)
     run_id = _track(tracking, flat, tables, context) if tracking.enabled else None
     if as_json:
         print_json({**flat, "mlflow_run_id": run_id})
@@ -248,10 +253,10 @@ def _external(recs_path: Path, truth_path: Path, names: list[str]):
     return result, per_segment, context
 
 
-def _write(out: Path, tables: dict, flat: dict, context: dict, force: bool) -> None:
+def _write(out: Path, tables: dict, flat: dict, context: dict, force: bool, inputs: list[Path]) -> None:
     from persotool.data import artifacts
 
-    with artifacts.atomic_directory(out, force=force) as tmp:
+    with artifacts.atomic_directory(out, force=force, inputs=inputs) as tmp:
         for name, table in tables.items():
             table.write_parquet(tmp / f"{name}.parquet")
         tables["segments"].write_csv(tmp / "segments.csv")

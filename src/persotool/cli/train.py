@@ -72,9 +72,11 @@ def train_command(
 
     tracking = preflight(not no_track, experiment)
     name, params = model_config(config, model, sets)
+    from persotool.data.artifacts import check_output
     from persotool.data.splits import Split
     from persotool.models import training
 
+    check_output(out, force=force, inputs=[split_dir])
     split = Split(split_dir)
     history: dict[str, list[float]] = {}
 

@@ -11,8 +11,8 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,36 +54,108 @@ def directory_digest(files: dict[str, str]) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
+def check_output(out: Path, *, force: bool = False, inputs: tuple[Path, ...] | list[Path] = ()) -> None:
+    """Refuse, before any work, an output that cannot be written safely: one that exists (unless
+    `force`), the current directory or one above it, an input, a directory holding an input, or a
+    directory inside an input directory."""
+    out = Path(out)
+    where = str(out)
+    resolved = out.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise OutputError("is the current directory or one above it; name a new directory for the output", where=where)
+    for source in inputs:
+        path = Path(source).resolve()
+        if path == resolved or resolved in path.parents:
+            raise OutputError(f"would replace the input {source}; write the output somewhere else", where=where)
+        if path.is_dir() and path in resolved.parents:
+            raise OutputError(f"is inside the input directory {source}; write the output somewhere else", where=where)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError("exists and is not a directory", where=where)
+    if out.exists() and not force:
+        raise OutputError("already exists (use --force to replace it)", where=where)
+
+
 @contextlib.contextmanager
-def atomic_directory(out: Path, *, force: bool = False) -> Iterator[Path]:
+def _output_lock(parent: Path, name: str, where: str) -> Iterator[None]:
+    """An exclusive lock on writing `parent/name`, held in a lock file beside it (removed after):
+    a second command writing the same output at the same time fails at once instead of racing."""
+    import fcntl
+
+    path = parent / f".{name}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(
+                "another persotool command is writing this output right now; wait for it or choose another output",
+                where=where,
+            ) from None
+        # The previous holder may have removed the file between our open and our lock.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _remove_stale(parent: Path, name: str) -> None:
+    """Temporary directories of earlier runs that were killed before they could clean up. Only
+    called under the output's lock, so no live command is using them."""
+    import glob
+
+    for pattern in (f".{glob.escape(name)}.tmp-*", f".{glob.escape(name)}.old-*"):
+        for path in parent.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(out: Path, *, force: bool = False, inputs: tuple[Path, ...] | list[Path] = ()) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `out`; rename it to `out` only if the block succeeds.
 
-    Nothing is ever left at `out` half-written: on error the temporary directory is removed. With
-    `force`, an existing `out` is replaced only after the new one is complete.
+    Nothing is ever left at `out` half-written: on error or interruption the temporary directory is
+    removed, and one killed outright is removed by the next run writing the same output. Writers
+    of one output exclude each other (a lock file beside it); an output that appears while the
+    work runs is replaced only with `force`. The directory's permissions follow the umask.
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise OutputError("already exists (use --force to replace it)", where=str(out))
-    if out.exists() and not out.is_dir():
-        raise OutputError("exists and is not a directory", where=str(out))
+    check_output(out, force=force, inputs=inputs)
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     except OSError as exc:
         raise OutputError(f"cannot create the output directory ({exc.strerror})", where=str(out)) from None
-    try:
-        yield tmp
-        if out.exists():
-            old = parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with _output_lock(parent, out.name, str(out)):
+        _remove_stale(parent, out.name)
+        tmp = parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir()  # mode 0o777 less the umask, as for any directory the user makes
+        except OSError as exc:
+            raise OutputError(f"cannot create the output directory ({exc.strerror})", where=str(out)) from None
+        try:
+            yield tmp
+            if out.exists() and not force:
+                raise OutputError("was created by another command while this one worked; not replaced", where=str(out))
+            if out.exists():
+                old = parent / f".{out.name}.old-{os.getpid()}"
+                out.rename(old)
+                tmp.rename(out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def finite_json(payload: dict[str, Any]) -> dict[str, Any]:

@@ -817,7 +817,9 @@ def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, car
     paths = discover(sources)
     pseudonymize = _pseudonymizer(spec) if spec.pseudonymize else None
     loaded: list[_Loaded] = []
-    with artifacts.atomic_directory(out, force=force) as tmp, _byte_checks_first(loaded):
+    inputs = [*paths, *(Path(s) for s in sources if Path(s).is_dir())]
+    inputs += [Path(table.path) for table in (spec.items, spec.users) if table is not None]
+    with artifacts.atomic_directory(out, force=force, inputs=inputs) as tmp, _byte_checks_first(loaded):
         work = tmp / ".work"
         work.mkdir()
         files = [identify(p, spec.source.format) for p in paths]

@@ -161,6 +161,7 @@ def _leakage(held_rows: pl.DataFrame, train: pl.DataFrame, pairs: pl.DataFrame) 
 def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) -> dict[str, Any]:
     """Split a dataset directory into `out` (train/valid/test Parquet + manifest)."""
     started = time.perf_counter()
+    artifacts.check_output(out, force=force, inputs=[dataset])
     source = artifacts.read_artifact(dataset, "dataset")
     frame = pl.read_parquet(dataset / "interactions.parquet", columns=TRAIN_COLUMNS)
     rows_in = len(frame)
@@ -212,7 +213,7 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
             "valid_relevant_pairs": valid_counts["relevant_pairs"],
             "valid_users": valid["user_idx"].n_unique(),
         }
-    with artifacts.atomic_directory(out, force=force) as tmp:
+    with artifacts.atomic_directory(out, force=force, inputs=[dataset]) as tmp:
         train.sort("user_idx", "timestamp").write_parquet(tmp / "train.parquet")
         test.write_parquet(tmp / "test.parquet")
         if valid is not None:

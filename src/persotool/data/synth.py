@@ -243,6 +243,7 @@ def _inject_dirt(frame: pl.DataFrame, cfg: SynthConfig, rng: np.random.Generator
 def write(cfg: SynthConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
     """Generate and write the raw log, ground truth, a ready-made ingest schema and a manifest."""
     started = time.perf_counter()
+    artifacts.check_output(out, force=force)
     frame, arrays, meta = generate(cfg)
     suffix = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}[cfg.format]
     suffix += {"none": "", "gzip": ".gz", "zstd": ".zst"}[cfg.compression]

@@ -137,6 +137,7 @@ def run(
     from persotool.evaluation.evaluator import evaluate_model
     from persotool.models import training
 
+    artifacts.check_output(out, force=force, inputs=[split_dir])
     split = Split(split_dir)
     truth = split.test if cfg.on == "test" else split.valid
     if truth is None:
@@ -148,7 +149,7 @@ def run(
     vectors, _ = training.feature_matrix(split.dataset_path, "item", split.n_items)
     runs: list[ModelRun] = []
     evaluated = without = 0
-    with artifacts.atomic_directory(out, force=force) as tmp:
+    with artifacts.atomic_directory(out, force=force, inputs=[split_dir]) as tmp:
         for label, (name, params) in resolved.items():
             if progress:
                 progress(label, "training")

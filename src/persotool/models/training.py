@@ -95,7 +95,7 @@ def train(
 
 
 def save(model: Recommender, out: Path, split: Split, info: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
-    with artifacts.atomic_directory(out, force=force) as tmp:
+    with artifacts.atomic_directory(out, force=force, inputs=[split.path]) as tmp:
         model.save(tmp)
         files = {p.name: artifacts.file_sha256(p) for p in sorted(tmp.iterdir())}
         manifest = artifacts.new_manifest(

@@ -43,6 +43,8 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
     from persotool.data import artifacts
 
     started = time.perf_counter()
+    if out is not None:
+        artifacts.check_output(out, force=force, inputs=[dataset])
     dataset_manifest = artifacts.read_artifact(dataset, "dataset")
     built = world.build(dataset, cfg)
     world_seconds = time.perf_counter() - started
@@ -79,7 +81,8 @@ def write(experiment: Experiment, out: Path, *, force: bool = False) -> None:
     from persotool.simulation import report
 
     a = experiment.analysis
-    with artifacts.atomic_directory(out, force=force) as tmp:
+    inputs = [Path(experiment.manifest["dataset"]["path"])]
+    with artifacts.atomic_directory(out, force=force, inputs=inputs) as tmp:
         a.results.write_csv(tmp / "results.csv")
         (tmp / "results.json").write_text(json.dumps(summary(experiment), indent=2, default=str) + "\n")
         a.per_user.write_parquet(tmp / "per_user.parquet")

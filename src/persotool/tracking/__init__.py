@@ -171,7 +171,6 @@ def _record(tracking: Tracking, spec: RunSpec) -> str:
 
 
 def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) -> str:
-    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME
 
     tags = {
@@ -187,6 +186,20 @@ def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) ->
         tags[MLFLOW_PARENT_RUN_ID] = parent
     run = client.create_run(experiment_id, start_time=spec.started_ms, tags=tags, run_name=spec.name)
     run_id = run.info.run_id
+    try:
+        _fill_run(client, run_id, spec)
+    except BaseException as exc:
+        # A run left RUNNING with half its data would look alive forever in `mlflow ui`.
+        with contextlib.suppress(Exception):
+            client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _fill_run(client, run_id: str, spec: RunSpec) -> None:
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
+
     now = int(time.time() * 1000)
     params = [Param(k, v) for k, v in flatten(spec.params).items()]
     metrics = [Metric(metric_key(k), float(v), now, 0) for k, v in spec.metrics.items() if v is not None and v == v]
@@ -212,5 +225,3 @@ def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) ->
             client.log_artifacts(run_id, str(path), artifact_dir)
         else:
             client.log_artifact(run_id, str(path), artifact_dir)
-    client.set_terminated(run_id, "FINISHED")
-    return run_id
