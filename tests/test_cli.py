@@ -28,6 +28,7 @@ def test_every_command_has_help_with_an_example() -> None:
         assert "Usage" in result.stdout
         if path and path != ("datasets",):
             assert "Example" in result.stdout, f"{' '.join(path)} --help needs an example"
+        assert "<bool>" not in result.stdout, f"{' '.join(path)} --help shows a <bool> placeholder for a switch"
 
 
 def test_version() -> None:

@@ -10,9 +10,9 @@ import os
 import traceback
 
 import typer
-from typer.core import TyperGroup
 
 from persotool import __version__
+from persotool.cli.options import PlainHelpGroup, plain_help_option
 from persotool.errors import EXIT_INTERNAL, PersotoolError
 
 DEBUG_FLAG = "--debug"
@@ -20,7 +20,7 @@ DEBUG_FLAG = "--debug"
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-class PersotoolGroup(TyperGroup):
+class PersotoolGroup(PlainHelpGroup):
     """Maps persotool's error tree to one clear line and an exit status; `--debug` anywhere on the
     command line (or PERSOTOOL_DEBUG=1) shows the traceback instead."""
 
@@ -31,6 +31,9 @@ class PersotoolGroup(TyperGroup):
                 ctx.meta["persotool.debug"] = True
                 args = [a for i, a in enumerate(args) if not (a == DEBUG_FLAG and i < cut)]
         return super().parse_args(ctx, args)
+
+    def get_help_option(self, ctx):
+        return plain_help_option(super().get_help_option(ctx))
 
     def invoke(self, ctx: typer.Context):
         debug = ctx.meta.get("persotool.debug") or os.environ.get("PERSOTOOL_DEBUG") == "1"
@@ -55,6 +58,11 @@ class PersotoolGroup(TyperGroup):
                 err=True,
             )
             ctx.exit(EXIT_INTERNAL)
+        finally:
+            import sys
+
+            if "persotool.tracking" in sys.modules:
+                sys.modules["persotool.tracking"].close_recorders()
 
 
 app = typer.Typer(
@@ -80,9 +88,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        False, "--version", callback=_version, is_eager=True, metavar="", help="Show the version and exit."
     ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also accepted after any command)."),
+    debug: bool = typer.Option(False, "--debug", metavar="", help="Show tracebacks (also accepted after any command)."),
 ) -> None:
     """persotool command line."""
 
@@ -93,6 +101,7 @@ from persotool.cli import evaluate as _evaluate  # noqa: E402
 from persotool.cli import ingest as _ingest  # noqa: E402
 from persotool.cli import simulate as _simulate  # noqa: E402
 from persotool.cli import split as _split  # noqa: E402
+from persotool.cli import track as _track  # noqa: E402
 from persotool.cli import train as _train  # noqa: E402
 
 _ingest.register(app)
@@ -102,6 +111,7 @@ _train.register(app)
 _evaluate.register(app)
 _benchmark.register(app)
 _simulate.register(app)
+_track.register(app)
 
 
 def _terminate(signum, frame) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from persotool.cli.options import ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
+from persotool.cli.options import Command, ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -64,7 +64,7 @@ def benchmark_command(
             c.print(f"[dim]{label}: {stage}[/dim]")
 
     result = benchmark.run(split_dir, cfg, out, force=force, progress=progress)
-    run_id = record_benchmark(tracking, result, out) if tracking.enabled else None
+    run_id = record_benchmark(tracking, out) if tracking.enabled else None
     if as_json:
         print_json(
             {
@@ -116,45 +116,64 @@ def _render(result) -> None:
     )
 
 
-def record_benchmark(tracking, result, out: Path) -> str:
+def record_benchmark(tracking, out: Path) -> str:
+    """Record a benchmark directory's MLflow runs, a parent and one nested run per model (from
+    its manifest and tables: also `persotool track`)."""
+    import polars as pl
+
+    from persotool.data.artifacts import read_artifact
+    from persotool.evaluation.benchmark import BenchmarkConfig
     from persotool.tracking import RunSpec, metric_key, record_run
 
-    cfg = result.config
+    manifest = read_artifact(out, "benchmark")
+    cfg = BenchmarkConfig.model_validate(manifest["config"])
+    results = pl.read_csv(out / "results.csv")
     children = []
-    for r in result.runs:
+    for row in results.iter_rows(named=True):
+        label = row.pop("model")
+        model = read_artifact(out / "models" / label, "model")
         children.append(
             RunSpec(
-                name=f"{cfg.name} / {r.label}",
+                name=f"{label} · benchmark",
                 command="benchmark",
-                params={"label": r.label, "model": r.model, **{f"params.{k}": v for k, v in r.params.items()}},
-                metrics={
-                    **r.summary,
-                    **r.beyond,
-                    "fit_seconds": r.fit_seconds,
-                    "eval_seconds": r.eval_seconds,
+                params={
+                    "label": label,
+                    "model": model["model"],
+                    **{f"params.{k}": v for k, v in model["params"].items()},
                 },
-                metric_history=r.history,
-                tags={"persotool.model_digest": r.manifest["model_digest"], "persotool.benchmark_role": "model"},
-                artifacts=[(out / "models" / r.label, "model")],
+                metrics=row,  # the metrics, beyond-accuracy measures, fit and evaluation seconds
+                metric_history=model.get("history") or {},
+                tags={"persotool.model_digest": model["model_digest"], "persotool.benchmark_role": "model"},
+                artifacts=[(out / "models" / label, "model")],
             )
         )
-    best = {}
+    best, best_tags = {}, {}
     for name in cfg.metric_names():
-        top = result.results.sort(name, descending=True, nulls_last=True).row(0, named=True)
+        top = results.sort(name, descending=True, nulls_last=True).row(0, named=True)
         best[f"best_{metric_key(name)}"] = top[name]
-    manifest = result.manifest
+        best_tags[f"best_{metric_key(name)}.model"] = top["model"]  # which model the best_* metric is
+    import json
+
     return record_run(
         tracking,
         RunSpec(
-            name=f"benchmark {cfg.name}",
+            name=f"{cfg.name} · benchmark",
             command="benchmark",
             params={**cfg.model_dump(mode="json", exclude={"models"}), "models": ",".join(cfg.models)},
-            metrics={**best, "users_evaluated": result.users_evaluated},
+            metrics={**best, "users_evaluated": manifest["users_evaluated"]},
             tags={
                 "persotool.split_digest": manifest["split"]["digest"],
                 "persotool.dataset_digest": manifest["dataset"]["digest"],
                 "persotool.benchmark_role": "parent",
+                **best_tags,
             },
+            dataset={
+                "name": manifest["dataset"].get("name") or "dataset",
+                "digest": manifest["dataset"]["digest"],
+                "source": json.dumps({"uri": manifest["dataset"].get("path", "")}),
+                "context": "benchmark",
+            },
+            output=out,
             artifacts=[
                 (out / name, "benchmark")
                 for name in ("results.csv", "results.md", "tests.csv", "per_user.parquet", "comparison.png")
@@ -166,4 +185,4 @@ def record_benchmark(tracking, result, out: Path) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("benchmark", epilog=EXAMPLES)(benchmark_command)
+    app.command("benchmark", epilog=EXAMPLES, cls=Command)(benchmark_command)

@@ -8,16 +8,18 @@ from typing import Annotated
 import typer
 
 from persotool.cli.options import (
+    Command,
     ExperimentOpt,
     ForceOpt,
     JsonOpt,
     NoTrackOpt,
     OutOpt,
+    PlainHelpGroup,
     console,
     print_json,
 )
 
-app = typer.Typer(no_args_is_help=True, help="Make synthetic logs and inspect datasets.")
+app = typer.Typer(cls=PlainHelpGroup, no_args_is_help=True, help="Make synthetic logs and inspect datasets.")
 
 SYNTH_EXAMPLES = """
 [bold]Examples[/bold]
@@ -28,7 +30,7 @@ SYNTH_EXAMPLES = """
 """
 
 
-@app.command("synth", epilog=SYNTH_EXAMPLES)
+@app.command("synth", epilog=SYNTH_EXAMPLES, cls=Command)
 def synth_command(
     out: OutOpt,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with any SynthConfig fields.")] = None,
@@ -75,29 +77,7 @@ def synth_command(
 
     cfg = validate(SynthConfig, merged, str(config) if config else "command line")
     manifest = write(cfg, out, force=force)
-    run_id = None
-    if tracking.enabled:
-        from persotool.tracking import RunSpec, record_run
-
-        run_id = record_run(
-            tracking,
-            RunSpec(
-                name=f"synth {out.name}",
-                command="datasets synth",
-                params=cfg.model_dump(),
-                metrics={
-                    "rows": manifest["rows"],
-                    "seconds": manifest["seconds"],
-                    "sessions": manifest["truth"]["sessions"],
-                },
-                artifacts=[
-                    (out / "manifest.json", None),
-                    (out / "ground_truth.json", None),
-                    (out / "schema.toml", None),
-                ],
-                tags={"persotool.output": str(out.resolve())},
-            ),
-        )
+    run_id = record_synth(tracking, out) if tracking.enabled else None
     result = {
         "output": str(out),
         "log": str(out / manifest["log"]),
@@ -116,7 +96,33 @@ def synth_command(
     c.print(f"Next: persotool ingest {result['log']} --schema {result['schema']} -o DIR")
 
 
-@app.command("info", epilog="[bold]Example[/bold]\n\n  persotool datasets info build/demo/movielens --json")
+def record_synth(tracking, out: Path) -> str:
+    """Record a synthetic log directory's MLflow run (from its manifest: also `persotool track`)."""
+    from persotool.data.artifacts import read_artifact
+    from persotool.tracking import RunSpec, record_run
+
+    manifest = read_artifact(out, "synthetic-log")
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{out.name} · synth",
+            command="datasets synth",
+            output=out,
+            params=manifest["config"],
+            metrics={
+                "rows": manifest["rows"],
+                "seconds": manifest["seconds"],
+                "sessions": manifest["truth"]["sessions"],
+            },
+            artifacts=[(out / "manifest.json", None), (out / "ground_truth.json", None), (out / "schema.toml", None)],
+            tags={"persotool.output": str(out.resolve())},
+        ),
+    )
+
+
+@app.command(
+    "info", cls=Command, epilog="[bold]Example[/bold]\n\n  persotool datasets info build/demo/movielens --json"
+)
 def info_command(
     path: Annotated[Path, typer.Argument(help="A dataset directory written by `persotool ingest`.")],
     as_json: JsonOpt = False,

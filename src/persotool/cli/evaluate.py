@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from persotool.cli.options import ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, console, print_json
+from persotool.cli.options import Command, ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, console, print_json
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -148,9 +148,16 @@ def evaluate_command(
     }
     failed = [(name, floor, flat.get(name)) for name, floor in floors if name not in flat or not flat[name] >= floor]
     tables = {"per_user": result.per_user, "segments": per_segment}
+    run_id = None
     if out is not None:
         _write(out, tables, flat, context, force, inputs)
-    run_id = _track(tracking, flat, tables, context) if tracking.enabled else None
+        run_id = record_evaluation(tracking, out) if tracking.enabled else None
+    elif tracking.enabled:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            _write(Path(scratch) / "evaluation", tables, flat, context, False, inputs)
+            run_id = record_evaluation(tracking, Path(scratch) / "evaluation", keep=False)
     if as_json:
         print_json({**flat, "mlflow_run_id": run_id})
     else:
@@ -264,29 +271,27 @@ def _write(out: Path, tables: dict, flat: dict, context: dict, force: bool, inpu
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
 
 
-def _track(tracking, flat: dict, tables: dict, context: dict) -> str:
-    import tempfile
-
+def record_evaluation(tracking, out: Path, *, keep: bool = True) -> str:
+    """Record an evaluation directory's MLflow run (from its manifest: also `persotool track`);
+    `keep` False: the directory is a scratch copy, not an output to point at later."""
+    from persotool.data.artifacts import read_artifact
     from persotool.tracking import RunSpec, record_run
 
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for name, table in tables.items():
-            path = Path(tmp) / f"{name}.parquet"
-            table.write_parquet(path)
-            paths.append((path, "evaluation"))
-        label = context.get("model", "lists")
-        return record_run(
-            tracking,
-            RunSpec(
-                name=f"evaluate {label}",
-                command="evaluate",
-                params=context,
-                metrics=flat,
-                tags={k: str(v) for k, v in context.items() if k.endswith("digest")},
-                artifacts=paths,
-            ),
-        )
+    manifest = read_artifact(out, "evaluation")
+    context = manifest["context"]
+    label = context.get("model", "lists")
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{label} · evaluate",
+            command="evaluate",
+            output=out if keep else None,
+            params=context,
+            metrics=manifest["summary"],
+            tags={k: str(v) for k, v in context.items() if k.endswith("digest")},
+            artifacts=[(out / f"{name}.parquet", "evaluation") for name in ("per_user", "segments")],
+        ),
+    )
 
 
 def _render(flat: dict, per_segment, context: dict) -> None:
@@ -315,4 +320,4 @@ def _render(flat: dict, per_segment, context: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate", epilog=EXAMPLES)(evaluate_command)
+    app.command("evaluate", epilog=EXAMPLES, cls=Command)(evaluate_command)

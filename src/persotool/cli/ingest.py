@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from persotool.cli.options import (
+    Command,
     ExperimentOpt,
     ForceOpt,
     JsonOpt,
@@ -114,7 +115,7 @@ def ingest_command(
         str | None,
         typer.Option("--quote", help="Quote character (default '\"'); '' turns quoting off, e.g. for Last.fm TSVs."),
     ] = None,
-    no_header: Annotated[bool, typer.Option("--no-header", help="The files have no header line.")] = False,
+    no_header: Annotated[bool, typer.Option("--no-header", metavar="", help="The files have no header line.")] = False,
     columns: Annotated[str | None, typer.Option("--columns", help="Column names for --no-header files: a,b,c.")] = None,
     event_weight: Annotated[
         list[str] | None,
@@ -151,7 +152,9 @@ def ingest_command(
     pseudonymize: Annotated[
         bool,
         typer.Option(
-            "--pseudonymize", help="Replace user ids with a keyed HMAC; the key comes from $PERSOTOOL_PSEUDONYM_KEY."
+            "--pseudonymize",
+            metavar="",
+            help="Replace user ids with a keyed HMAC; the key comes from $PERSOTOOL_PSEUDONYM_KEY.",
         ),
     ] = False,
     key_env: Annotated[
@@ -216,7 +219,7 @@ def ingest_command(
 
     manifest = ingest(spec, sources, out, force=force)
     result = summary(manifest, out)
-    run_id = _track(tracking, manifest, out)
+    run_id = record_ingest(tracking, out) if tracking.enabled else None
     result["mlflow_run_id"] = run_id
     if as_json:
         print_json(result)
@@ -224,12 +227,14 @@ def ingest_command(
         _render(result, tracking.describe())
 
 
-def _track(tracking, manifest: dict, out: Path) -> str | None:
-    if not tracking.enabled:
-        return None
+def record_ingest(tracking, out: Path) -> str | None:
+    """Record a dataset directory's MLflow run (from its manifest: also `persotool track`)."""
     import json
     import tempfile
 
+    from persotool.data.artifacts import read_artifact
+
+    manifest = read_artifact(out, "dataset")
     from persotool.data.overview import plot_overview
     from persotool.tracking import RunSpec, record_run
 
@@ -242,8 +247,9 @@ def _track(tracking, manifest: dict, out: Path) -> str | None:
         plot = Path(tmp) / "overview.png"
         plot_overview(out, plot)
         spec = RunSpec(
-            name=f"ingest {manifest['name']}",
+            name=f"{manifest['name']} · ingest",
             command="ingest",
+            output=out,
             params={
                 "config": manifest["config"],
                 "sources": len(manifest["sources"]),
@@ -304,4 +310,4 @@ def _render(result: dict, tracking: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("ingest", epilog=EXAMPLES)(ingest_command)
+    app.command("ingest", epilog=EXAMPLES, cls=Command)(ingest_command)

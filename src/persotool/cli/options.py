@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output directory if it exists.")]
-NoTrackOpt = Annotated[bool, typer.Option("--no-track", help="Do not record an MLflow run.")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print the result as JSON on stdout.")]
+ForceOpt = Annotated[bool, typer.Option("--force", metavar="", help="Replace the output directory if it exists.")]
+NoTrackOpt = Annotated[bool, typer.Option("--no-track", metavar="", help="Do not record an MLflow run.")]
 ExperimentOpt = Annotated[
     str | None,
     typer.Option("--experiment", help="MLflow experiment name (default: $MLFLOW_EXPERIMENT_NAME or 'persotool')."),
@@ -30,3 +31,23 @@ def console():
     from rich.console import Console
 
     return Console(highlight=False)
+
+
+def plain_help_option(option):
+    """--help is a switch: no `<bool>` placeholder beside it in the help (switches declared by
+    persotool set `metavar=""` for the same reason)."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class Command(TyperCommand):
+    """Every persotool command: a plain --help switch."""
+
+    def get_help_option(self, ctx):
+        return plain_help_option(super().get_help_option(ctx))
+
+
+class PlainHelpGroup(TyperGroup):
+    def get_help_option(self, ctx):
+        return plain_help_option(super().get_help_option(ctx))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from persotool.cli.options import ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
+from persotool.cli.options import Command, ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -40,14 +40,16 @@ def split_command(
     valid_fraction: Annotated[
         float | None, typer.Option("--valid-fraction", help="random strategies (default 0.1).")
     ] = None,
-    valid: Annotated[bool, typer.Option("--valid", help="Also cut a validation set, the same way.")] = False,
+    valid: Annotated[
+        bool, typer.Option("--valid", metavar="", help="Also cut a validation set, the same way.")
+    ] = False,
     min_user: Annotated[int | None, typer.Option("--min-user-interactions", help="k-core threshold for users.")] = None,
     min_item: Annotated[int | None, typer.Option("--min-item-interactions", help="k-core threshold for items.")] = None,
     relevance_threshold: Annotated[
         float | None, typer.Option("--relevance-threshold", help="Test values below it are not relevant.")
     ] = None,
     keep_repeats: Annotated[
-        bool, typer.Option("--keep-repeats", help="Keep test pairs already seen in training.")
+        bool, typer.Option("--keep-repeats", metavar="", help="Keep test pairs already seen in training.")
     ] = False,
     test_users: Annotated[
         str | None,
@@ -88,35 +90,7 @@ def split_command(
 
     cfg = validate(SplitConfig, {k: v for k, v in flags.items() if v is not None}, "command line")
     manifest = split(dataset, out, cfg, force=force)
-    run_id = None
-    if tracking.enabled:
-        import json
-
-        from persotool.tracking import RunSpec, record_run
-
-        run_id = record_run(
-            tracking,
-            RunSpec(
-                name=f"split {out.name}",
-                command="split",
-                params={"config": manifest["config"]},
-                metrics={
-                    **manifest["counts"],
-                    **{f"leakage.{part}.{k}": v for part, d in manifest["leakage"].items() for k, v in d.items()},
-                },
-                tags={
-                    "persotool.dataset_digest": manifest["dataset"]["digest"],
-                    "persotool.split_digest": manifest["split_digest"],
-                },
-                artifacts=[(out / "manifest.json", None)],
-                dataset={
-                    "name": manifest["dataset"]["name"] or "dataset",
-                    "digest": manifest["dataset"]["digest"],
-                    "source": json.dumps({"uri": manifest["dataset"]["path"]}),
-                    "context": "split",
-                },
-            ),
-        )
+    run_id = record_split(tracking, out) if tracking.enabled else None
     cold, users = manifest["counts"]["test_users_without_history"], manifest["counts"]["test_users"]
     if cfg.test_users == "all" and cold and cold * 10 >= users:
         typer.echo(
@@ -147,5 +121,39 @@ def split_command(
     console().print(table)
 
 
+def record_split(tracking, out: Path) -> str:
+    """Record a split directory's MLflow run (from its manifest: also `persotool track`)."""
+    import json
+
+    from persotool.data.artifacts import read_artifact
+    from persotool.tracking import RunSpec, record_run
+
+    manifest = read_artifact(out, "split")
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{out.name} · split",
+            command="split",
+            output=out,
+            params={"config": manifest["config"]},
+            metrics={
+                **manifest["counts"],
+                **{f"leakage.{part}.{k}": v for part, d in manifest["leakage"].items() for k, v in d.items()},
+            },
+            tags={
+                "persotool.dataset_digest": manifest["dataset"]["digest"],
+                "persotool.split_digest": manifest["split_digest"],
+            },
+            artifacts=[(out / "manifest.json", None)],
+            dataset={
+                "name": manifest["dataset"]["name"] or "dataset",
+                "digest": manifest["dataset"]["digest"],
+                "source": json.dumps({"uri": manifest["dataset"]["path"]}),
+                "context": "split",
+            },
+        ),
+    )
+
+
 def register(app: typer.Typer) -> None:
-    app.command("split", epilog=EXAMPLES)(split_command)
+    app.command("split", epilog=EXAMPLES, cls=Command)(split_command)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from persotool.cli.options import ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
+from persotool.cli.options import Command, ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -61,7 +61,7 @@ def train_command(
     config: Annotated[Path | None, typer.Option("--config", help="Model config (configs/models/*.toml).")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Hyperparameter KEY=VALUE, repeatable.")] = None,
     valid_k: Annotated[int, typer.Option("--valid-k", help="Cut-off of the validation NDCG for early stopping.")] = 10,
-    no_features: Annotated[bool, typer.Option("--no-features", help="Ignore user/item features.")] = False,
+    no_features: Annotated[bool, typer.Option("--no-features", metavar="", help="Ignore user/item features.")] = False,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
     no_track: NoTrackOpt = False,
@@ -78,15 +78,11 @@ def train_command(
 
     check_output(out, force=force, inputs=[split_dir])
     split = Split(split_dir)
-    history: dict[str, list[float]] = {}
-
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        for key, value in metrics.items():
-            history.setdefault(key, []).append(value)
-
-    fitted, info = training.train(split, name, params, valid_k=valid_k, on_epoch=on_epoch, use_features=not no_features)
+    fitted, info = training.train(split, name, params, valid_k=valid_k, use_features=not no_features)
     manifest = training.save(fitted, out, split, info, force=force)
-    run_id = record_training(tracking, manifest, history, out, info) if tracking.enabled else None
+    run_id = record_training(tracking, out) if tracking.enabled else None
+    history = info["history"]
+    valid_key = f"valid_{info['valid_metric']}"
     result = {
         "output": str(out),
         "model": name,
@@ -96,36 +92,39 @@ def train_command(
         "item_features": info["item_features"],
         "mlflow_run_id": run_id,
     }
-    if "valid_metric" in history:
-        result[f"best_valid_{info['valid_metric']}"] = max(history["valid_metric"])
+    if valid_key in history:
+        result[f"best_{valid_key}"] = max(history[valid_key])
     if as_json:
         print_json(result)
         return
     c = console()
     c.print(f"[bold]Trained[/bold] {name} in {info['fit_seconds']:.2f}s -> {out}")
-    if "valid_metric" in history:
+    if valid_key in history:
         c.print(
-            f"best validation {info['valid_metric']}: {max(history['valid_metric']):.4f} "
-            f"after {len(history['valid_metric'])} epochs"
+            f"best validation {info['valid_metric']}: {max(history[valid_key]):.4f} "
+            f"after {len(history[valid_key])} epochs"
         )
 
 
-def record_training(tracking, manifest: dict, history: dict[str, list[float]], out: Path, info: dict) -> str:
+def record_training(tracking, out: Path) -> str:
+    """Record a model directory's MLflow run (from its manifest: also `persotool track`)."""
+    from persotool.data.artifacts import read_artifact
     from persotool.tracking import RunSpec, record_run
 
-    renamed = {("valid_" + info["valid_metric"] if k == "valid_metric" else k): v for k, v in history.items()}
+    manifest = read_artifact(out, "model")
     return record_run(
         tracking,
         RunSpec(
-            name=f"train {manifest['model']}",
+            name=f"{manifest['model']} · train",
             command="train",
+            output=out,
             params={
                 "model": manifest["model"],
                 **{f"params.{k}": v for k, v in manifest["params"].items()},
                 "split": manifest["split"]["path"],
             },
             metrics={"fit_seconds": manifest["fit_seconds"], "item_features": manifest["item_features"]},
-            metric_history=renamed,
+            metric_history=manifest.get("history") or {},
             tags={
                 "persotool.model_digest": manifest["model_digest"],
                 "persotool.split_digest": manifest["split"]["digest"],
@@ -137,4 +136,4 @@ def record_training(tracking, manifest: dict, history: dict[str, list[float]], o
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train", epilog=EXAMPLES)(train_command)
+    app.command("train", epilog=EXAMPLES, cls=Command)(train_command)

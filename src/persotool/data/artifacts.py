@@ -78,35 +78,18 @@ def check_output(out: Path, *, force: bool = False, inputs: tuple[Path, ...] | l
 
 @contextlib.contextmanager
 def _output_lock(parent: Path, name: str, where: str) -> Iterator[None]:
-    """An exclusive lock on writing `parent/name`, held in a lock file beside it (removed after):
-    a second command writing the same output at the same time fails at once instead of racing."""
-    import fcntl
+    """An exclusive lock on writing `parent/name`, held in a lock file beside it: a second command
+    writing the same output at the same time fails at once instead of racing."""
+    from persotool.locks import Busy, file_lock
 
-    path = parent / f".{name}.lock"
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutputError(
-                "another persotool command is writing this output right now; wait for it or choose another output",
-                where=where,
-            ) from None
-        # The previous holder may have removed the file between our open and our lock.
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
     try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        os.close(fd)
+        with file_lock(parent / f".{name}.lock"):
+            yield
+    except Busy:
+        raise OutputError(
+            "another persotool command is writing this output right now; wait for it or choose another output",
+            where=where,
+        ) from None
 
 
 def _remove_stale(parent: Path, name: str) -> None:

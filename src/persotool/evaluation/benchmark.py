@@ -153,15 +153,7 @@ def run(
         for label, (name, params) in resolved.items():
             if progress:
                 progress(label, "training")
-            history: dict[str, list[float]] = {}
-
-            def on_epoch(epoch: int, metrics: dict[str, float], history=history) -> None:
-                for key, value in metrics.items():
-                    history.setdefault(key, []).append(value)
-
-            model, info = training.train(
-                split, name, params, valid_k=cfg.valid_k, on_epoch=on_epoch, use_features=cfg.use_features
-            )
+            model, info = training.train(split, name, params, valid_k=cfg.valid_k, use_features=cfg.use_features)
             manifest = training.save(model, tmp / "models" / label, split, info)
             if progress:
                 progress(label, "evaluating")
@@ -169,8 +161,6 @@ def run(
             result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=cfg.seed)
             eval_seconds = time.perf_counter() - started
             evaluated, without = result.users_evaluated, result.users_without_relevant
-            if "valid_metric" in history:
-                history[f"valid_ndcg@{cfg.valid_k}"] = history.pop("valid_metric")
             runs.append(
                 ModelRun(
                     label,
@@ -181,7 +171,7 @@ def run(
                     result.per_user,
                     info["fit_seconds"],
                     round(eval_seconds, 3),
-                    history,
+                    info["history"],
                     manifest,
                 )
             )

@@ -72,6 +72,14 @@ def train(
             result = evaluate(candidate.score, seen, split.valid, [metric], n_items=split.n_items)
             return result.summary[metric]
 
+    history: dict[str, list[float]] = {}  # per-epoch values, kept in the model's manifest
+
+    def record_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            history.setdefault(f"valid_ndcg@{valid_k}" if key == "valid_metric" else key, []).append(value)
+        if on_epoch:
+            on_epoch(epoch, metrics)
+
     started = time.perf_counter()
     model.fit(
         train_matrix,
@@ -79,7 +87,7 @@ def train(
         item_features=item_features,
         user_features=user_features,
         valid=valid,
-        on_epoch=on_epoch,
+        on_epoch=record_epoch,
         frame=split.train,
     )
     info = {
@@ -88,6 +96,7 @@ def train(
         "fit_seconds": round(time.perf_counter() - started, 3),
         "item_features": len(feature_names),
         "valid_metric": f"ndcg@{valid_k}" if valid else None,
+        "history": history,
     }
     if getattr(model, "best_epoch_", None) is not None:
         info["epochs_kept"] = int(model.best_epoch_) + 1  # what early stopping kept, for retraining
@@ -109,6 +118,8 @@ def save(model: Recommender, out: Path, split: Split, info: dict[str, Any], *, f
             fit_seconds=info["fit_seconds"],
             item_features=info["item_features"],
             epochs_kept=info.get("epochs_kept"),
+            valid_metric=info.get("valid_metric"),
+            history=info.get("history", {}),
             files=files,
         )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)

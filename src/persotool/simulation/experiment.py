@@ -133,11 +133,10 @@ def summary(experiment: Experiment) -> dict[str, Any]:
     }
 
 
-def per_arm_metrics(experiment: Experiment) -> dict[str, dict[str, float]]:
-    """Each arm's own numbers over its assigned users, for its nested MLflow run."""
-    a = experiment.analysis
+def per_arm_metrics(per_user: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """Each arm's own numbers over its assigned users (the per-user table), for its MLflow run."""
     out: dict[str, dict[str, float]] = {}
-    observed = a.per_user.filter(pl.col("eligible"))
+    observed = per_user.filter(pl.col("eligible"))
     for arm, group in observed.group_by("arm"):
         name = arm[0]
         impressions = max(float(group["impressions"].sum()), 1.0)

@@ -12,8 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,11 @@ class Tracking:
     enabled: bool = True
     experiment: str = DEFAULT_EXPERIMENT
     uri: str = ""
+    recorder: Any = field(default=None, repr=False, compare=False)  # the process started by `_warm_up`
+    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))  # when the command began
 
     def describe(self) -> str:
-        return self.uri if self.enabled else "off"
+        return redact(self.uri) if self.enabled else "off"
 
 
 @dataclass
@@ -50,7 +50,9 @@ class RunSpec:
     artifacts: list[tuple[Path, str | None]] = field(default_factory=list)  # (path, artifact dir)
     dataset: dict[str, str] | None = None  # name, digest, source, schema, profile
     children: list[RunSpec] = field(default_factory=list)
-    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    output: Path | None = None  # the finished output directory this run describes, if any
+    started_ms: int | None = None  # default: when the command began (the run spans its work)
+    ended_ms: int | None = None  # default: when the work ended (recording it is not part of it)
 
 
 def tracking_uri() -> str:
@@ -61,40 +63,161 @@ def tracking_uri() -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def redact(uri: str) -> str:
+    """A URI as it may be printed: any password replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+# MLflow's own defaults retry a dead server for minutes; a command should say so in seconds.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
 def preflight(enabled: bool, experiment: str | None) -> Tracking:
     """Resolve the tracking target and fail fast, before any work, if it cannot be used."""
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
     if not enabled:
         return Tracking(enabled=False, experiment=name)
     uri = tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        health = uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(health, timeout=5) as response:
-                if response.status != 200:
-                    raise TrackingError(f"MLflow server at {uri} answered {response.status} on /health")
-        except urllib.error.HTTPError as exc:
-            raise TrackingError(f"MLflow server at {uri} answered {exc.code} on /health") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TrackingError(
-                f"cannot reach the MLflow tracking server at {uri} ({reason}); start it, fix "
-                "MLFLOW_TRACKING_URI, or pass --no-track"
-            ) from None
-    elif uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        folder = db.parent if str(db.parent) else Path(".")
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise TrackingError(
-                f"cannot write the MLflow store {uri} (folder {folder} is not writable); "
-                "set MLFLOW_TRACKING_URI or pass --no-track"
-            )
-    elif uri.startswith("file:") or "://" not in uri:
+    shown = redact(uri)
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("http", "https"):
+        _check_server(uri, shown)
+    elif scheme == "sqlite":
+        _check_sqlite(uri, shown)
+    elif scheme in DATABASE_SCHEMES:
+        _check_database(uri, shown)
+    elif scheme in ("file", ""):
         raise TrackingError(
-            f"MLFLOW_TRACKING_URI={uri} is a file store, which MLflow 3 no longer supports for new "
+            f"MLFLOW_TRACKING_URI={shown} is a file store, which MLflow 3 no longer supports for new "
             "runs; use sqlite:///mlflow.db (the default) or an http(s):// server"
         )
-    return Tracking(enabled=True, experiment=name, uri=uri)
+    else:
+        raise TrackingError(
+            f"MLFLOW_TRACKING_URI={shown} has an unknown scheme {scheme!r}; use sqlite:///mlflow.db (the default), "
+            "an http(s):// server, or a postgresql:// or mysql:// database"
+        )
+    tracking = Tracking(enabled=True, experiment=name, uri=uri)
+    _warm_up(tracking)
+    return tracking
+
+
+def _check_server(uri: str, shown: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    health = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=5) as response:
+            if response.status != 200:
+                raise TrackingError(f"MLflow server at {shown} answered {response.status} on /health")
+    except urllib.error.HTTPError as exc:
+        raise TrackingError(f"MLflow server at {shown} answered {exc.code} on /health") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server at {shown} ({reason}); start it, fix "
+            "MLFLOW_TRACKING_URI, or pass --no-track"
+        ) from None
+
+
+def _check_sqlite(uri: str, shown: str) -> None:
+    if not uri.startswith("sqlite:///"):
+        raise TrackingError(f"MLFLOW_TRACKING_URI={shown}: a sqlite store is sqlite:///PATH (three slashes)")
+    db = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    folder = db.parent if str(db.parent) else Path(".")
+    if db.is_dir():
+        raise TrackingError(f"the MLflow store {shown} is a directory, not a sqlite file; set MLFLOW_TRACKING_URI")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise TrackingError(
+            f"cannot write the MLflow store {shown} (folder {folder} is not writable); "
+            "set MLFLOW_TRACKING_URI or pass --no-track"
+        )
+    if db.is_file() and db.stat().st_size:
+        with open(db, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+        if header != SQLITE_HEADER:
+            raise TrackingError(
+                f"the MLflow store {shown} is not a sqlite database (its first bytes say otherwise); "
+                "move it away or set MLFLOW_TRACKING_URI"
+            )
+
+
+def _check_database(uri: str, shown: str) -> None:
+    """A database URI names a driver that is installed and a server that answers on its port."""
+    import socket
+
+    try:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(uri)
+        url.get_dialect().import_dbapi()
+    except ImportError as exc:
+        module = getattr(exc, "name", None) or str(exc)
+        raise TrackingError(
+            f"MLFLOW_TRACKING_URI={shown} needs the database driver {module!r}, which is not installed "
+            "(e.g. pip install psycopg2-binary)"
+        ) from None
+    except Exception as exc:
+        raise TrackingError(f"MLFLOW_TRACKING_URI={shown} is not a valid database URL ({exc})") from None
+    port = url.port or {"postgresql": 5432, "mysql": 3306, "mssql": 1433}[url.get_backend_name()]
+    try:
+        socket.create_connection((url.host or "localhost", port), timeout=3).close()
+    except OSError as exc:
+        raise TrackingError(
+            f"cannot reach the tracking database at {shown} ({exc.strerror or exc}); start it or pass --no-track"
+        ) from None
+
+
+_RECORDERS: list[Any] = []
+
+
+def _warm_up(tracking: Tracking) -> None:
+    """Start the process that will record this command's run: it imports MLflow (about 4 s of
+    Python imports, most of what tracking costs) on the other core while the command works, then
+    waits for the run to record (`record_run`)."""
+    import subprocess
+
+    tracking.recorder = subprocess.Popen(
+        [sys.executable, "-m", "persotool.tracking.recorder"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C at the terminal goes to the command, which ends it
+    )
+    _RECORDERS.append(tracking.recorder)
+
+
+def close_recorders() -> None:
+    """End recorder processes that were never asked to record (the command failed first)."""
+    while _RECORDERS:
+        process = _RECORDERS.pop()
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # end of input: it exits without recording
+            try:
+                process.wait(timeout=5)
+            except Exception:
+                process.kill()
+        for stream in (process.stdin, process.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -125,31 +248,95 @@ def metric_key(name: str) -> str:
     return name.replace("@", "_at_")
 
 
-def _client(tracking: Tracking):
+def _quiet() -> None:
     import logging
+    import warnings
 
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"(mlflow|alembic|sqlalchemy)(\..*)?")
+
+
+def _client(tracking: Tracking):
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+    _quiet()
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    _quiet()  # importing mlflow configures its loggers again
     mlflow.set_tracking_uri(tracking.uri)
     return MlflowClient(tracking_uri=tracking.uri)
+
+
+# Shown by `mlflow ui` (3.x) as a model-development experiment, so that it opens on the runs
+# table instead of the GenAI traces page.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def _experiment_id(client, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name)
+        try:
+            experiment_id = client.create_experiment(name, tags=dict([EXPERIMENT_KIND]))
+        except Exception:
+            # Another process created it between our look-up and our insert (a database store
+            # shared by several machines): use theirs.
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+        else:
+            return experiment_id
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    if experiment.tags.get(EXPERIMENT_KIND[0]) is None:
+        client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
     return experiment.experiment_id
 
 
+@contextlib.contextmanager
+def _store_lock(tracking: Tracking):
+    """Writers of one local sqlite store take turns: MLflow's schema migration of a new store and
+    concurrent experiment creation race otherwise (several commands started together)."""
+    if not tracking.uri.startswith("sqlite:///"):
+        yield
+        return
+    from persotool.locks import Busy, file_lock
+
+    db = Path(tracking.uri.removeprefix("sqlite:///").split("?", 1)[0])
+    try:
+        with file_lock(db.with_name(f".{db.name}.lock"), wait=600):
+            yield
+    except Busy:
+        raise TrackingError(f"the MLflow store {redact(tracking.uri)} stayed busy for 10 minutes") from None
+
+
 def record_run(tracking: Tracking, spec: RunSpec) -> str | None:
-    """Record `spec` (and its children as nested runs); return the parent run id."""
+    """Record `spec` (and its children as nested runs); return the parent run id. The recorder
+    process started by `preflight` does it when there is one, else this process."""
     if not tracking.enabled:
         return None
+    ended = int(time.time() * 1000)
+    for run in (spec, *spec.children):
+        run.started_ms = run.started_ms or spec.started_ms or tracking.started_ms
+        run.ended_ms = run.ended_ms or spec.ended_ms or ended
+    process = tracking.recorder
+    if process is not None and process.poll() is None:
+        import dataclasses
+        import json
+        import pickle
+
+        # Our own objects, to our own child process: nothing from a user is unpickled.
+        payload = pickle.dumps((dataclasses.replace(tracking, recorder=None), spec))
+        try:
+            answer, _ = process.communicate(payload)
+        except (OSError, ValueError):
+            answer = b""
+        if answer:
+            reply = json.loads(answer)
+            if "error" in reply:
+                raise TrackingError(reply["error"])
+            return reply["run_id"]
     # MLflow prints run links to stdout; they must not mix with a command's --json output.
     with contextlib.redirect_stdout(sys.stderr):
         return _record(tracking, spec)
@@ -157,17 +344,27 @@ def record_run(tracking: Tracking, spec: RunSpec) -> str | None:
 
 def _record(tracking: Tracking, spec: RunSpec) -> str:
     try:
-        client = _client(tracking)
-        experiment_id = _experiment_id(client, tracking.experiment)
-        run_id = _write_run(client, experiment_id, spec, parent=None)
-        for child in spec.children:
-            _write_run(client, experiment_id, child, parent=run_id)
+        with _store_lock(tracking):
+            client = _client(tracking)
+            experiment_id = _experiment_id(client, tracking.experiment)
+            run_id = _write_run(client, experiment_id, spec, parent=None)
+            for child in spec.children:
+                _write_run(client, experiment_id, child, parent=run_id)
         return run_id
-    except TrackingError:
-        raise
+    except TrackingError as exc:
+        raise TrackingError(exc.message + _record_later(spec)) from None
     except Exception as exc:  # mlflow raises many kinds; the user needs one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(f"could not record the MLflow run at {tracking.uri}: {first}") from exc
+        first = first.replace(tracking.uri, redact(tracking.uri))
+        raise TrackingError(
+            f"could not record the MLflow run at {redact(tracking.uri)}: {first}{_record_later(spec)}"
+        ) from exc
+
+
+def _record_later(spec: RunSpec) -> str:
+    if spec.output is None:
+        return ""
+    return f"; the output {spec.output} is complete: record it later with `persotool track {spec.output}`"
 
 
 def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) -> str:
@@ -193,7 +390,7 @@ def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) ->
         with contextlib.suppress(Exception):
             client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    client.set_terminated(run_id, "FINISHED")
+    client.set_terminated(run_id, "FINISHED", end_time=spec.ended_ms)
     return run_id
 
 
