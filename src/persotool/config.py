@@ -123,6 +123,9 @@ class IngestSpec(Strict):
     session_gap_minutes: float = Field(30.0, gt=0)
     pseudonymize: bool = False
     pseudonym_key_env: str = "PERSOTOOL_PSEUDONYM_KEY"
+    keep_raw_rejects: bool = Field(
+        False, description="rejects.parquet quotes whole lines (unmapped fields too), not only the mapped fields"
+    )
     max_reject_rate: float = Field(0.1, ge=0, le=1, description="fail when more than this share of rows is rejected")
     items: AttributeSpec | None = None
     users: AttributeSpec | None = None

@@ -262,7 +262,7 @@ def test_pseudonymize_keeps_raw_ids_out_of_every_output(tmp_path: Path) -> None:
     )
     users = _write(tmp_path / "users.csv", "uid,country\nalice@example.com,FR\nbob@example.com,DE\n")
     out = tmp_path / "o"
-    env = {"PERSOTOOL_PSEUDONYM_KEY": "s3cret-key"}
+    env = {"PERSOTOOL_PSEUDONYM_KEY": "s3cret-key-of-32-bytes-for-hmac"}
     result = run_cli(
         "ingest",
         src,

@@ -283,3 +283,37 @@ def test_parquet_struct_timestamp_is_a_data_error(tmp_path: Path) -> None:
     result = run_cli("ingest", path, "--user-col", "u", "--item-col", "i", "--time-col", "t", "-o", tmp_path / "o")
     assert result.exit_code == 4
     assert "column 't' holds Struct" in result.stderr
+
+
+def test_rejects_keep_only_mapped_fields_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    rows = [{"u": "u1", "i": "i1", "t": 1260759144, "email": "alice@example.com", "address": "1 Main St"}]
+    rows += [{"u": f"u{k}", "i": "i2", "t": 1260759145} for k in range(2, 22)]
+    rows.append({"u": "u9", "i": "i3", "t": "not a time", "email": "bob@example.com"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["--user-col", "u", "--item-col", "i", "--time-col", "t"]
+    _, out = ingest(tmp_path, path, *args)
+    (raw,) = table(out, "rejects")["raw"].to_list()
+    assert json.loads(raw) == {"u": "u9", "i": "i3", "t": "not a time"}
+    assert b"bob@example.com" not in (out / "rejects.parquet").read_bytes()
+    kept = run_cli("ingest", path, *args, "--keep-raw-rejects", "-o", tmp_path / "raw", "--no-track")
+    assert kept.exit_code == 0, kept.stderr
+    assert "bob@example.com" in table(tmp_path / "raw", "rejects")["raw"][0]
+    csv_path = tmp_path / "events.csv"
+    csv_path.write_text(
+        "u,email,i,t\nu1,a@x.org,i1,1260759144\n" + "".join(f"u{k},,i2,1260759145\n" for k in range(20))
+    )
+    csv_path.write_text(csv_path.read_text() + 'u9,"bob@example.com, home",i3,never\n')
+    (tmp_path / "c").mkdir()
+    _, out = ingest(tmp_path / "c", csv_path, *args)
+    assert table(out, "rejects")["raw"].to_list() == ["u9,i3,never"]
+
+
+def test_short_pseudonym_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("u,i,t\n1,10,1260759144\n")
+    args = ["--user-col", "u", "--item-col", "i", "--time-col", "t", "--pseudonymize", "-o", tmp_path / "o"]
+    short = run_cli("ingest", path, *args, "--no-track", env={"PERSOTOOL_PSEUDONYM_KEY": "k" * 15})
+    assert short.exit_code == 3 and "is 15 bytes; use at least 16" in short.stderr
+    long_enough = run_cli("ingest", path, *args, "--no-track", env={"PERSOTOOL_PSEUDONYM_KEY": "k" * 16})
+    assert long_enough.exit_code == 0, long_enough.stderr

@@ -69,7 +69,7 @@ def test_pseudonymized_ids_never_reach_mlflow(tmp_path: Path, scratch_cwd: Path)
         "--experiment",
         "t-private",
         "--json",
-        env={"PERSOTOOL_PSEUDONYM_KEY": "k3y"},
+        env={"PERSOTOOL_PSEUDONYM_KEY": "k3y-long-enough-for-hmac"},
     )
     assert result.exit_code == 0, result.stderr
     client = MlflowClient(f"sqlite:///{scratch_cwd / 'mlflow.db'}")

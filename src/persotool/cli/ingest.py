@@ -157,6 +157,14 @@ def ingest_command(
             help="Replace user ids with a keyed HMAC; the key comes from $PERSOTOOL_PSEUDONYM_KEY.",
         ),
     ] = False,
+    keep_raw_rejects: Annotated[
+        bool,
+        typer.Option(
+            "--keep-raw-rejects",
+            metavar="",
+            help="rejects.parquet quotes whole rejected lines (default: only their mapped fields, no personal extras).",
+        ),
+    ] = False,
     key_env: Annotated[
         str | None, typer.Option("--key-env", help="Environment variable holding the pseudonym key.")
     ] = None,
@@ -203,6 +211,7 @@ def ingest_command(
         session_gap_minutes=session_gap,
         max_reject_rate=max_reject_rate,
         pseudonymize=pseudonymize,
+        keep_raw_rejects=keep_raw_rejects,
         pseudonym_key_env=key_env,
         items__path=str(items) if items else None,
         items__key=item_key,

@@ -65,6 +65,7 @@ INTERACTION_SCHEMA = {
     "weight": pl.Float64,
     "session_id": pl.Int64,
 }
+MIN_KEY_BYTES = 16  # an HMAC key shorter than this can be found by trying keys
 REJECT_SCHEMA = {"source": pl.String, "line": pl.Int64, "reason": pl.String, "detail": pl.String, "raw": pl.String}
 
 
@@ -652,6 +653,11 @@ def _pseudonymizer(spec: IngestSpec):
             "(it is never written anywhere)"
         )
     key_bytes = key.encode()
+    if len(key_bytes) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"the pseudonym key in {spec.pseudonym_key_env} is {len(key_bytes)} bytes; use at least {MIN_KEY_BYTES} "
+            "random bytes (e.g. python -c 'import secrets; print(secrets.token_hex(32))'), or ids can be guessed back"
+        )
 
     def apply(ids: list[str]) -> list[str]:
         return [hmac.new(key_bytes, i.encode(), hashlib.sha256).hexdigest()[:32] for i in ids]
@@ -689,9 +695,32 @@ def _reject_details(rejects: pl.DataFrame, fmt_by_file: dict[int, str]) -> pl.Se
     return rejects.select(exprs.alias("detail")).to_series()
 
 
+def _mapped_text(line: str, fmt: str, delimiter: str, quote: str | None, positions: list[int], names: list[str]) -> str:
+    """The mapped fields of one raw line, in its own format: unmapped fields (often personal:
+    names, e-mails, addresses) stay out of the outputs."""
+    import csv
+    import json
+
+    if fmt == "jsonl":
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            return ""
+        return json.dumps({name: obj.get(name) for name in names}) if isinstance(obj, dict) else ""
+    if len(delimiter) == 1:
+        reader = csv.reader(
+            [line], delimiter=delimiter, quotechar=quote or '"', quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE
+        )
+        fields = next(reader, [])
+    else:
+        fields = line.split(delimiter)
+    return delimiter.join(fields[i] if i < len(fields) else "" for i in positions)
+
+
 def _attach_raw(rejects: pl.DataFrame, loaded: list[_Loaded], spec: IngestSpec, pseudonymize) -> pl.Series:
-    """The original text of each rejected line, or, when pseudonymizing, its mapped fields with the
-    user id replaced, so that raw identifiers never reach an output."""
+    """The text of each rejected line: its mapped fields (the whole line with keep_raw_rejects),
+    or, when pseudonymizing, its mapped fields with the user id replaced, so that raw identifiers
+    never reach an output."""
     if pseudonymize is not None:
         users = rejects["user_id"]
         mapped = pl.Series(
@@ -720,9 +749,15 @@ def _attach_raw(rejects: pl.DataFrame, loaded: list[_Loaded], spec: IngestSpec, 
             continue
         found = read_lines(item.prepared.path, lines[mask].tolist())
         original = item.prepared.original_delimiter
+        names = list(dict.fromkeys(_mapped_columns(spec).values()))
+        header = item.prepared.header or spec.source.columns or []
+        positions = [header.index(name) for name in names if name in header]
         for j in mask:
             text = found.get(int(lines[j]), "")
-            texts[j] = text.replace(SUBSTITUTE.decode(), original) if len(original) > 1 else text
+            text = text.replace(SUBSTITUTE.decode(), original) if len(original) > 1 else text
+            if not spec.keep_raw_rejects:
+                text = _mapped_text(text, item.source.format, original, spec.source.quote, positions, names)
+            texts[j] = text
     return pl.Series(texts, dtype=pl.String)
 
 

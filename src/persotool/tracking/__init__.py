@@ -119,12 +119,21 @@ def preflight(enabled: bool, experiment: str | None) -> Tracking:
 
 
 def _check_server(uri: str, shown: str) -> None:
+    import base64
     import urllib.error
     import urllib.request
+    from urllib.parse import urlsplit, urlunsplit
 
-    health = uri.rstrip("/") + "/health"
+    parts = urlsplit(uri.rstrip("/"))
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=host, path=parts.path + "/health")))
+    if parts.username is not None:  # credentials in the URI: basic auth, as MLflow's client sends them
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(health, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             if response.status != 200:
                 raise TrackingError(f"MLflow server at {shown} answered {response.status} on /health")
     except urllib.error.HTTPError as exc:
@@ -194,6 +203,8 @@ def _warm_up(tracking: Tracking) -> None:
     waits for the run to record (`record_run`)."""
     import subprocess
 
+    if "mlflow.tracking" in sys.modules:
+        return  # already imported here (a notebook, a test session): recording in-process is quicker
     tracking.recorder = subprocess.Popen(
         [sys.executable, "-m", "persotool.tracking.recorder"],
         stdin=subprocess.PIPE,
@@ -209,12 +220,8 @@ def close_recorders() -> None:
     while _RECORDERS:
         process = _RECORDERS.pop()
         if process.poll() is None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()  # end of input: it exits without recording
-            try:
-                process.wait(timeout=5)
-            except Exception:
-                process.kill()
+            process.kill()  # it has recorded nothing: no need to let it finish importing MLflow
+            process.wait()
         for stream in (process.stdin, process.stdout):
             with contextlib.suppress(OSError):
                 stream.close()
