@@ -202,6 +202,16 @@ def test_benchmark_tables_tests_models_and_nested_runs(split_dir: Path, tmp_path
     )
     by_label = {run.data.params["label"]: run for run in children}
     assert set(by_label) == {"pop", "ease", "knn", "lfm"}
+    assert {label: run.info.run_name for label, run in by_label.items()} == {
+        label: f"{label} · benchmark" for label in by_label
+    }
+    assert parent.info.run_name == "wf-bench · benchmark"
+    best = max(payload["results"], key=lambda row: row["ndcg@10"])
+    assert parent.data.tags["best_ndcg_at_10.model"] == best["model"]
+    assert parent.data.metrics["best_ndcg_at_10"] == pytest.approx(best["ndcg@10"])
+    (dataset_input,) = parent.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == json.loads((out / "manifest.json").read_text())["dataset"]["digest"]
+    assert parent.info.end_time - parent.info.start_time >= 1000 * sum(r["fit_seconds"] for r in payload["results"])
     assert by_label["ease"].data.metrics["ndcg_at_10"] == pytest.approx(payload["results"][1]["ndcg@10"])
     assert len(client.get_metric_history(by_label["lfm"].info.run_id, "train_loss")) == 3
     assert by_label["knn"].data.params["params.neighbors"] == "50"

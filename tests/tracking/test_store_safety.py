@@ -141,3 +141,18 @@ def test_track_records_finished_outputs_and_refuses_others(tmp_path: Path, scrat
     work_ms = json.loads((tmp_path / "t" / "manifest.json").read_text())["seconds"] * 1000
     assert before <= run.info.start_time
     assert run.info.end_time - run.info.start_time >= work_ms
+
+
+def test_runs_orphaned_by_a_killed_recorder_are_marked_killed(tmp_path: Path, scratch_cwd: Path) -> None:
+    import socket
+
+    client = MlflowClient(f"sqlite:///{scratch_cwd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("orphans") or client.get_experiment(client.create_experiment("orphans"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    tags = {"persotool.host": socket.gethostname(), "persotool.pid": dead.stdout.strip()}
+    orphan = client.create_run(experiment.experiment_id, tags=tags).info.run_id  # what kill -9 leaves
+    alive = client.create_run(experiment.experiment_id, tags=tags | {"persotool.pid": str(os.getpid())}).info.run_id
+    result = run_cli("ingest", TINY, "--preset", "movielens", "-o", tmp_path / "ds", "--experiment", "orphans")
+    assert result.exit_code == 0, result.stderr
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert client.get_run(alive).info.status == "RUNNING"

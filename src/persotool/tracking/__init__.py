@@ -354,6 +354,7 @@ def _record(tracking: Tracking, spec: RunSpec) -> str:
         with _store_lock(tracking):
             client = _client(tracking)
             experiment_id = _experiment_id(client, tracking.experiment)
+            _close_orphans(client, experiment_id)
             run_id = _write_run(client, experiment_id, spec, parent=None)
             for child in spec.children:
                 _write_run(client, experiment_id, child, parent=run_id)
@@ -368,6 +369,31 @@ def _record(tracking: Tracking, spec: RunSpec) -> str:
         ) from exc
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _close_orphans(client, experiment_id: str) -> None:
+    """Runs this machine left RUNNING because the process recording them was killed (`kill -9`
+    mid-recording): marked KILLED, so `mlflow ui` shows no run alive forever."""
+    import socket
+
+    host = socket.gethostname().replace("'", "")
+    orphans = client.search_runs(
+        [experiment_id], f"attributes.status = 'RUNNING' and tags.`persotool.host` = '{host}'", max_results=200
+    )
+    for run in orphans:
+        pid = run.data.tags.get("persotool.pid", "")
+        if pid.isdigit() and not _process_alive(int(pid)):
+            client.set_terminated(run.info.run_id, "KILLED")
+
+
 def _record_later(spec: RunSpec) -> str:
     if spec.output is None:
         return ""
@@ -375,11 +401,15 @@ def _record_later(spec: RunSpec) -> str:
 
 
 def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) -> str:
+    import socket
+
     from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_SOURCE_NAME
 
     tags = {
         "persotool.version": __version__,
         "persotool.command": spec.command,
+        "persotool.host": socket.gethostname(),  # with the pid: who records it, to tell orphans
+        "persotool.pid": str(os.getpid()),
         MLFLOW_SOURCE_NAME: f"persotool {spec.command}",
         **spec.tags,
     }
