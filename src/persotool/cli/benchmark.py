@@ -64,7 +64,9 @@ def benchmark_command(
             c.print(f"[dim]{label}: {stage}[/dim]")
 
     result = benchmark.run(split_dir, cfg, out, force=force, progress=progress)
-    run_id = record_benchmark(tracking, out) if tracking.enabled else None
+    from persotool.tracking import records
+
+    run_id = records.record_benchmark(tracking, out) if tracking.enabled else None
     if as_json:
         print_json(
             {
@@ -113,74 +115,6 @@ def _render(result) -> None:
     c.print(
         f"[green]▲[/green]/[red]▼[/red]: better/worse than {cfg.baseline}, paired t-test and Wilcoxon both "
         f"significant after Holm correction over {len(result.tests)} comparisons (alpha {cfg.alpha})."
-    )
-
-
-def record_benchmark(tracking, out: Path) -> str:
-    """Record a benchmark directory's MLflow runs, a parent and one nested run per model (from
-    its manifest and tables: also `persotool track`)."""
-    import polars as pl
-
-    from persotool.data.artifacts import read_artifact
-    from persotool.evaluation.benchmark import BenchmarkConfig
-    from persotool.tracking import RunSpec, metric_key, record_run
-
-    manifest = read_artifact(out, "benchmark")
-    cfg = BenchmarkConfig.model_validate(manifest["config"])
-    results = pl.read_csv(out / "results.csv")
-    children = []
-    for row in results.iter_rows(named=True):
-        label = row.pop("model")
-        model = read_artifact(out / "models" / label, "model")
-        children.append(
-            RunSpec(
-                name=f"{label} · benchmark",
-                command="benchmark",
-                params={
-                    "label": label,
-                    "model": model["model"],
-                    **{f"params.{k}": v for k, v in model["params"].items()},
-                },
-                metrics=row,  # the metrics, beyond-accuracy measures, fit and evaluation seconds
-                metric_history=model.get("history") or {},
-                tags={"persotool.model_digest": model["model_digest"], "persotool.benchmark_role": "model"},
-                artifacts=[(out / "models" / label, "model")],
-            )
-        )
-    best, best_tags = {}, {}
-    for name in cfg.metric_names():
-        top = results.sort(name, descending=True, nulls_last=True).row(0, named=True)
-        best[f"best_{metric_key(name)}"] = top[name]
-        best_tags[f"best_{metric_key(name)}.model"] = top["model"]  # which model the best_* metric is
-    import json
-
-    return record_run(
-        tracking,
-        RunSpec(
-            name=f"{cfg.name} · benchmark",
-            command="benchmark",
-            params={**cfg.model_dump(mode="json", exclude={"models"}), "models": ",".join(cfg.models)},
-            metrics={**best, "users_evaluated": manifest["users_evaluated"]},
-            tags={
-                "persotool.split_digest": manifest["split"]["digest"],
-                "persotool.dataset_digest": manifest["dataset"]["digest"],
-                "persotool.benchmark_role": "parent",
-                **best_tags,
-            },
-            dataset={
-                "name": manifest["dataset"].get("name") or "dataset",
-                "digest": manifest["dataset"]["digest"],
-                "source": json.dumps({"uri": manifest["dataset"].get("path", "")}),
-                "context": "benchmark",
-            },
-            output=out,
-            artifacts=[
-                (out / name, "benchmark")
-                for name in ("results.csv", "results.md", "tests.csv", "per_user.parquet", "comparison.png")
-            ]
-            + [(out / "manifest.json", "benchmark")],
-            children=children,
-        ),
     )
 
 

@@ -77,7 +77,9 @@ def synth_command(
 
     cfg = validate(SynthConfig, merged, str(config) if config else "command line")
     manifest = write(cfg, out, force=force)
-    run_id = record_synth(tracking, out) if tracking.enabled else None
+    from persotool.tracking import records
+
+    run_id = records.record_synth(tracking, out) if tracking.enabled else None
     result = {
         "output": str(out),
         "log": str(out / manifest["log"]),
@@ -94,30 +96,6 @@ def synth_command(
     c.print(f"[bold]Wrote[/bold] {result['rows']:,} rows to {result['log']} in {result['seconds']:.2f}s")
     c.print(f"Ground truth: {out / 'ground_truth.npz'}, {out / 'ground_truth.json'}")
     c.print(f"Next: persotool ingest {result['log']} --schema {result['schema']} -o DIR")
-
-
-def record_synth(tracking, out: Path) -> str:
-    """Record a synthetic log directory's MLflow run (from its manifest: also `persotool track`)."""
-    from persotool.data.artifacts import read_artifact
-    from persotool.tracking import RunSpec, record_run
-
-    manifest = read_artifact(out, "synthetic-log")
-    return record_run(
-        tracking,
-        RunSpec(
-            name=f"{out.name} · synth",
-            command="datasets synth",
-            output=out,
-            params=manifest["config"],
-            metrics={
-                "rows": manifest["rows"],
-                "seconds": manifest["seconds"],
-                "sessions": manifest["truth"]["sessions"],
-            },
-            artifacts=[(out / "manifest.json", None), (out / "ground_truth.json", None), (out / "schema.toml", None)],
-            tags={"persotool.output": str(out.resolve())},
-        ),
-    )
 
 
 @app.command(

@@ -151,13 +151,15 @@ def evaluate_command(
     run_id = None
     if out is not None:
         _write(out, tables, flat, context, force, inputs)
-        run_id = record_evaluation(tracking, out) if tracking.enabled else None
+        from persotool.tracking import records
+
+        run_id = records.record_evaluation(tracking, out) if tracking.enabled else None
     elif tracking.enabled:
         import tempfile
 
         with tempfile.TemporaryDirectory() as scratch:
             _write(Path(scratch) / "evaluation", tables, flat, context, False, inputs)
-            run_id = record_evaluation(tracking, Path(scratch) / "evaluation", keep=False)
+            run_id = records.record_evaluation(tracking, Path(scratch) / "evaluation", keep=False)
     if as_json:
         print_json({**flat, "mlflow_run_id": run_id})
     else:
@@ -269,29 +271,6 @@ def _write(out: Path, tables: dict, flat: dict, context: dict, force: bool, inpu
         tables["segments"].write_csv(tmp / "segments.csv")
         manifest = artifacts.new_manifest("evaluation", name=out.name, summary=flat, context=context)
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
-
-
-def record_evaluation(tracking, out: Path, *, keep: bool = True) -> str:
-    """Record an evaluation directory's MLflow run (from its manifest: also `persotool track`);
-    `keep` False: the directory is a scratch copy, not an output to point at later."""
-    from persotool.data.artifacts import read_artifact
-    from persotool.tracking import RunSpec, record_run
-
-    manifest = read_artifact(out, "evaluation")
-    context = manifest["context"]
-    label = context.get("model", "lists")
-    return record_run(
-        tracking,
-        RunSpec(
-            name=f"{label} · evaluate",
-            command="evaluate",
-            output=out if keep else None,
-            params=context,
-            metrics=manifest["summary"],
-            tags={k: str(v) for k, v in context.items() if k.endswith("digest")},
-            artifacts=[(out / f"{name}.parquet", "evaluation") for name in ("per_user", "segments")],
-        ),
-    )
 
 
 def _render(flat: dict, per_segment, context: dict) -> None:

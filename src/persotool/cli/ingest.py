@@ -228,67 +228,14 @@ def ingest_command(
 
     manifest = ingest(spec, sources, out, force=force)
     result = summary(manifest, out)
-    run_id = record_ingest(tracking, out) if tracking.enabled else None
+    from persotool.tracking import records
+
+    run_id = records.record_ingest(tracking, out) if tracking.enabled else None
     result["mlflow_run_id"] = run_id
     if as_json:
         print_json(result)
     else:
         _render(result, tracking.describe())
-
-
-def record_ingest(tracking, out: Path) -> str | None:
-    """Record a dataset directory's MLflow run (from its manifest: also `persotool track`)."""
-    import json
-    import tempfile
-
-    from persotool.data.artifacts import read_artifact
-
-    manifest = read_artifact(out, "dataset")
-    from persotool.data.overview import plot_overview
-    from persotool.tracking import RunSpec, record_run
-
-    counts = manifest["counts"]
-    metrics = {k: v for k, v in counts.items() if isinstance(v, int | float)}
-    metrics |= {f"rejected.{k}": v for k, v in counts["rejected_by_reason"].items()}
-    metrics["seconds"] = manifest["seconds"]
-    metrics |= {f"seconds.{phase}": value for phase, value in manifest.get("phase_seconds", {}).items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        plot = Path(tmp) / "overview.png"
-        plot_overview(out, plot)
-        spec = RunSpec(
-            name=f"{manifest['name']} · ingest",
-            command="ingest",
-            output=out,
-            params={
-                "config": manifest["config"],
-                "sources": len(manifest["sources"]),
-                "config_hash": manifest["config_hash"],
-            },
-            metrics=metrics,
-            tags={
-                "persotool.dataset_digest": manifest["dataset_digest"],
-                "persotool.output": str(out.resolve()),
-            },
-            artifacts=[(out / "manifest.json", None), (plot, None)],
-            dataset={
-                "name": manifest["name"],
-                "digest": manifest["dataset_digest"],
-                "source": json.dumps({"uri": str(out.resolve())}),
-                "profile": json.dumps(
-                    {"num_rows": counts["rows_kept"], "n_users": counts["n_users"], "n_items": counts["n_items"]}
-                ),
-                "schema": json.dumps({"mlflow_colspec": _colspec()}),
-                "context": "ingest",
-            },
-        )
-        return record_run(tracking, spec)
-
-
-def _colspec() -> list[dict]:
-    from persotool.data.ingest import INTERACTION_SCHEMA
-
-    kinds = {"Int32": "integer", "Int64": "long", "String": "string", "Float64": "double"}
-    return [{"name": n, "type": kinds.get(str(d).split("(")[0], "datetime")} for n, d in INTERACTION_SCHEMA.items()]
 
 
 def _render(result: dict, tracking: str) -> None:

@@ -41,7 +41,9 @@ def simulate_command(
     cfg = exp.load_config(config, parse_sets(sets))
     tracking = preflight(not no_track, experiment)
     result = exp.run(dataset, cfg, out, force=force)
-    run_id = record_simulation(tracking, out) if tracking.enabled else None
+    from persotool.tracking import records
+
+    run_id = records.record_simulation(tracking, out) if tracking.enabled else None
     if as_json:
         print_json({**exp.summary(result), "output": str(out), "mlflow_run_id": run_id})
         return
@@ -105,71 +107,6 @@ def _render(result) -> None:
     if stops is not None and len(stops):
         for row in stops.iter_rows(named=True):
             c.print(f"mSPRT: {row['arm']} / {row['metric']} could have stopped on day {row['first_stop_day']}")
-
-
-def record_simulation(tracking, out: Path) -> str:
-    """Record an experiment directory's MLflow runs, a parent and one nested run per arm (from its
-    manifest and tables: also `persotool track`)."""
-    import json
-
-    import polars as pl
-
-    from persotool.data.artifacts import read_artifact
-    from persotool.simulation.config import SimulationConfig
-    from persotool.simulation.experiment import per_arm_metrics
-    from persotool.simulation.report import PLOTS
-    from persotool.tracking import RunSpec, flatten, record_run
-
-    manifest = read_artifact(out, "simulation")
-    cfg = SimulationConfig.model_validate(manifest["config"])
-    per_day = pl.read_parquet(out / "per_day.parquet")
-    results = pl.read_csv(out / "results.csv")
-    summary = json.loads((out / "results.json").read_text())
-    per_arm = per_arm_metrics(pl.read_parquet(out / "per_user.parquet"))
-    children = []
-    for arm in cfg.arms:
-        daily = per_day.filter(per_day["arm"] == arm.name)
-        children.append(
-            RunSpec(
-                name=f"{arm.name} · simulate",
-                command="simulate",
-                params={"arm": arm.name, "policy": arm.policy, "model": str(arm.model or ""), "share": arm.share},
-                metrics=per_arm.get(arm.name, {}),
-                metric_history={
-                    "daily_engagements_per_active": daily["engagements_per_active"].to_list(),
-                    "daily_ctr": daily["ctr"].to_list(),
-                    "daily_active": daily["active"].to_list(),
-                    "daily_coverage": daily["coverage"].to_list(),
-                    "daily_gini": daily["gini"].to_list(),
-                    "daily_jaccard": daily["jaccard"].fill_nan(None).fill_null(0.0).to_list(),
-                },
-                tags={"persotool.simulation_role": "arm"},
-            )
-        )
-    metrics = {"srm_p": manifest["srm_p"], "user_days_per_second": manifest["user_days_per_second"]}
-    for arm, h in summary["homogenization"].items():
-        metrics |= {f"{arm}.{key}_final": h[key] for key in ("jaccard", "coverage", "gini")}
-        metrics[f"{arm}.retrains"] = len(h["retrained_on_days"])
-    for row in results.iter_rows(named=True):
-        key = f"{row['arm']}.{row['metric']}"
-        metrics[f"{key}.effect"] = row["effect"]
-        metrics[f"{key}.p_holm"] = row["p_holm"]
-        metrics[f"{key}.true_effect"] = row["true_effect"]
-    files = ["results.csv", "results.json", "fidelity.csv", "report.html", "manifest.json", *PLOTS]
-    return record_run(
-        tracking,
-        RunSpec(
-            name=f"{cfg.name} · simulate",
-            command="simulate",
-            output=out,
-            params=flatten(cfg.model_dump(mode="json", exclude={"arms"}))
-            | {"arms": ",".join(f"{x.name}:{x.policy}" for x in cfg.arms)},
-            metrics=metrics,
-            tags={"persotool.dataset_digest": manifest["dataset"]["digest"]},
-            artifacts=[(out / f, "simulation") for f in files],
-            children=children,
-        ),
-    )
 
 
 def register(app: typer.Typer) -> None:

@@ -90,7 +90,9 @@ def split_command(
 
     cfg = validate(SplitConfig, {k: v for k, v in flags.items() if v is not None}, "command line")
     manifest = split(dataset, out, cfg, force=force)
-    run_id = record_split(tracking, out) if tracking.enabled else None
+    from persotool.tracking import records
+
+    run_id = records.record_split(tracking, out) if tracking.enabled else None
     cold, users = manifest["counts"]["test_users_without_history"], manifest["counts"]["test_users"]
     if cfg.test_users == "all" and cold and cold * 10 >= users:
         typer.echo(
@@ -119,40 +121,6 @@ def split_command(
         for key, value in report.items():
             table.add_row(f"{part}: {key.replace('_', ' ')}", f"{value:,}")
     console().print(table)
-
-
-def record_split(tracking, out: Path) -> str:
-    """Record a split directory's MLflow run (from its manifest: also `persotool track`)."""
-    import json
-
-    from persotool.data.artifacts import read_artifact
-    from persotool.tracking import RunSpec, record_run
-
-    manifest = read_artifact(out, "split")
-    return record_run(
-        tracking,
-        RunSpec(
-            name=f"{out.name} · split",
-            command="split",
-            output=out,
-            params={"config": manifest["config"]},
-            metrics={
-                **manifest["counts"],
-                **{f"leakage.{part}.{k}": v for part, d in manifest["leakage"].items() for k, v in d.items()},
-            },
-            tags={
-                "persotool.dataset_digest": manifest["dataset"]["digest"],
-                "persotool.split_digest": manifest["split_digest"],
-            },
-            artifacts=[(out / "manifest.json", None)],
-            dataset={
-                "name": manifest["dataset"]["name"] or "dataset",
-                "digest": manifest["dataset"]["digest"],
-                "source": json.dumps({"uri": manifest["dataset"]["path"]}),
-                "context": "split",
-            },
-        ),
-    )
 
 
 def register(app: typer.Typer) -> None:

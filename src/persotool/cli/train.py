@@ -80,7 +80,9 @@ def train_command(
     split = Split(split_dir)
     fitted, info = training.train(split, name, params, valid_k=valid_k, use_features=not no_features)
     manifest = training.save(fitted, out, split, info, force=force)
-    run_id = record_training(tracking, out) if tracking.enabled else None
+    from persotool.tracking import records
+
+    run_id = records.record_training(tracking, out) if tracking.enabled else None
     history = info["history"]
     valid_key = f"valid_{info['valid_metric']}"
     result = {
@@ -104,35 +106,6 @@ def train_command(
             f"best validation {info['valid_metric']}: {max(history[valid_key]):.4f} "
             f"after {len(history[valid_key])} epochs"
         )
-
-
-def record_training(tracking, out: Path) -> str:
-    """Record a model directory's MLflow run (from its manifest: also `persotool track`)."""
-    from persotool.data.artifacts import read_artifact
-    from persotool.tracking import RunSpec, record_run
-
-    manifest = read_artifact(out, "model")
-    return record_run(
-        tracking,
-        RunSpec(
-            name=f"{manifest['model']} · train",
-            command="train",
-            output=out,
-            params={
-                "model": manifest["model"],
-                **{f"params.{k}": v for k, v in manifest["params"].items()},
-                "split": manifest["split"]["path"],
-            },
-            metrics={"fit_seconds": manifest["fit_seconds"], "item_features": manifest["item_features"]},
-            metric_history=manifest.get("history") or {},
-            tags={
-                "persotool.model_digest": manifest["model_digest"],
-                "persotool.split_digest": manifest["split"]["digest"],
-                "persotool.dataset_digest": manifest["dataset"]["digest"],
-            },
-            artifacts=[(out, "model")],
-        ),
-    )
 
 
 def register(app: typer.Typer) -> None:

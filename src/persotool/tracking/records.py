@@ -1,0 +1,338 @@
+"""Each kind of output directory as an MLflow run: built from the directory alone (its manifest
+and tables), so a command records its output the same way `persotool track` records it later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from persotool.tracking import Tracking
+
+
+def _colspec() -> list[dict]:
+    from persotool.data.ingest import INTERACTION_SCHEMA
+
+    kinds = {"Int32": "integer", "Int64": "long", "String": "string", "Float64": "double"}
+    return [{"name": n, "type": kinds.get(str(d).split("(")[0], "datetime")} for n, d in INTERACTION_SCHEMA.items()]
+
+
+def record_ingest(tracking, out: Path) -> str | None:
+    """Record a dataset directory's MLflow run (from its manifest: also `persotool track`)."""
+    import json
+    import tempfile
+
+    from persotool.data.artifacts import read_artifact
+
+    manifest = read_artifact(out, "dataset")
+    from persotool.data.overview import plot_overview
+    from persotool.tracking import RunSpec, record_run
+
+    counts = manifest["counts"]
+    metrics = {k: v for k, v in counts.items() if isinstance(v, int | float)}
+    metrics |= {f"rejected.{k}": v for k, v in counts["rejected_by_reason"].items()}
+    metrics["seconds"] = manifest["seconds"]
+    metrics |= {f"seconds.{phase}": value for phase, value in manifest.get("phase_seconds", {}).items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = Path(tmp) / "overview.png"
+        plot_overview(out, plot)
+        spec = RunSpec(
+            name=f"{manifest['name']} · ingest",
+            command="ingest",
+            output=out,
+            params={
+                "config": manifest["config"],
+                "sources": len(manifest["sources"]),
+                "config_hash": manifest["config_hash"],
+            },
+            metrics=metrics,
+            tags={
+                "persotool.dataset_digest": manifest["dataset_digest"],
+                "persotool.output": str(out.resolve()),
+            },
+            artifacts=[(out / "manifest.json", None), (plot, None)],
+            dataset={
+                "name": manifest["name"],
+                "digest": manifest["dataset_digest"],
+                "source": json.dumps({"uri": str(out.resolve())}),
+                "profile": json.dumps(
+                    {"num_rows": counts["rows_kept"], "n_users": counts["n_users"], "n_items": counts["n_items"]}
+                ),
+                "schema": json.dumps({"mlflow_colspec": _colspec()}),
+                "context": "ingest",
+            },
+        )
+        return record_run(tracking, spec)
+
+
+def record_split(tracking, out: Path) -> str:
+    """Record a split directory's MLflow run (from its manifest: also `persotool track`)."""
+    import json
+
+    from persotool.data.artifacts import read_artifact
+    from persotool.tracking import RunSpec, record_run
+
+    manifest = read_artifact(out, "split")
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{out.name} · split",
+            command="split",
+            output=out,
+            params={"config": manifest["config"]},
+            metrics={
+                **manifest["counts"],
+                **{f"leakage.{part}.{k}": v for part, d in manifest["leakage"].items() for k, v in d.items()},
+            },
+            tags={
+                "persotool.dataset_digest": manifest["dataset"]["digest"],
+                "persotool.split_digest": manifest["split_digest"],
+            },
+            artifacts=[(out / "manifest.json", None)],
+            dataset={
+                "name": manifest["dataset"]["name"] or "dataset",
+                "digest": manifest["dataset"]["digest"],
+                "source": json.dumps({"uri": manifest["dataset"]["path"]}),
+                "context": "split",
+            },
+        ),
+    )
+
+
+def record_training(tracking, out: Path) -> str:
+    """Record a model directory's MLflow run (from its manifest: also `persotool track`)."""
+    from persotool.data.artifacts import read_artifact
+    from persotool.tracking import RunSpec, record_run
+
+    manifest = read_artifact(out, "model")
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{manifest['model']} · train",
+            command="train",
+            output=out,
+            params={
+                "model": manifest["model"],
+                **{f"params.{k}": v for k, v in manifest["params"].items()},
+                "split": manifest["split"]["path"],
+            },
+            metrics={"fit_seconds": manifest["fit_seconds"], "item_features": manifest["item_features"]},
+            metric_history=manifest.get("history") or {},
+            tags={
+                "persotool.model_digest": manifest["model_digest"],
+                "persotool.split_digest": manifest["split"]["digest"],
+                "persotool.dataset_digest": manifest["dataset"]["digest"],
+            },
+            artifacts=[(out, "model")],
+        ),
+    )
+
+
+def record_evaluation(tracking, out: Path, *, keep: bool = True) -> str:
+    """Record an evaluation directory's MLflow run (from its manifest: also `persotool track`);
+    `keep` False: the directory is a scratch copy, not an output to point at later."""
+    from persotool.data.artifacts import read_artifact
+    from persotool.tracking import RunSpec, record_run
+
+    manifest = read_artifact(out, "evaluation")
+    context = manifest["context"]
+    label = context.get("model", "lists")
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{label} · evaluate",
+            command="evaluate",
+            output=out if keep else None,
+            params=context,
+            metrics=manifest["summary"],
+            tags={k: str(v) for k, v in context.items() if k.endswith("digest")},
+            artifacts=[(out / f"{name}.parquet", "evaluation") for name in ("per_user", "segments")],
+        ),
+    )
+
+
+def record_benchmark(tracking, out: Path) -> str:
+    """Record a benchmark directory's MLflow runs, a parent and one nested run per model (from
+    its manifest and tables: also `persotool track`)."""
+    import polars as pl
+
+    from persotool.data.artifacts import read_artifact
+    from persotool.evaluation.benchmark import BenchmarkConfig
+    from persotool.tracking import RunSpec, metric_key, record_run
+
+    manifest = read_artifact(out, "benchmark")
+    cfg = BenchmarkConfig.model_validate(manifest["config"])
+    results = pl.read_csv(out / "results.csv")
+    children = []
+    for row in results.iter_rows(named=True):
+        label = row.pop("model")
+        model = read_artifact(out / "models" / label, "model")
+        children.append(
+            RunSpec(
+                name=f"{label} · benchmark",
+                command="benchmark",
+                params={
+                    "label": label,
+                    "model": model["model"],
+                    **{f"params.{k}": v for k, v in model["params"].items()},
+                },
+                metrics=row,  # the metrics, beyond-accuracy measures, fit and evaluation seconds
+                metric_history=model.get("history") or {},
+                tags={"persotool.model_digest": model["model_digest"], "persotool.benchmark_role": "model"},
+                artifacts=[(out / "models" / label, "model")],
+            )
+        )
+    best, best_tags = {}, {}
+    for name in cfg.metric_names():
+        top = results.sort(name, descending=True, nulls_last=True).row(0, named=True)
+        best[f"best_{metric_key(name)}"] = top[name]
+        best_tags[f"best_{metric_key(name)}.model"] = top["model"]  # which model the best_* metric is
+    import json
+
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{cfg.name} · benchmark",
+            command="benchmark",
+            params={**cfg.model_dump(mode="json", exclude={"models"}), "models": ",".join(cfg.models)},
+            metrics={**best, "users_evaluated": manifest["users_evaluated"]},
+            tags={
+                "persotool.split_digest": manifest["split"]["digest"],
+                "persotool.dataset_digest": manifest["dataset"]["digest"],
+                "persotool.benchmark_role": "parent",
+                **best_tags,
+            },
+            dataset={
+                "name": manifest["dataset"].get("name") or "dataset",
+                "digest": manifest["dataset"]["digest"],
+                "source": json.dumps({"uri": manifest["dataset"].get("path", "")}),
+                "context": "benchmark",
+            },
+            output=out,
+            artifacts=[
+                (out / name, "benchmark")
+                for name in ("results.csv", "results.md", "tests.csv", "per_user.parquet", "comparison.png")
+            ]
+            + [(out / "manifest.json", "benchmark")],
+            children=children,
+        ),
+    )
+
+
+def record_simulation(tracking, out: Path) -> str:
+    """Record an experiment directory's MLflow runs, a parent and one nested run per arm (from its
+    manifest and tables: also `persotool track`)."""
+    import json
+
+    import polars as pl
+
+    from persotool.data.artifacts import read_artifact
+    from persotool.simulation.config import SimulationConfig
+    from persotool.simulation.experiment import per_arm_metrics
+    from persotool.simulation.report import PLOTS
+    from persotool.tracking import RunSpec, flatten, record_run
+
+    manifest = read_artifact(out, "simulation")
+    cfg = SimulationConfig.model_validate(manifest["config"])
+    per_day = pl.read_parquet(out / "per_day.parquet")
+    results = pl.read_csv(out / "results.csv")
+    summary = json.loads((out / "results.json").read_text())
+    per_arm = per_arm_metrics(pl.read_parquet(out / "per_user.parquet"))
+    children = []
+    for arm in cfg.arms:
+        daily = per_day.filter(per_day["arm"] == arm.name)
+        children.append(
+            RunSpec(
+                name=f"{arm.name} · simulate",
+                command="simulate",
+                params={"arm": arm.name, "policy": arm.policy, "model": str(arm.model or ""), "share": arm.share},
+                metrics=per_arm.get(arm.name, {}),
+                metric_history={
+                    "daily_engagements_per_active": daily["engagements_per_active"].to_list(),
+                    "daily_ctr": daily["ctr"].to_list(),
+                    "daily_active": daily["active"].to_list(),
+                    "daily_coverage": daily["coverage"].to_list(),
+                    "daily_gini": daily["gini"].to_list(),
+                    "daily_jaccard": daily["jaccard"].fill_nan(None).fill_null(0.0).to_list(),
+                },
+                tags={"persotool.simulation_role": "arm"},
+            )
+        )
+    metrics = {"srm_p": manifest["srm_p"], "user_days_per_second": manifest["user_days_per_second"]}
+    for arm, h in summary["homogenization"].items():
+        metrics |= {f"{arm}.{key}_final": h[key] for key in ("jaccard", "coverage", "gini")}
+        metrics[f"{arm}.retrains"] = len(h["retrained_on_days"])
+    for row in results.iter_rows(named=True):
+        key = f"{row['arm']}.{row['metric']}"
+        metrics[f"{key}.effect"] = row["effect"]
+        metrics[f"{key}.p_holm"] = row["p_holm"]
+        metrics[f"{key}.true_effect"] = row["true_effect"]
+    files = ["results.csv", "results.json", "fidelity.csv", "report.html", "manifest.json", *PLOTS]
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{cfg.name} · simulate",
+            command="simulate",
+            output=out,
+            params=flatten(cfg.model_dump(mode="json", exclude={"arms"}))
+            | {"arms": ",".join(f"{x.name}:{x.policy}" for x in cfg.arms)},
+            metrics=metrics,
+            tags={"persotool.dataset_digest": manifest["dataset"]["digest"]},
+            artifacts=[(out / f, "simulation") for f in files],
+            children=children,
+        ),
+    )
+
+
+def record_synth(tracking, out: Path) -> str:
+    """Record a synthetic log directory's MLflow run (from its manifest: also `persotool track`)."""
+    from persotool.data.artifacts import read_artifact
+    from persotool.tracking import RunSpec, record_run
+
+    manifest = read_artifact(out, "synthetic-log")
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{out.name} · synth",
+            command="datasets synth",
+            output=out,
+            params=manifest["config"],
+            metrics={
+                "rows": manifest["rows"],
+                "seconds": manifest["seconds"],
+                "sessions": manifest["truth"]["sessions"],
+            },
+            artifacts=[(out / "manifest.json", None), (out / "ground_truth.json", None), (out / "schema.toml", None)],
+            tags={"persotool.output": str(out.resolve())},
+        ),
+    )
+
+
+RECORDERS = {
+    "dataset": record_ingest,
+    "synthetic-log": record_synth,
+    "split": record_split,
+    "model": record_training,
+    "evaluation": record_evaluation,
+    "benchmark": record_benchmark,
+    "simulation": record_simulation,
+}
+
+
+def record(tracking: Tracking, out: Path) -> str | None:
+    """Record the run of any persotool output directory; None when tracking is off."""
+    import json
+
+    from persotool.data.artifacts import MANIFEST
+    from persotool.errors import DataError
+
+    if not tracking.enabled:
+        return None
+    manifest_path = Path(out) / MANIFEST
+    if not manifest_path.is_file():
+        raise DataError(f"is not a persotool output directory (no {MANIFEST})", where=str(out))
+    try:
+        kind = json.loads(manifest_path.read_text()).get("kind")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise DataError(f"{MANIFEST} is not valid JSON", where=str(out)) from None
+    if kind not in RECORDERS:
+        raise DataError(f"holds a {kind!r} artifact, which has no MLflow run to record", where=str(out))
+    return RECORDERS[kind](tracking, Path(out))
