@@ -64,10 +64,10 @@ def make_log(rows: int, layout: str) -> Path:
 
 
 def variant_persotool(folder: Path, out: Path) -> dict:
-    from persotool.config import IngestSpec, load_toml
+    from persotool.config import IngestConfig, load_toml
     from persotool.data.ingest import ingest
 
-    spec = IngestSpec.model_validate(load_toml(folder / "schema.toml"))
+    spec = IngestConfig.model_validate(load_toml(folder / "schema.toml"))
     manifest = ingest(spec, [str(folder / "events.csv")], out / "dataset", force=True)
     return {"rows_out": manifest["counts"]["rows_kept"], "phase_seconds": manifest["phase_seconds"]}
 

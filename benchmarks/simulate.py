@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    from persotool.config import IngestSpec, load_toml
+    from persotool.config import IngestConfig, load_toml
     from persotool.data.ingest import ingest
     from persotool.data.synth import SynthConfig, write
     from persotool.simulation import engine, world
@@ -42,7 +42,7 @@ def main() -> None:
         t = time.perf_counter()
         cfg = SynthConfig(users=args.users, items=args.items, factors=args.factors, events=args.events, days=60)
         write(cfg, synth, force=True)
-        spec = IngestSpec.model_validate(load_toml(synth / "schema.toml"))
+        spec = IngestConfig.model_validate(load_toml(synth / "schema.toml"))
         ingest(spec, [str(synth / "events.csv")], dataset, force=True)
         print(f"world data prepared in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     cfg = load_config(

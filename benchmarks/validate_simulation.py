@@ -39,7 +39,7 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import numpy as np
 
-    from persotool.config import IngestSpec
+    from persotool.config import IngestConfig
     from persotool.data.ingest import ingest
     from persotool.data.presets import preset
     from persotool.simulation import engine, world
@@ -52,7 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Path(tmp) / "movielens"
         ratings = str(ROOT / "datasets" / "movielens-small" / "ratings.csv")
-        ingest(IngestSpec.model_validate(preset("movielens", ratings)), [ratings], dataset)
+        ingest(IngestConfig.model_validate(preset("movielens", ratings)), [ratings], dataset)
 
         def simulate(arms):
             cfg = load_config(

@@ -111,7 +111,7 @@ class AttributeSpec(Strict):
     columns: list[str] | None = None
 
 
-class IngestSpec(Strict):
+class IngestConfig(Strict):
     """Everything `persotool ingest` needs besides the source paths and output directory."""
 
     source: SourceSpec = Field(default_factory=SourceSpec)
@@ -131,7 +131,7 @@ class IngestSpec(Strict):
     users: AttributeSpec | None = None
 
     @model_validator(mode="after")
-    def _events(self) -> IngestSpec:
+    def _events(self) -> IngestConfig:
         if self.events is not None:
             if self.columns.event is None:
                 raise ValueError("`events` weights need an event column (columns.event)")

@@ -10,21 +10,21 @@ import polars as pl
 import pytest
 import zstandard
 
-from persotool.config import IngestSpec
+from persotool.config import IngestConfig
 from persotool.data.ingest import ingest
 from tests.conftest import MOVIELENS, run_cli
 
 SPEC = {"columns": {"user": "u", "item": "i", "time": "t"}}
 
 
-def _spec(**extra) -> IngestSpec:
+def _spec(**extra) -> IngestConfig:
     merged = json.loads(json.dumps(SPEC))
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] |= value
         else:
             merged[key] = value
-    return IngestSpec.model_validate(merged)
+    return IngestConfig.model_validate(merged)
 
 
 def _interactions(out: Path) -> pl.DataFrame:

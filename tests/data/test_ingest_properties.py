@@ -11,10 +11,10 @@ import polars as pl
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from persotool.config import IngestSpec
+from persotool.config import IngestConfig
 from persotool.data.ingest import ingest
 
-SPEC = IngestSpec.model_validate(
+SPEC = IngestConfig.model_validate(
     {
         "columns": {"user": "user", "item": "item", "time": "ts", "time_format": "s", "value": "v"},
         "max_reject_rate": 1.0,

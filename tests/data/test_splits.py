@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from persotool.config import IngestSpec
+from persotool.config import IngestConfig
 from persotool.data.ingest import ingest
 from persotool.data.splits import SplitConfig, k_core, split
 from persotool.errors import ConfigError, DataError
@@ -25,7 +25,7 @@ def dataset(tmp_path_factory) -> Path:
         for d in range(10):
             lines.append(f"u{u},i{(u + d) % 8},{(start + timedelta(days=d, hours=u)).isoformat()},{d % 5 + 1}")
     (root / "log.csv").write_text("\n".join(lines) + "\n")
-    spec = IngestSpec.model_validate({"columns": {"user": "u", "item": "i", "time": "t", "value": "v"}})
+    spec = IngestConfig.model_validate({"columns": {"user": "u", "item": "i", "time": "t", "value": "v"}})
     ingest(spec, [str(root / "log.csv")], root / "ds")
     return root / "ds"
 

@@ -20,6 +20,22 @@ DEBUG_FLAG = "--debug"
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
+def _as_flags(line: str, group, ctx) -> str:
+    """Library errors name options as the API does (`user_col`); on the command line they are
+    flags (`--user-col`): rename the invoked command's options with an underscore in their name."""
+    import re
+
+    command = group.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    commands = [command] if command is not None else []
+    while any(hasattr(c, "commands") for c in commands):  # a group such as `datasets`: all of its commands
+        commands = [sub for c in commands for sub in (c.commands.values() if hasattr(c, "commands") else [c])]
+    for param in [p for c in commands for p in c.params]:
+        flags = [opt for opt in param.opts if opt.startswith("--")]
+        if "_" in (param.name or "") and flags:
+            line = re.sub(rf"(?<![\w-]){re.escape(param.name)}(?![\w-])", flags[0], line)
+    return line
+
+
 class PersotoolGroup(PlainHelpGroup):
     """Maps persotool's error tree to one clear line and an exit status; `--debug` anywhere on the
     command line (or PERSOTOOL_DEBUG=1) shows the traceback instead."""
@@ -42,7 +58,7 @@ class PersotoolGroup(PlainHelpGroup):
         except PersotoolError as exc:
             if debug:
                 traceback.print_exc()
-            typer.echo(f"persotool: error: {exc.line()}", err=True)
+            typer.echo(f"persotool: error: {_as_flags(exc.line(), self, ctx)}", err=True)
             ctx.exit(exc.exit_code)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise

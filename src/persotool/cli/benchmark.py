@@ -34,9 +34,9 @@ def benchmark_command(
 ) -> None:
     """Train and evaluate several models on one split; test each against a baseline (paired t-test
     and Wilcoxon, Holm-corrected); write results.csv/.md, tests.csv, a plot and every model."""
+    from persotool import workflow
     from persotool.errors import ConfigError
     from persotool.evaluation import benchmark
-    from persotool.tracking import preflight
 
     overrides: dict = {}
     if baseline:
@@ -55,7 +55,7 @@ def benchmark_command(
         cfg.models = {k: v for k, v in cfg.models.items() if k in wanted or k == cfg.baseline}
         if len(cfg.models) < 2:
             raise ConfigError("--only: a benchmark needs at least one model besides the baseline")
-    tracking = preflight(not no_track, experiment)
+    tracking = workflow.tracking(experiment, enabled=not no_track)
     quiet = as_json
     c = console()
 
@@ -63,37 +63,32 @@ def benchmark_command(
         if not quiet:
             c.print(f"[dim]{label}: {stage}[/dim]")
 
-    result = benchmark.run(split_dir, cfg, out, force=force, progress=progress)
-    from persotool.tracking import records
-
-    run_id = records.record_benchmark(tracking, out) if tracking.enabled else None
+    made = workflow.benchmark(split_dir, cfg, out, force=force, track=tracking, progress=progress)
     if as_json:
         print_json(
             {
                 "output": str(out),
                 "baseline": cfg.baseline,
-                "users_evaluated": result.users_evaluated,
-                "results": result.results.to_dicts(),
-                "tests": result.tests.to_dicts(),
-                "mlflow_run_id": run_id,
+                "users_evaluated": made.manifest["users_evaluated"],
+                "results": made.results.to_dicts(),
+                "tests": made.tests.to_dicts(),
+                "mlflow_run_id": made.mlflow_run_id,
             }
         )
         return
-    _render(result)
+    _render(made, cfg)
     c.print(f"Written to {out} (results.csv, results.md, tests.csv, comparison.png, models/)")
 
 
-def _render(result) -> None:
+def _render(result, cfg) -> None:
     from rich.table import Table
 
     from persotool.evaluation.benchmark import significance_marks
 
-    cfg = result.config
     names = cfg.metric_names()
     marks = significance_marks(result.tests)
-    table = Table(
-        title=f"{cfg.name}: {result.users_evaluated:,} users, full ranking, {cfg.on} set", title_justify="left"
-    )
+    users = result.manifest["users_evaluated"]
+    table = Table(title=f"{cfg.name}: {users:,} users, full ranking, {cfg.on} set", title_justify="left")
     # one column per model, one row per metric: fits a terminal for the usual five or six models
     labels = result.results["model"].to_list()
     table.add_column("metric", no_wrap=True)

@@ -35,58 +35,6 @@ def _split_list(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",")] if text else None
 
 
-def build_spec(
-    sources: list[str], *, preset: str | None, schema: Path | None, overrides: dict, list_separator: str | None = None
-):
-    """Merge preset < schema file < flags into a validated IngestSpec."""
-    from persotool.config import IngestSpec, deep_merge, load_toml, validate
-    from persotool.data.presets import preset as preset_config
-
-    merged: dict = {}
-    where = "command line"
-    if preset:
-        merged = preset_config(preset, sources[0] if sources else None)
-        where = f"preset {preset}"
-    if schema:
-        merged = deep_merge(merged, load_toml(schema))
-        where = str(schema)
-    merged = deep_merge(merged, overrides)
-    if list_separator is not None:
-        tables = [key for key in ("items", "users") if isinstance(merged.get(key), dict)]
-        if not tables:
-            from persotool.errors import ConfigError
-
-            raise ConfigError("--list-separator splits attribute cells: give --items or --users, or a schema with them")
-        for key in tables:
-            merged[key] = {**merged[key], "separator": list_separator}
-    if "columns" not in merged:
-        from persotool.errors import ConfigError
-
-        raise ConfigError(
-            "say which columns hold the user, item and time: --user-col, --item-col, "
-            "--time-col, or --schema FILE, or --preset movielens"
-        )
-    return validate(IngestSpec, merged, where)
-
-
-def _overrides(**flags) -> dict:
-    """Only flags the user actually gave override the preset and schema file."""
-    out: dict = {}
-
-    def put(path: str, value) -> None:
-        if value is None or value == [] or value is False:
-            return
-        node = out
-        *parents, leaf = path.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-
-    for path, value in flags.items():
-        put(path.replace("__", "."), value)
-    return out
-
-
 def ingest_command(
     sources: Annotated[list[str], typer.Argument(help="Files, globs or directories of raw logs.", show_default=False)],
     out: OutOpt,
@@ -174,10 +122,10 @@ def ingest_command(
     experiment: ExperimentOpt = None,
 ) -> None:
     """Ingest raw interaction logs (CSV/TSV/JSONL/Parquet, plain, gzip or zstd) into a dataset."""
+    from persotool import workflow
     from persotool.errors import ConfigError
-    from persotool.tracking import preflight
 
-    tracking = preflight(not no_track, experiment)
+    tracking = workflow.tracking(experiment, enabled=not no_track)
     weights = None
     if event_weight:
         weights = {}
@@ -193,45 +141,44 @@ def ingest_command(
         raise ConfigError("--items needs --item-key (the item id column in that file)")
     if users is not None and user_key is None:
         raise ConfigError("--users needs --user-key (the user id column in that file)")
-    overrides = _overrides(
-        source__format=fmt,
-        source__delimiter=delimiter,
-        source__quote=quote,
-        source__columns=_split_list(columns),
-        columns__user=user_col,
-        columns__item=item_col,
-        columns__time=time_col,
-        columns__time_format=time_format,
-        columns__timezone=timezone,
-        columns__event=event_col,
-        columns__value=value_col,
-        columns__consent=consent_col,
-        events=weights,
+    if list_separator is not None and items is None and users is None and schema is None and preset is None:
+        raise ConfigError("--list-separator splits attribute cells: give --items or --users, or a schema with them")
+    dataset = workflow.ingest(
+        sources,
+        out,
+        force=force,
+        track=tracking,
+        preset=preset,
+        schema=schema,
+        list_separator=list_separator,
+        format=fmt,
+        delimiter=delimiter,
+        quote=quote,
+        header=False if no_header else None,
+        columns=_split_list(columns),
+        user_col=user_col,
+        item_col=item_col,
+        time_col=time_col,
+        time_format=time_format,
+        timezone=timezone,
+        event_col=event_col,
+        value_col=value_col,
+        consent_col=consent_col,
+        event_weights=weights,
         relevance_threshold=relevance_threshold,
-        session_gap_minutes=session_gap,
+        session_gap=session_gap,
         max_reject_rate=max_reject_rate,
         pseudonymize=pseudonymize,
         keep_raw_rejects=keep_raw_rejects,
-        pseudonym_key_env=key_env,
-        items__path=str(items) if items else None,
-        items__key=item_key,
-        items__features=_split_list(item_features),
-        users__path=str(users) if users else None,
-        users__key=user_key,
-        users__features=_split_list(user_features),
+        key_env=key_env,
+        items=items,
+        item_key=item_key,
+        item_features=_split_list(item_features),
+        users=users,
+        user_key=user_key,
+        user_features=_split_list(user_features),
     )
-    if no_header:
-        overrides.setdefault("source", {})["header"] = False
-    spec = build_spec(sources, preset=preset, schema=schema, overrides=overrides, list_separator=list_separator)
-
-    from persotool.data.ingest import ingest, summary
-
-    manifest = ingest(spec, sources, out, force=force)
-    result = summary(manifest, out)
-    from persotool.tracking import records
-
-    run_id = records.record_ingest(tracking, out) if tracking.enabled else None
-    result["mlflow_run_id"] = run_id
+    result = dataset.summary() | {"mlflow_run_id": dataset.mlflow_run_id}
     if as_json:
         print_json(result)
     else:

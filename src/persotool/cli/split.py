@@ -67,34 +67,31 @@ def split_command(
     experiment: ExperimentOpt = None,
 ) -> None:
     """Split a dataset into train/valid/test with a leakage report."""
-    from persotool.config import validate
-    from persotool.tracking import preflight
+    from persotool import workflow
 
-    tracking = preflight(not no_track, experiment)
-    flags = {
-        "strategy": strategy,
-        "cutoff": cutoff,
-        "valid_cutoff": valid_cutoff,
-        "leave_last": leave_last,
-        "test_fraction": test_fraction,
-        "valid_fraction": valid_fraction,
-        "valid": valid or None,
-        "min_user_interactions": min_user,
-        "min_item_interactions": min_item,
-        "relevance_threshold": relevance_threshold,
-        "keep_repeats": keep_repeats or None,
-        "test_users": test_users,
-        "seed": seed,
-    }
-    from persotool.data.splits import SplitConfig, split
-
-    cfg = validate(SplitConfig, {k: v for k, v in flags.items() if v is not None}, "command line")
-    manifest = split(dataset, out, cfg, force=force)
-    from persotool.tracking import records
-
-    run_id = records.record_split(tracking, out) if tracking.enabled else None
+    tracking = workflow.tracking(experiment, enabled=not no_track)
+    made = workflow.split(
+        dataset,
+        out,
+        force=force,
+        track=tracking,
+        strategy=strategy,
+        cutoff=cutoff,
+        valid_cutoff=valid_cutoff,
+        leave_last=leave_last,
+        test_fraction=test_fraction,
+        valid_fraction=valid_fraction,
+        valid=valid or None,
+        min_user_interactions=min_user,
+        min_item_interactions=min_item,
+        relevance_threshold=relevance_threshold,
+        keep_repeats=keep_repeats or None,
+        test_users=test_users,
+        seed=seed,
+    )
+    manifest, run_id = made.manifest, made.mlflow_run_id
     cold, users = manifest["counts"]["test_users_without_history"], manifest["counts"]["test_users"]
-    if cfg.test_users == "all" and cold and cold * 10 >= users:
+    if manifest["config"]["test_users"] == "all" and cold and cold * 10 >= users:
         typer.echo(
             f"persotool: note: {cold:,} of {users:,} test users ({cold / users:.0%}) have no training history; "
             "models can only rank popular items for them. --test-users seen keeps users with history only.",
@@ -112,7 +109,7 @@ def split_command(
         return
     from rich.table import Table
 
-    table = Table(title=f"Split {out} ({cfg.strategy})", show_header=False, title_justify="left")
+    table = Table(title=f"Split {out} ({manifest['config']['strategy']})", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key, value in manifest["counts"].items():

@@ -36,22 +36,6 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def model_config(config: Path | None, model: str | None, sets: list[str] | None) -> tuple[str, dict[str, Any]]:
-    from persotool.config import load_toml
-    from persotool.errors import ConfigError
-
-    data = load_toml(config) if config else {}
-    unknown = set(data) - {"model", "params"}
-    if unknown:
-        raise ConfigError(
-            f"{sorted(unknown)[0]}: is not a known setting (use model = ... and [params])", where=str(config)
-        )
-    name = model or data.get("model")
-    if not name:
-        raise ConfigError("say which model to train: --model NAME or a --config file with model = NAME")
-    return name, {**data.get("params", {}), **parse_sets(sets)}
-
-
 def train_command(
     split_dir: Annotated[Path, typer.Argument(help="A split directory from `persotool split`.")],
     out: OutOpt,
@@ -68,30 +52,30 @@ def train_command(
     experiment: ExperimentOpt = None,
 ) -> None:
     """Train a recommender on a split's training part (early stopping on its validation part)."""
-    from persotool.tracking import preflight
+    from persotool import workflow
 
-    tracking = preflight(not no_track, experiment)
-    name, params = model_config(config, model, sets)
-    from persotool.data.artifacts import check_output
-    from persotool.data.splits import Split
-    from persotool.models import training
-
-    check_output(out, force=force, inputs=[split_dir])
-    split = Split(split_dir)
-    fitted, info = training.train(split, name, params, valid_k=valid_k, use_features=not no_features)
-    manifest = training.save(fitted, out, split, info, force=force)
-    from persotool.tracking import records
-
-    run_id = records.record_training(tracking, out) if tracking.enabled else None
-    history = info["history"]
-    valid_key = f"valid_{info['valid_metric']}"
+    tracking = workflow.tracking(experiment, enabled=not no_track)
+    trained = workflow.train(
+        split_dir,
+        model,
+        out,
+        params=parse_sets(sets),
+        config=config,
+        valid_k=valid_k,
+        use_features=not no_features,
+        force=force,
+        track=tracking,
+    )
+    manifest, run_id, name = trained.manifest, trained.mlflow_run_id, trained.manifest["model"]
+    history = manifest.get("history") or {}
+    valid_key = f"valid_{manifest['valid_metric']}"
     result = {
         "output": str(out),
         "model": name,
         "params": manifest["params"],
-        "fit_seconds": info["fit_seconds"],
+        "fit_seconds": manifest["fit_seconds"],
         "epochs": len(next(iter(history.values()), [])),
-        "item_features": info["item_features"],
+        "item_features": manifest["item_features"],
         "mlflow_run_id": run_id,
     }
     if valid_key in history:
@@ -100,10 +84,10 @@ def train_command(
         print_json(result)
         return
     c = console()
-    c.print(f"[bold]Trained[/bold] {name} in {info['fit_seconds']:.2f}s -> {out}")
+    c.print(f"[bold]Trained[/bold] {name} in {manifest['fit_seconds']:.2f}s -> {out}")
     if valid_key in history:
         c.print(
-            f"best validation {info['valid_metric']}: {max(history[valid_key]):.4f} "
+            f"best validation {manifest['valid_metric']}: {max(history[valid_key]):.4f} "
             f"after {len(history[valid_key])} epochs"
         )
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from persotool.config import AttributeSpec, IngestSpec
+from persotool.config import AttributeSpec, IngestConfig
 from persotool.data import artifacts
 from persotool.data.parsing import UTC_DTYPE, clean_id, consent_exprs, id_expr, parse_time, value_exprs
 from persotool.data.sources import (
@@ -97,7 +97,7 @@ class _Loaded:
         return self.lines[rows] if self.lines is not None else rows.astype(np.int64) + self.first_line
 
 
-def _mapped_columns(spec: IngestSpec) -> dict[str, str]:
+def _mapped_columns(spec: IngestConfig) -> dict[str, str]:
     mapping = spec.columns.model_dump()
     return {role: mapping[role] for role in ROLES if mapping.get(role)}
 
@@ -149,7 +149,7 @@ def _byte_checks_first(loaded: list[_Loaded]):
 
 
 def _load_source(
-    source: Source, spec: IngestSpec, workdir: Path, coded: dict[str, pl.DataType], careful: bool = False
+    source: Source, spec: IngestConfig, workdir: Path, coded: dict[str, pl.DataType], careful: bool = False
 ) -> _Loaded:
     mapping = _mapped_columns(spec)
     where = str(source.path)
@@ -203,7 +203,7 @@ def _load_source(
 
 
 def _read_csv(
-    source: Source, prepared: PreparedText, spec: IngestSpec, mapping: dict[str, str], coded: dict[str, pl.DataType]
+    source: Source, prepared: PreparedText, spec: IngestConfig, mapping: dict[str, str], coded: dict[str, pl.DataType]
 ) -> _Loaded:
     """The mapped columns of a checked CSV file: ids, events, values and consent as Categorical,
     whole-number epoch timestamps as integers (text when some are not)."""
@@ -353,7 +353,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _with_time(loaded: _Loaded, spec: IngestSpec, types: dict[str, pl.DataType]) -> tuple[pl.DataFrame, str]:
+def _with_time(loaded: _Loaded, spec: IngestConfig, types: dict[str, pl.DataType]) -> tuple[pl.DataFrame, str]:
     """One file's rows with parsed UTC timestamps; coded roles become Categorical whatever the format."""
     frame = loaded.frame
     try:
@@ -452,7 +452,7 @@ class _Coded:
     events: pl.Series  # cleaned event names, indexed by event code
 
 
-def _encode(frame: pl.DataFrame, spec: IngestSpec) -> _Coded:
+def _encode(frame: pl.DataFrame, spec: IngestConfig) -> _Coded:
     """Clean ids and parse values, events and consent once per distinct value; give every row
     integer codes and the first reason (if any) it must be rejected for."""
     n = len(frame)
@@ -645,7 +645,7 @@ def _present(codes: np.ndarray, size: int) -> np.ndarray:
     return np.flatnonzero(seen)
 
 
-def _pseudonymizer(spec: IngestSpec):
+def _pseudonymizer(spec: IngestConfig):
     key = os.environ.get(spec.pseudonym_key_env)
     if not key:
         raise ConfigError(
@@ -717,7 +717,7 @@ def _mapped_text(line: str, fmt: str, delimiter: str, quote: str | None, positio
     return delimiter.join(fields[i] if i < len(fields) else "" for i in positions)
 
 
-def _attach_raw(rejects: pl.DataFrame, loaded: list[_Loaded], spec: IngestSpec, pseudonymize) -> pl.Series:
+def _attach_raw(rejects: pl.DataFrame, loaded: list[_Loaded], spec: IngestConfig, pseudonymize) -> pl.Series:
     """The text of each rejected line: its mapped fields (the whole line with keep_raw_rejects),
     or, when pseudonymizing, its mapped fields with the user id replaced, so that raw identifiers
     never reach an output."""
@@ -836,7 +836,7 @@ def _attributes(
     return out, counts
 
 
-def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = False) -> dict[str, Any]:
+def ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool = False) -> dict[str, Any]:
     """Ingest raw logs into `out`; return the manifest (also written as `out/manifest.json`)."""
     careful: set[Path] = set()
     while True:
@@ -846,7 +846,7 @@ def ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool = Fal
             careful |= again.paths  # grows every time: the loop ends
 
 
-def _ingest(spec: IngestSpec, sources: list[str], out: Path, *, force: bool, careful: set[Path]) -> dict[str, Any]:
+def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, careful: set[Path]) -> dict[str, Any]:
     started = time.perf_counter()
     phases = _Phases()
     paths = discover(sources)

@@ -1,0 +1,277 @@
+"""The workflow as Python calls, one per stage, each usable alone: the input artifact first, then a
+config object or the keyword options the command-line flags map to, then `out`. Each returns the
+typed artifact it wrote and, given `track` (a `Tracking`, see `tracking()`), records its MLflow run.
+The commands are thin shells over these calls.
+
+    import persotool as pt
+    ds = pt.ingest("datasets/movielens-small/ratings.csv", "build/ml", preset="movielens")
+    sp = pt.split(ds, "build/split", strategy="leave-last", leave_last=10, valid=True)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from persotool.results import Benchmark, Dataset, Evaluation, Experiment, Split, SyntheticLog, TrainedModel
+
+# Keyword options of `ingest` and where each goes in the IngestConfig (the CLI flags of the same names).
+INGEST_OPTIONS = {
+    "format": "source.format",
+    "delimiter": "source.delimiter",
+    "quote": "source.quote",
+    "header": "source.header",
+    "columns": "source.columns",
+    "user_col": "columns.user",
+    "item_col": "columns.item",
+    "time_col": "columns.time",
+    "time_format": "columns.time_format",
+    "timezone": "columns.timezone",
+    "event_col": "columns.event",
+    "value_col": "columns.value",
+    "consent_col": "columns.consent",
+    "event_weights": "events",
+    "relevance_threshold": "relevance_threshold",
+    "session_gap": "session_gap_minutes",
+    "max_reject_rate": "max_reject_rate",
+    "pseudonymize": "pseudonymize",
+    "key_env": "pseudonym_key_env",
+    "keep_raw_rejects": "keep_raw_rejects",
+    "items": "items.path",
+    "item_key": "items.key",
+    "item_features": "items.features",
+    "users": "users.path",
+    "user_key": "users.key",
+    "user_features": "users.features",
+}
+
+
+def tracking(experiment: str | None = None, *, enabled: bool = True):
+    """Where runs go: MLflow's default local store or $MLFLOW_TRACKING_URI, checked now."""
+    from persotool.tracking import preflight
+
+    return preflight(enabled, experiment)
+
+
+def _paths(value) -> list[str]:
+    return [str(value)] if isinstance(value, str | Path) else [str(v) for v in value]
+
+
+def _path(value) -> Path:
+    return value.path if hasattr(value, "path") else Path(value)
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that were given (None means: the config's default)."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _recorded(artifact, track):
+    if track is not None and track.enabled:
+        artifact.record(track)
+    return artifact
+
+
+def ingest_config(
+    sources,
+    *,
+    preset: str | None = None,
+    schema: Path | str | None = None,
+    list_separator: str | None = None,
+    **options,
+):
+    """The IngestConfig of preset < schema file < options, validated. `options` are INGEST_OPTIONS
+    (None leaves the preset's or schema's value)."""
+    from persotool.config import IngestConfig, deep_merge, load_toml, validate
+    from persotool.data.presets import preset as preset_config
+    from persotool.errors import ConfigError
+
+    unknown = sorted(set(options) - set(INGEST_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown ingest option {unknown[0]!r}; options: {', '.join(INGEST_OPTIONS)}")
+    sources = _paths(sources)
+    merged: dict = {}
+    where = "options"
+    if preset:
+        merged, where = preset_config(preset, sources[0] if sources else None), f"preset {preset}"
+    if schema:
+        merged, where = deep_merge(merged, load_toml(Path(schema))), str(schema)
+    given: dict = {}
+    for key, value in options.items():
+        if value is None or value == [] or (value is False and key != "header"):
+            continue
+        *parents, leaf = INGEST_OPTIONS[key].split(".")
+        node = given
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = str(value) if isinstance(value, Path) else value
+    for table in ("items", "users"):
+        if table in given and "key" not in given[table] and "path" in given[table]:
+            raise ConfigError(f"{table} needs its key: the {table[:-1]} id column in that file")
+    merged = deep_merge(merged, given)
+    if list_separator is not None:
+        tables = [key for key in ("items", "users") if isinstance(merged.get(key), dict)]
+        if not tables:
+            raise ConfigError("a list separator splits attribute cells: give an items or users file")
+        for key in tables:
+            merged[key] = {**merged[key], "separator": list_separator}
+    if "columns" not in merged:
+        raise ConfigError(
+            "say which columns hold the user, item and time: user_col, item_col and time_col, a schema file, "
+            "or the movielens preset"
+        )
+    return validate(IngestConfig, merged, where)
+
+
+def ingest(sources, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Dataset:
+    """Raw logs (files, globs, directories) -> a dataset directory at `out`. `config` is an
+    IngestConfig; without one, `preset`, `schema` and INGEST_OPTIONS build it."""
+    from persotool.data.ingest import ingest as run
+
+    spec = config if config is not None else ingest_config(sources, **options)
+    run(spec, _paths(sources), Path(out), force=force)
+    return _recorded(Dataset(out), track)
+
+
+def split(dataset, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Split:
+    """A dataset -> train / valid / test at `out`. `config` is a SplitConfig, or its fields as keywords."""
+    from persotool.config import validate
+    from persotool.data.splits import SplitConfig
+    from persotool.data.splits import split as run
+
+    cfg = (
+        config
+        if config is not None
+        else validate(SplitConfig, {k: v for k, v in options.items() if v is not None}, "options")
+    )
+    run(_path(dataset), Path(out), cfg, force=force)
+    return _recorded(Split(out), track)
+
+
+def model_config(config: Path | str | None = None, model: str | None = None, params: dict | None = None):
+    """(model name, hyperparameters) from a model config file (model = NAME, [params]) overridden
+    by `model` and `params`."""
+    from persotool.config import load_toml
+    from persotool.errors import ConfigError
+
+    data = load_toml(Path(config)) if config else {}
+    unknown = set(data) - {"model", "params"}
+    if unknown:
+        raise ConfigError(
+            f"{sorted(unknown)[0]}: is not a known setting (use model = ... and [params])", where=str(config)
+        )
+    name = model or data.get("model")
+    if not name:
+        raise ConfigError("say which model to train: a model name or a config file with model = NAME")
+    return name, {**data.get("params", {}), **(params or {})}
+
+
+def train(
+    split,
+    model: str | None = None,
+    out: Path | str | None = None,
+    *,
+    params: dict | None = None,
+    config: Path | str | None = None,
+    valid_k: int = 10,
+    use_features: bool = True,
+    force: bool = False,
+    track=None,
+) -> TrainedModel:
+    """Fit `model` (a registry name, or the one `config` names) on the split's training part, with
+    early stopping on its validation part, and save it at `out`."""
+    from persotool.data.artifacts import check_output
+    from persotool.data.splits import Split as Loaded
+    from persotool.errors import ConfigError
+    from persotool.models import training
+
+    if out is None:
+        raise ConfigError("train needs an output directory for the model")
+    name, merged = model_config(config, model, params)
+    split_path = _path(split)
+    check_output(Path(out), force=force, inputs=[split_path])
+    loaded = Loaded(split_path)
+    fitted, info = training.train(loaded, name, merged, valid_k=valid_k, use_features=use_features)
+    training.save(fitted, Path(out), loaded, info, force=force)
+    return _recorded(TrainedModel(out), track)
+
+
+def evaluate(
+    model=None,
+    *,
+    split=None,
+    k=(10,),
+    metrics: list[str] | str | None = None,
+    on: str = "test",
+    segment_by: str = "activity",
+    min_segment_users: int = 20,
+    seed: int = 0,
+    recommendations=None,
+    truth=None,
+    out: Path | str | None = None,
+    force: bool = False,
+    track=None,
+) -> Evaluation:
+    """Full-ranking metrics of a trained model on its split (or `split`, of the same dataset), or
+    of another system's ranked lists (`recommendations` and `truth` files). Without `out` the
+    evaluation lives in a temporary directory until the returned object is dropped."""
+    from persotool.evaluation import session
+
+    return session.evaluate(
+        model=None if model is None else _path(model),
+        split=None if split is None else _path(split),
+        k=k,
+        metrics=metrics,
+        on=on,
+        segment_by=segment_by,
+        min_segment_users=min_segment_users,
+        seed=seed,
+        recommendations=recommendations,
+        truth=truth,
+        out=out,
+        force=force,
+        track=track,
+    )
+
+
+def benchmark(
+    split, config, out: Path | str, *, force: bool = False, track=None, progress=None, **overrides
+) -> Benchmark:
+    """Train and evaluate every model of `config` (a BenchmarkConfig or a TOML file) on `split`,
+    tested against the baseline; `overrides` are BenchmarkConfig fields; `progress(label, stage)`
+    is told when each model starts training and evaluating."""
+    from persotool.evaluation import benchmark as bench
+
+    cfg = config if isinstance(config, bench.BenchmarkConfig) else bench.load_config(Path(config), overrides)
+    bench.run(_path(split), cfg, Path(out), force=force, progress=progress)
+    return _recorded(Benchmark(out), track)
+
+
+def simulate(dataset, config=None, out: Path | str | None = None, *, force: bool = False, track=None, **overrides):
+    """A simulated A/B/n test on a world calibrated from `dataset`; `config` is a SimulationConfig
+    or a TOML file, `overrides` its fields."""
+    from persotool.errors import ConfigError
+    from persotool.simulation import experiment as exp
+    from persotool.simulation.config import SimulationConfig
+
+    if out is None:
+        raise ConfigError("simulate needs an output directory")
+    cfg = (
+        config if isinstance(config, SimulationConfig) else exp.load_config(Path(config) if config else None, overrides)
+    )
+    exp.run(_path(dataset), cfg, Path(out), force=force)
+    return _recorded(Experiment(out), track)
+
+
+def synth(out: Path | str, config=None, *, force: bool = False, track=None, **options) -> SyntheticLog:
+    """A synthetic log with known ground truth; `config` is a SynthConfig, or its fields as keywords."""
+    from persotool.config import validate
+    from persotool.data.synth import SynthConfig, write
+
+    cfg = (
+        config
+        if config is not None
+        else validate(SynthConfig, {k: v for k, v in options.items() if v is not None}, "options")
+    )
+    write(cfg, Path(out), force=force)
+    return _recorded(SyntheticLog(out), track)
