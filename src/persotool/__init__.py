@@ -11,7 +11,12 @@ The whole workflow as one flat API, loaded lazily so `import persotool` stays in
 
 from __future__ import annotations
 
+import os
+
 __version__ = "0.1.0"
+
+# implicit (ALS/BPR) runs badly with an OpenBLAS thread pool; this must happen before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # name -> module that defines it; imported on first use (PEP 562)
 _EXPORTS = {
