@@ -34,38 +34,36 @@ def simulate_command(
     """Simulate an A/B/n test: users calibrated from the logs visit, engage and churn under every arm
     (common random numbers), and the experiment is analysed as a real platform would, beside the true
     effects. Writes results, per-user and per-day tables, plots and report.html."""
+    from persotool import workflow
     from persotool.cli.train import parse_sets
     from persotool.simulation import experiment as exp
-    from persotool.tracking import preflight
 
     cfg = exp.load_config(config, parse_sets(sets))
-    tracking = preflight(not no_track, experiment)
-    result = exp.run(dataset, cfg, out, force=force)
-    from persotool.tracking import records
-
-    run_id = records.record_simulation(tracking, out) if tracking.enabled else None
+    tracking = workflow.tracking(experiment, enabled=not no_track)
+    made = workflow.simulate(dataset, cfg, out, force=force, track=tracking)
     if as_json:
-        print_json({**exp.summary(result), "output": str(out), "mlflow_run_id": run_id})
+        print_json({**made.summary, "output": str(out), "mlflow_run_id": made.mlflow_run_id})
         return
-    _render(result)
+    _render(made, cfg)
     console().print(f"Written to {out} (results.csv/json, per_user.parquet, plots, report.html)")
 
 
-def _render(result) -> None:
+def _render(made, cfg) -> None:
     from rich import box
     from rich.table import Table
 
     from persotool.simulation.report import homogenization_table
 
-    a, cfg = result.analysis, result.config
+    summary, results = made.summary, made.results
     c = console()
-    sizes = ", ".join(f"{k} {v:,}" for k, v in a.arm_sizes.items())
-    srm = "[red]mismatch![/red]" if a.srm_p < 0.001 else "ok"
+    sizes = ", ".join(f"{k} {v:,}" for k, v in summary["arm_sizes"].items())
+    srm_p = summary["sample_ratio_mismatch_p"]
+    srm = "[red]mismatch![/red]" if srm_p < 0.001 else "ok"
     c.print(
-        f"[bold]{cfg.name}[/bold]: {cfg.days} days, {result.world.n_users:,} simulated users "
-        f"({sizes}); sample ratio {srm} (p = {a.srm_p:.3g})"
+        f"[bold]{cfg.name}[/bold]: {cfg.days} days, {summary['population']:,} simulated users "
+        f"({sizes}); sample ratio {srm} (p = {srm_p:.3g})"
     )
-    for (arm,), rows in a.results.group_by("arm", maintain_order=True):
+    for (arm,), rows in results.group_by("arm", maintain_order=True):
         table = Table(
             title=f"{arm} against {cfg.control} (95% CI; p Holm-corrected; ▲▼ significant)",
             title_justify="left",
@@ -98,12 +96,10 @@ def _render(result) -> None:
     )
     for col in ("arm", "Jaccard", "coverage", "Gini", "retrained on days"):
         table.add_column(col, justify="left" if col in ("arm", "retrained on days") else "right")
-    for arm, jaccard, coverage, gini, days in homogenization_table(a).iter_rows():
+    for arm, jaccard, coverage, gini, days in homogenization_table(summary["homogenization"]).iter_rows():
         table.add_row(arm, f"{jaccard:.4f}", f"{coverage:.3f}", f"{gini:.3f}", days)
     c.print(table)
-    stops = (
-        a.results.filter(a.results["first_stop_day"].is_not_null()) if "first_stop_day" in a.results.columns else None
-    )
+    stops = results.filter(results["first_stop_day"].is_not_null()) if "first_stop_day" in results.columns else None
     if stops is not None and len(stops):
         for row in stops.iter_rows(named=True):
             c.print(f"mSPRT: {row['arm']} / {row['metric']} could have stopped on day {row['first_stop_day']}")

@@ -183,7 +183,9 @@ def _table_html(frame: pl.DataFrame, digits: int = 4) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def homogenization_table(analysis: Analysis) -> pl.DataFrame:
+def homogenization_table(analysis: Analysis | dict) -> pl.DataFrame:
+    """One row per arm; from an Analysis or its `homogenization` mapping (results.json)."""
+    homogenization = analysis if isinstance(analysis, dict) else analysis.homogenization
     return pl.DataFrame(
         [
             {
@@ -193,7 +195,7 @@ def homogenization_table(analysis: Analysis) -> pl.DataFrame:
                 "gini": h["gini"],
                 "retrained_on_days": ", ".join(map(str, h["retrained_on_days"])) or "-",
             }
-            for arm, h in analysis.homogenization.items()
+            for arm, h in homogenization.items()
         ]
     )
 
