@@ -73,13 +73,12 @@ def synth_command(
         "seed": seed,
     }
     merged = deep_merge(load_toml(config) if config else {}, {k: v for k, v in flags.items() if v is not None})
-    from persotool.data.synth import SynthConfig, write
+    from persotool import workflow
+    from persotool.data.synth import SynthConfig
 
     cfg = validate(SynthConfig, merged, str(config) if config else "command line")
-    manifest = write(cfg, out, force=force)
-    from persotool.tracking import records
-
-    run_id = records.record_synth(tracking, out) if tracking.enabled else None
+    made = workflow.synth(out, cfg, force=force, track=tracking)
+    manifest, run_id = made.manifest, made.mlflow_run_id
     result = {
         "output": str(out),
         "log": str(out / manifest["log"]),
