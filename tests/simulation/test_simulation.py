@@ -288,3 +288,26 @@ def test_simulate_rejects_bad_configs_with_one_line(dataset: Path, tmp_path: Pat
     assert bad.exit_code == 4 and "is not a model directory" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob(".ab*"))
+
+
+def test_four_arms_over_several_seeds(dataset: Path, tmp_path: Path) -> None:
+    """popular, LightFM, ALS and EASE together run and report a positive minimum detectable effect
+    for every arm. (The crash this configuration met depends on the exact arm sizes; the sizes
+    that trigger it are pinned in test_statistics.)"""
+    import persotool as pt
+    from persotool.simulation import experiment
+
+    split = pt.split(dataset, tmp_path / "split", strategy="leave-last", min_item_interactions=10)
+    models = {
+        "lightfm": pt.train(split, "lightfm", tmp_path / "lightfm", params={"epochs": 2, "components": 8}),
+        "als": pt.train(split, "als", tmp_path / "als", params={"iterations": 3}),
+        "ease": pt.train(split, "ease", tmp_path / "ease"),
+    }
+    arms = [{"name": "popular", "policy": "popular", "share": 0.25}]
+    arms += [{"name": name, "policy": "model", "model": str(m.path), "share": 0.25} for name, m in models.items()]
+    for seed in range(3):
+        cfg = _config(arms, seed=seed, days=7, pre_days=3, **{"world.population": 2000})
+        result = experiment.run(dataset, cfg, None)
+        mde = result.analysis.results["mde"].drop_nulls()
+        assert set(result.analysis.results["arm"]) == {"lightfm", "als", "ease"}
+        assert len(mde) and (mde.drop_nans() > 0).all()

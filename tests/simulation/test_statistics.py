@@ -151,3 +151,15 @@ def test_bootstrap_interval_agrees_with_welch_on_normal_data() -> None:
     assert boot.ci_low == pytest.approx(welch.ci_low, abs=0.02)
     assert boot.ci_high == pytest.approx(welch.ci_high, abs=0.02)
     assert boot.p_value < 0.001
+
+
+@pytest.mark.parametrize(("n_treatment", "ratio"), [(1506, 4.1037), (109, 3.419), (2269, 1.9522), (201, 0.5774)])
+def test_minimum_detectable_effect_where_statsmodels_solver_falls_back(n_treatment: int, ratio: float) -> None:
+    # statsmodels' solve_power returns a one-element array here (and a negative root for 2269):
+    # float() of it fails on numpy 2, which crashed 4-arm experiments.
+    n_control = round(n_treatment * ratio)
+    mde = st.minimum_detectable_effect(2.0, n_treatment, n_control, alpha=0.05, power=0.8)
+    assert isinstance(mde, float) and mde > 0
+    assert st.power_of(mde, 2.0, n_treatment, n_control, alpha=0.05) == pytest.approx(0.8, abs=1e-6)
+    normal = 2.0 * (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * np.sqrt(1 / n_treatment + 1 / n_control)
+    assert mde == pytest.approx(normal, rel=0.02)  # the large-sample formula, for a hand check

@@ -140,14 +140,29 @@ def msprt_pvalues(differences: np.ndarray, variances: np.ndarray, tau: float | n
 
 
 def minimum_detectable_effect(sd: float, n_treatment: int, n_control: int, *, alpha: float, power: float) -> float:
-    """Smallest true difference of means Welch's test detects with `power` (statsmodels' power solver)."""
+    """Smallest true difference of means Welch's test detects with `power`: the root in d > 0 of
+    statsmodels' power function, bracketed and found with brentq. (statsmodels' own solve_power
+    falls back to fsolve for some sample sizes and then returns a one-element array, sometimes the
+    negative root.)"""
+    from scipy.optimize import brentq
     from statsmodels.stats.power import TTestIndPower
 
     if sd == 0 or n_control < 2 or n_treatment < 2:
         return float("nan")
-    d = TTestIndPower().solve_power(
-        effect_size=None, nobs1=n_treatment, alpha=alpha, power=power, ratio=n_control / n_treatment
-    )
+    solver = TTestIndPower()
+    ratio = n_control / n_treatment
+
+    def shortfall(d: float) -> float:
+        return float(solver.power(effect_size=d, nobs1=n_treatment, alpha=alpha, ratio=ratio)) - power
+
+    from scipy.stats import norm
+
+    # Start from the large-sample answer (the noncentral t's power is NaN far beyond it), then
+    # widen until the power is reached: it rises to 1 with the effect.
+    upper = 1.5 * (norm.ppf(1 - alpha / 2) + norm.ppf(power)) * np.sqrt(1 / n_treatment + 1 / n_control)
+    while shortfall(upper) < 0:
+        upper *= 1.5
+    d = brentq(shortfall, 1e-12, upper, xtol=1e-12, rtol=1e-10)
     return float(d * sd)
 
 
