@@ -17,8 +17,6 @@ from pydantic import Field, field_validator, model_validator
 from persotool.config import Strict, load_toml, validate
 from persotool.errors import ConfigError
 
-BEYOND = ("coverage", "gini", "novelty", "popularity", "diversity", "personalization")
-
 
 class ModelEntry(Strict):
     """One contender: a registry model name with parameters, or a model config file

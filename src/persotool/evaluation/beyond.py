@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 MAX_PAIR_USERS = 2000
+NAMES = ("coverage", "gini", "novelty", "popularity", "personalization", "diversity")  # what `summary` reports
 
 
 def coverage(recs: np.ndarray, n_items: int) -> float:

@@ -11,7 +11,6 @@ from persotool.errors import ConfigError
 
 DEFAULT_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "auc")
 LIST_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")  # ranked lists carry no scores: no AUC
-BEYOND = ("coverage", "gini", "novelty", "popularity", "personalization", "diversity")
 COUNTS = ("users_evaluated", "users_without_relevant")
 
 
@@ -35,8 +34,10 @@ def metric_names(k, metrics, *, lists: bool = False) -> list[str]:
 
 def computed_names(names: list[str]) -> list[str]:
     """Every summary key an evaluation with these metrics reports (for checking gates up front)."""
+    from persotool.evaluation.beyond import NAMES
+
     widest = max([int(n.split("@")[1]) for n in names if "@" in n] or [10])
-    return [*names, *(f"{b}@{widest}" for b in BEYOND), *COUNTS]
+    return [*names, *(f"{b}@{widest}" for b in NAMES), *COUNTS]
 
 
 def evaluate(

@@ -70,10 +70,8 @@ class ALS(_Embeddings):
             num_threads=_implicit_threads(self.num_threads),
             random_state=self.seed,
         )
-        history: list[float] = []
 
         def record(iteration: int, elapsed: float, loss: float) -> None:
-            history.append(float(loss))
             if on_epoch:
                 on_epoch(iteration, {"train_loss": float(loss)})
 
@@ -81,7 +79,6 @@ class ALS(_Embeddings):
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
         self.item_bias_ = np.zeros(self.n_items_, dtype=np.float32)
-        self.loss_history_ = np.asarray(history, dtype=np.float32)
 
 
 class BPR(_Embeddings):
@@ -195,18 +192,14 @@ class LightFMModel(_Embeddings):
         sample = rng.choice(binary.nnz, size=min(binary.nnz, 20_000), replace=False)
         pairs = (binary.row[sample], binary.col[sample], rng.integers(0, self.n_items_, size=len(sample)))
         best, best_epoch, waited = -np.inf, -1, 0
-        self.loss_history_ = []
-        self.valid_history_ = []
         for epoch in range(self.epochs):
             model.fit_partial(
                 binary, user_features=user_x, item_features=item_x, epochs=1, num_threads=self.num_threads
             )
             self._take(model, user_x, item_x)
             metrics = {"train_loss": self._pair_loss(*pairs)}
-            self.loss_history_.append(metrics["train_loss"])
             if valid is not None:
                 metrics["valid_metric"] = float(valid(self))
-                self.valid_history_.append(metrics["valid_metric"])
                 if metrics["valid_metric"] > best:
                     best, best_epoch, waited = metrics["valid_metric"], epoch, 0
                     kept = (self.user_factors_.copy(), self.item_factors_.copy(), self.item_bias_.copy())
@@ -219,8 +212,6 @@ class LightFMModel(_Embeddings):
         if valid is not None and best_epoch >= 0:
             self.user_factors_, self.item_factors_, self.item_bias_ = kept
         self.best_epoch_ = np.array(best_epoch if valid is not None else self.epochs - 1)
-        self.loss_history_ = np.asarray(self.loss_history_, dtype=np.float32)
-        self.valid_history_ = np.asarray(self.valid_history_, dtype=np.float32)
 
     def _take(self, model, user_x: sp.csr_matrix, item_x: sp.csr_matrix) -> None:
         _, user_emb = model.get_user_representations(user_x)

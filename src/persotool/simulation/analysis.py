@@ -79,7 +79,6 @@ class Analysis:
     survival: dict[str, Any]
     per_user: pl.DataFrame
     homogenization: dict[str, dict[str, Any]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _row(metric: str, kind: str, arm: str, effect: st.Effect, true_effect: float, **extra: Any) -> dict[str, Any]:

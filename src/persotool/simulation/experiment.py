@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from persotool.config import deep_merge, load_toml, validate
-from persotool.simulation import engine, world
+from persotool.simulation import engine, fidelity, world
 from persotool.simulation.analysis import Analysis, analyse
 from persotool.simulation.config import SimulationConfig
 
@@ -37,6 +37,7 @@ class Experiment:
     simulation: engine.Simulation
     analysis: Analysis
     manifest: dict[str, Any]
+    fidelity: fidelity.Fidelity
 
 
 def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool = False) -> Experiment:
@@ -51,6 +52,7 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
     sim = engine.run(built, cfg, dataset_manifest["dataset_digest"], Path(dataset))
     t = time.perf_counter()
     result = analyse(sim, built, cfg)
+    table, real, simulated = fidelity.report(sim, built, cfg)
     seconds = {
         "world": round(world_seconds, 3),
         **{k: round(v, 3) for k, v in sim.seconds.items()},
@@ -69,8 +71,9 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
         user_days=sim.user_days,
         seconds=seconds,
         user_days_per_second=round(sim.user_days / max(sim.seconds["days"], 1e-9)),
+        fidelity={row["distribution"]: row["ks_distance"] for row in table.iter_rows(named=True)},
     )
-    experiment = Experiment(cfg, built, sim, result, manifest)
+    experiment = Experiment(cfg, built, sim, result, manifest, fidelity.Fidelity(table, real, simulated))
     if out is not None:
         write(experiment, out, force=force)
     return experiment
@@ -89,7 +92,7 @@ def write(experiment: Experiment, out: Path, *, force: bool = False) -> None:
         a.per_day.write_parquet(tmp / "per_day.parquet")
         a.sequential.write_parquet(tmp / "sequential.parquet")
         report.survival_table(a).write_parquet(tmp / "retention_curves.parquet")
-        report.write_all(experiment, tmp)
+        report.write_all(a, experiment.config, experiment.fidelity, experiment.world.calibration, tmp)
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, experiment.manifest)
 
 

@@ -15,6 +15,9 @@ distributions, real against simulated, each with the two-sample Kolmogorov-Smirn
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import polars as pl
 from scipy import stats
@@ -22,6 +25,16 @@ from scipy import stats
 from persotool.simulation.config import SimulationConfig
 from persotool.simulation.engine import Simulation
 from persotool.simulation.world import World
+
+
+@dataclass
+class Fidelity:
+    """How the simulated world compares with the logs: KS distances per distribution (table) and
+    the distributions themselves (real, simulated)."""
+
+    table: pl.DataFrame
+    real: dict[str, Any]
+    simulated: dict[str, Any]
 
 
 def simulated_samples(sim: Simulation, cfg: SimulationConfig) -> dict[str, np.ndarray]:

@@ -39,36 +39,56 @@ def same_for_everyone(scores: np.ndarray, n_items: int) -> Callable[[np.ndarray]
     return lambda users: np.broadcast_to(scores, (len(users), n_items)).copy()
 
 
+def _model_scorer(arm: ArmSpec, world: World, behaviour: BehaviourSpec, rng, dataset_digest: str):
+    """A trained model's scores for the logged user each simulated user was drawn from."""
+    from persotool.data.artifacts import read_artifact
+    from persotool.models.base import load
+
+    manifest = read_artifact(arm.model, "model")
+    if manifest["dataset"]["digest"] != dataset_digest:
+        raise ConfigError(
+            f"arm {arm.name!r}: model {arm.model} was trained on dataset {manifest['dataset']['digest']}, "
+            f"but the world is built from dataset {dataset_digest}"
+        )
+    model = load(Path(arm.model))
+    if model.n_items_ != world.n_items:
+        raise ConfigError(f"arm {arm.name!r}: model has {model.n_items_} items, the world {world.n_items}")
+    return lambda users: model.score(world.source_user[users]).astype(np.float32)
+
+
+def _popular_scorer(arm, world: World, behaviour, rng, dataset_digest) -> Callable:
+    return same_for_everyone(world.popularity, world.n_items)
+
+
+def _oracle_scorer(arm, world: World, behaviour: BehaviourSpec, rng, dataset_digest) -> Callable:
+    """The true affinity and quality the simulated users respond to: an upper bound."""
+    return lambda users: behaviour.affinity_weight * world.affinity(users) + behaviour.quality_weight * world.quality
+
+
+def _random_scorer(arm, world: World, behaviour, rng, dataset_digest) -> Callable:
+    return lambda users: rng.random((len(users), world.n_items), dtype=np.float32)
+
+
+def _logged_scorer(arm, world: World, behaviour, rng, dataset_digest) -> Callable:
+    """Like the logs: Gumbel top-k of log-popularity samples items in proportion to popularity."""
+    log_pop = np.log(world.popularity + 0.5).astype(np.float32)
+    return lambda users: log_pop + rng.gumbel(size=(len(users), world.n_items)).astype(np.float32)
+
+
+# policy name (as in [[arms]] policy = ...) -> maker of the arm's scorer
+SCORERS = {
+    "model": _model_scorer,
+    "popular": _popular_scorer,
+    "oracle": _oracle_scorer,
+    "random": _random_scorer,
+    "logged": _logged_scorer,
+}
+
+
 def _scorer(arm: ArmSpec, world: World, behaviour: BehaviourSpec, seed: int, dataset_digest: str):
     """scores(simulated users) -> (len, items) float32, higher served first."""
-    n_items = world.n_items
-    if arm.policy == "model":
-        from persotool.data.artifacts import read_artifact
-        from persotool.models.base import load
-
-        manifest = read_artifact(arm.model, "model")
-        if manifest["dataset"]["digest"] != dataset_digest:
-            raise ConfigError(
-                f"arm {arm.name!r}: model {arm.model} was trained on dataset {manifest['dataset']['digest']}, "
-                f"but the world is built from dataset {dataset_digest}"
-            )
-        model = load(Path(arm.model))
-        if model.n_items_ != n_items:
-            raise ConfigError(f"arm {arm.name!r}: model has {model.n_items_} items, the world {n_items}")
-        return lambda users: model.score(world.source_user[users]).astype(np.float32)
-    if arm.policy == "popular":
-        return same_for_everyone(world.popularity, n_items)
-    if arm.policy == "oracle":
-
-        def oracle(users):
-            return behaviour.affinity_weight * world.affinity(users) + behaviour.quality_weight * world.quality
-
-        return oracle
     rng = np.random.default_rng(np.random.SeedSequence([seed, 23, sum(map(ord, arm.name))]))
-    if arm.policy == "random":
-        return lambda users: rng.random((len(users), n_items), dtype=np.float32)
-    log_pop = np.log(world.popularity + 0.5).astype(np.float32)  # logged: Gumbel top-k = sampling by popularity
-    return lambda users: log_pop + rng.gumbel(size=(len(users), n_items)).astype(np.float32)
+    return SCORERS[arm.policy](arm, world, behaviour, rng, dataset_digest)
 
 
 def candidates(

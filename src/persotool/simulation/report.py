@@ -14,7 +14,8 @@ import polars as pl
 
 if TYPE_CHECKING:
     from persotool.simulation.analysis import Analysis
-    from persotool.simulation.experiment import Experiment
+    from persotool.simulation.config import SimulationConfig
+    from persotool.simulation.fidelity import Fidelity
 
 PLOTS = ("retention.png", "daily.png", "effects.png", "sequential.png", "homogenization.png", "fidelity.png")
 
@@ -200,13 +201,10 @@ def homogenization_table(analysis: Analysis | dict) -> pl.DataFrame:
     )
 
 
-def write_all(experiment: Experiment, folder: Path) -> None:
-    from persotool.simulation import fidelity
-
-    a, cfg = experiment.analysis, experiment.config
-    table, real, simulated = fidelity.report(experiment.simulation, experiment.world, cfg)
+def write_all(a: Analysis, cfg: SimulationConfig, fidelity: Fidelity, calibration: dict, folder: Path) -> None:
+    """Every plot, fidelity.csv and report.html of an experiment into `folder`."""
+    table, real, simulated = fidelity.table, fidelity.real, fidelity.simulated
     table.write_csv(folder / "fidelity.csv")
-    experiment.manifest["fidelity"] = {r["distribution"]: r["ks_distance"] for r in table.iter_rows(named=True)}
     plot_retention(a, cfg.days, folder / "retention.png")
     plot_daily(a, folder / "daily.png")
     plot_effects(a, folder / "effects.png")
@@ -236,9 +234,7 @@ def write_all(experiment: Experiment, folder: Path) -> None:
         for p in PLOTS
     )
     sizes = ", ".join(f"{k}: {v:,}" for k, v in a.arm_sizes.items())
-    calibration = pl.DataFrame(
-        {"field": list(experiment.world.calibration), "value": [str(v) for v in experiment.world.calibration.values()]}
-    )
+    calibration = pl.DataFrame({"field": list(calibration), "value": [str(v) for v in calibration.values()]})
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(cfg.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;
 font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}img{{max-width:100%}}</style>
