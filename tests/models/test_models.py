@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from persotool.errors import ModelError
+from persotool.models.base import TrainingContext
 from persotool.models.factorization import ALS, BPR, LightFMModel
 from persotool.models.neighbors import EASE, ItemKNN
 from persotool.models.popularity import MostPopular, RandomModel
@@ -64,7 +65,7 @@ def test_most_popular_counts_distinct_users_and_recent_window() -> None:
             "timestamp": pl.Series(["2020-01-01", "2020-01-02", "2020-03-01", "2020-02-28"]).str.to_datetime(),
         }
     )
-    recent = MostPopular(window_days=7).fit(train, frame=frame)
+    recent = MostPopular(window_days=7).fit(train, context=TrainingContext(interactions=frame))
     ranking = np.argsort(-recent.score(np.array([0]))[0])
     assert ranking[:2].tolist() in ([1, 2], [2, 1]) and ranking[2] == 0
 
@@ -104,11 +105,11 @@ def test_lightfm_early_stopping_keeps_the_best_epoch() -> None:
         return value if len(seen) < 3 else -1.0  # gets "worse" from the fourth epoch on
 
     model = LightFMModel(components=8, epochs=20, patience=2, seed=0).fit(
-        train, valid=valid, on_epoch=lambda epoch, metrics: seen.append(metrics)
+        train, context=TrainingContext(validate=valid, metric="hits", on_epoch=lambda epoch, m: seen.append(m))
     )
     assert len(seen) == 5  # 3 improving epochs, then patience 2
     assert int(model.best_epoch_) == 2
-    assert all("train_loss" in m and "valid_metric" in m for m in seen)
+    assert all("train_loss" in m and "valid_hits" in m for m in seen)
     assert seen[-1]["train_loss"] < np.log(2) + 1e-6 or seen[0]["train_loss"] > 0
 
 

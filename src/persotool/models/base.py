@@ -6,6 +6,9 @@ plain arrays (`arrays.npz`, loaded with allow_pickle=False) plus JSON metadata. 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -58,9 +61,34 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int32), np.take_along_axis(values, order, axis=1)
 
 
-class Recommender:
-    """Base of every model. Subclasses set `name`, take hyperparameters in `__init__`, learn in
-    `_fit` (state in attributes ending in `_`) and score known users in `_score`."""
+@dataclass
+class TrainingContext:
+    """What a model may use beside the training matrix and the features.
+
+    `validate(model) -> float` scores the model as it stands on held-out data (higher is better),
+    under the name `metric` (e.g. "ndcg@10"); models that train in epochs stop early on it.
+    `on_epoch(epoch, metrics)` hears each epoch's measures: "train_loss", and "valid_<metric>"
+    when there is validation. `interactions` is the training table, for models that need more
+    than the matrix (timestamps, for recent popularity)."""
+
+    validate: Callable[[Recommender], float] | None = None
+    metric: str | None = None
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None
+    interactions: pl.DataFrame | None = None
+
+    @property
+    def valid_key(self) -> str:
+        return f"valid_{self.metric or 'metric'}"
+
+    def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, metrics)
+
+
+class Recommender(ABC):
+    """Base of every model. Subclasses set `name` and `params_model`, take hyperparameters in
+    `__init__`, learn in `_fit` (state in attributes ending in `_`) and score known users in
+    `_score`."""
 
     name: ClassVar[str] = "base"
     array_names: ClassVar[tuple[str, ...]] = ()
@@ -77,14 +105,11 @@ class Recommender:
         seen: sp.csr_matrix | None = None,
         item_features: sp.csr_matrix | None = None,
         user_features: sp.csr_matrix | None = None,
-        valid=None,
-        on_epoch=None,
-        frame=None,
+        context: TrainingContext | None = None,
     ) -> Recommender:
         """Learn from a users x items matrix of weights. `seen` (default: train's pattern) is what
-        `recommend` excludes; `valid(model) -> float` and `on_epoch(epoch, metrics)` serve models
-        that train in epochs; `frame` is the training interactions table, for models that need
-        more than the matrix (e.g. timestamps)."""
+        `recommend` excludes; `context` brings validation, an epoch callback and the interactions
+        table (see TrainingContext)."""
         if not sp.issparse(train):
             raise ModelError("fit expects a scipy.sparse users x items matrix")
         train = sp.csr_matrix(train, dtype=np.float32)
@@ -93,9 +118,7 @@ class Recommender:
         counts = np.asarray((train > 0).sum(axis=0)).ravel().astype(np.float32)
         self.popularity_ = counts
         self.known_users_ = np.asarray(train.getnnz(axis=1) > 0)
-        self._fit(
-            train, item_features=item_features, user_features=user_features, valid=valid, on_epoch=on_epoch, frame=frame
-        )
+        self._fit(train, item_features, user_features, context or TrainingContext())
         bad = [name for name in self.array_names if not _finite(getattr(self, name, None))]
         if bad:
             raise ModelError(
@@ -104,12 +127,20 @@ class Recommender:
             )
         return self
 
-    def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _fit(
+        self,
+        train: sp.csr_matrix,
+        item_features: sp.csr_matrix | None,
+        user_features: sp.csr_matrix | None,
+        context: TrainingContext,
+    ) -> None:
+        """Learn from `train` (float32 CSR); n_users_, n_items_, seen_, popularity_ are set."""
 
     # -- scoring ----------------------------------------------------------------------------
+    @abstractmethod
     def _score(self, users: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Scores of every item for known users (len(users) x n_items)."""
 
     def _fallback(self, n: int) -> np.ndarray:
         """Scores for users training never saw: item popularity, slightly favouring lower indices

@@ -4,13 +4,13 @@ bridges): ALS and BPR from `implicit`, and LightFM with user and item features."
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from persotool.errors import ModelError
-from persotool.models.base import Recommender
+from persotool.models.base import Recommender, TrainingContext
 from persotool.models.hyperparameters import ALSParams, BPRParams, LightFMParams
 
 LIGHTFM_LOSSES = ("warp", "bpr", "logistic", "warp-kos")
@@ -58,7 +58,7 @@ class ALS(_Embeddings):
         self.factors, self.regularization, self.alpha = factors, regularization, alpha
         self.iterations, self.num_threads = iterations, num_threads
 
-    def _fit(self, train: sp.csr_matrix, *, on_epoch=None, **extra: Any) -> None:
+    def _fit(self, train: sp.csr_matrix, item_features, user_features, context: TrainingContext) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
         model = AlternatingLeastSquares(
@@ -72,8 +72,7 @@ class ALS(_Embeddings):
         )
 
         def record(iteration: int, elapsed: float, loss: float) -> None:
-            if on_epoch:
-                on_epoch(iteration, {"train_loss": float(loss)})
+            context.epoch(iteration, {"train_loss": float(loss)})
 
         model.fit(train.astype(np.float32), show_progress=False, callback=record)
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
@@ -100,7 +99,7 @@ class BPR(_Embeddings):
         self.factors, self.learning_rate, self.regularization = factors, learning_rate, regularization
         self.iterations, self.num_threads = iterations, num_threads
 
-    def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
+    def _fit(self, train: sp.csr_matrix, item_features, user_features, context: TrainingContext) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         model = BayesianPersonalizedRanking(
@@ -169,10 +168,10 @@ class LightFMModel(_Embeddings):
         sums = np.asarray(combined.sum(axis=1)).ravel()
         return sp.diags(1.0 / np.maximum(sums, 1e-12)).dot(combined).tocsr().astype(np.float32)
 
-    def _fit(
-        self, train: sp.csr_matrix, *, item_features=None, user_features=None, valid=None, on_epoch=None, **extra: Any
-    ) -> None:
+    def _fit(self, train: sp.csr_matrix, item_features, user_features, context: TrainingContext) -> None:
         from lightfm import LightFM
+
+        valid = context.validate
 
         item_x = self._with_identity(item_features, self.n_items_, self.use_features)
         user_x = self._with_identity(user_features, self.n_users_, self.use_features)
@@ -199,14 +198,13 @@ class LightFMModel(_Embeddings):
             self._take(model, user_x, item_x)
             metrics = {"train_loss": self._pair_loss(*pairs)}
             if valid is not None:
-                metrics["valid_metric"] = float(valid(self))
-                if metrics["valid_metric"] > best:
-                    best, best_epoch, waited = metrics["valid_metric"], epoch, 0
+                score = metrics[context.valid_key] = float(valid(self))
+                if score > best:
+                    best, best_epoch, waited = score, epoch, 0
                     kept = (self.user_factors_.copy(), self.item_factors_.copy(), self.item_bias_.copy())
                 else:
                     waited += 1
-            if on_epoch:
-                on_epoch(epoch, metrics)
+            context.epoch(epoch, metrics)
             if valid is not None and waited >= self.patience:
                 break
         if valid is not None and best_epoch >= 0:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from persotool.errors import ModelError
-from persotool.models.base import Recommender
+from persotool.models.base import Recommender, TrainingContext
 from persotool.models.hyperparameters import EASEParams, ItemKNNParams
 
 
@@ -32,7 +32,7 @@ class ItemKNN(Recommender):
         self.shrinkage = shrinkage
         self.binary = binary
 
-    def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
+    def _fit(self, train: sp.csr_matrix, item_features, user_features, context: TrainingContext) -> None:
         x = _history(train, self.binary)
         self.history_ = x
         xc = x.tocsc().astype(np.float64)
@@ -97,7 +97,7 @@ class EASE(Recommender):
         self.l2 = l2
         self.binary = binary
 
-    def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
+    def _fit(self, train: sp.csr_matrix, item_features, user_features, context: TrainingContext) -> None:
         x = _history(train, self.binary)
         self.history_ = x
         # Items never seen in training have empty columns: their rows and columns of B are zero,

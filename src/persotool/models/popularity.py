@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from persotool.models.base import Recommender
+from persotool.models.base import Recommender, TrainingContext
 from persotool.models.hyperparameters import PopularParams, RandomParams
 
 
@@ -18,7 +18,7 @@ class RandomModel(Recommender):
     name: ClassVar[str] = "random"
     params_model = RandomParams
 
-    def _fit(self, train: sp.csr_matrix, **extra: Any) -> None:
+    def _fit(self, train: sp.csr_matrix, item_features, user_features, context: TrainingContext) -> None:
         self.known_users_ = np.ones(self.n_users_, dtype=bool)  # random needs no history
 
     def _score(self, users: np.ndarray) -> np.ndarray:
@@ -46,7 +46,8 @@ class MostPopular(Recommender):
         super().__init__(seed)
         self.window_days = window_days
 
-    def _fit(self, train: sp.csr_matrix, *, frame: pl.DataFrame | None = None, **extra: Any) -> None:
+    def _fit(self, train: sp.csr_matrix, item_features, user_features, context: TrainingContext) -> None:
+        frame = context.interactions
         counts = self.popularity_.astype(np.float64)
         if self.window_days is not None and frame is not None and len(frame):
             end = frame["timestamp"].max()

@@ -15,7 +15,7 @@ from persotool.config import validate
 from persotool.data import artifacts
 from persotool.data.splits import Split
 from persotool.errors import ConfigError
-from persotool.models.base import Recommender, interaction_matrix, seen_matrix
+from persotool.models.base import Recommender, TrainingContext, interaction_matrix, seen_matrix
 from persotool.models.registry import MODELS
 
 
@@ -76,20 +76,15 @@ def train(
 
     def record_epoch(epoch: int, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
-            history.setdefault(f"valid_ndcg@{valid_k}" if key == "valid_metric" else key, []).append(value)
+            history.setdefault(key, []).append(value)
         if on_epoch:
             on_epoch(epoch, metrics)
 
-    started = time.perf_counter()
-    model.fit(
-        train_matrix,
-        seen=seen,
-        item_features=item_features,
-        user_features=user_features,
-        valid=valid,
-        on_epoch=record_epoch,
-        frame=split.train,
+    context = TrainingContext(
+        validate=valid, metric=f"ndcg@{valid_k}" if valid else None, on_epoch=record_epoch, interactions=split.train
     )
+    started = time.perf_counter()
+    model.fit(train_matrix, seen=seen, item_features=item_features, user_features=user_features, context=context)
     info = {
         "model": name,
         "params": model.params(),
