@@ -224,6 +224,9 @@ def test_simulate_command_outputs_json_and_nested_runs(dataset: Path, tmp_path: 
         assert key in engagements, key
     assert engagements["arm"] == "als" and engagements["control_arm"] == "popular"
     assert engagements["ci"][0] <= engagements["effect"] <= engagements["ci"][1]
+    # CUPED is shown with its own point estimate, at the centre of its own interval
+    assert engagements["cuped_ci_low"] <= engagements["cuped_effect"] <= engagements["cuped_ci_high"]
+    assert "Secondary tests" in (out / "report.html").read_text()
     assert {m["metric"] for m in payload["metrics"]} >= {"ctr", "retention_d1", "retention_d7", "rmst_days", "churned"}
     for name in (
         "results.csv",

@@ -163,3 +163,22 @@ def test_minimum_detectable_effect_where_statsmodels_solver_falls_back(n_treatme
     assert st.power_of(mde, 2.0, n_treatment, n_control, alpha=0.05) == pytest.approx(0.8, abs=1e-6)
     normal = 2.0 * (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * np.sqrt(1 / n_treatment + 1 / n_control)
     assert mde == pytest.approx(normal, rel=0.02)  # the large-sample formula, for a hand check
+
+
+def test_secondary_table_shows_the_cuped_estimate_with_its_own_interval() -> None:
+    import polars as pl
+
+    from persotool.simulation.report import secondary_table
+
+    results = pl.DataFrame(
+        [
+            {"arm": "b", "metric": "visits", "effect": 0.594, "cuped_effect": 0.694, "cuped_ci_low": 0.5,
+             "cuped_ci_high": 0.888, "cuped_p_value": 0.047, "cuped_variance_reduction": 0.3, "logrank_p": None},
+            {"arm": "b", "metric": "rmst_days", "effect": 0.1, "cuped_effect": None, "cuped_ci_low": None,
+             "cuped_ci_high": None, "cuped_p_value": None, "cuped_variance_reduction": None, "logrank_p": 0.0037},
+        ]
+    )  # fmt: skip
+    table = secondary_table(results).to_dicts()
+    assert table[0]["test"] == "CUPED" and table[0]["effect"] == 0.694  # the adjusted estimate, not the raw 0.594
+    assert (table[0]["ci_low"], table[0]["ci_high"], table[0]["p (uncorrected)"]) == (0.5, 0.888, 0.047)
+    assert table[1]["test"] == "log-rank" and table[1]["p (uncorrected)"] == 0.0037 and table[1]["effect"] is None

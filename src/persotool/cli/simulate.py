@@ -52,7 +52,7 @@ def _render(made, cfg) -> None:
     from rich import box
     from rich.table import Table
 
-    from persotool.simulation.report import homogenization_table
+    from persotool.simulation.report import SECONDARY_NOTE, homogenization_table, secondary_table
 
     summary, results = made.summary, made.results
     c = console()
@@ -84,6 +84,29 @@ def _render(made, cfg) -> None:
                 f"{row['ci_low']:+.2g},{row['ci_high']:+.2g}",
                 f"{row['p_holm']:.2g} {mark}",
                 f"{row['true_effect']:+.3g}",
+            )
+        c.print(table)
+    secondary = secondary_table(results)
+    if len(secondary):
+        table = Table(
+            title="Secondary tests (not in the Holm family: p uncorrected)",
+            caption=SECONDARY_NOTE,
+            title_justify="left",
+            caption_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for col in ("arm", "metric", "test", "effect", "95% CI", "p"):
+            table.add_column(col, justify="left" if col in ("arm", "metric", "test") else "right", no_wrap=True)
+        for row in secondary.iter_rows(named=True):
+            shown = row["effect"] is not None
+            table.add_row(
+                row["arm"],
+                row["metric"],
+                row["test"],
+                f"{row['effect']:+.3g}" if shown else "",
+                f"{row['ci_low']:+.2g},{row['ci_high']:+.2g}" if shown else "",
+                f"{row['p (uncorrected)']:.2g}",
             )
         c.print(table)
     table = Table(

@@ -142,6 +142,7 @@ def analyse(
                     y_t, y_c, treat[covariate][mask], ctrl[covariate][ctrl_mask], level=level
                 )
                 extra |= {
+                    "cuped_effect": adjusted.difference,
                     "cuped_ci_low": adjusted.ci_low,
                     "cuped_ci_high": adjusted.ci_high,
                     "cuped_p_value": adjusted.p_value,

@@ -117,7 +117,8 @@ def summary(experiment: Experiment) -> dict[str, Any]:
             "true_effect": row["true_effect"],
             "ci_covers_true_effect": row["covers_truth"],
         }
-        for key in ("mde", "cuped_ci_low", "cuped_ci_high", "cuped_p_value", "logrank_p", "first_stop_day"):
+        keys = ("mde", "cuped_effect", "cuped_ci_low", "cuped_ci_high", "cuped_p_value", "logrank_p", "first_stop_day")
+        for key in keys:
             if key in row and row[key] is not None:
                 item[key] = row[key]
         metrics.append(item)

@@ -201,6 +201,53 @@ def homogenization_table(analysis: Analysis | dict) -> pl.DataFrame:
     )
 
 
+SECONDARY_NOTE = (
+    "Secondary tests, not in the Holm family (their p-values are uncorrected): CUPED adjusts each mean "
+    "metric by its pre-period value (the point estimate and interval shown are the adjusted ones); "
+    "the log-rank test compares retention curves."
+)
+
+
+def secondary_table(results: pl.DataFrame) -> pl.DataFrame:
+    """The CUPED-adjusted effects (point estimate, interval, uncorrected p, variance reduction)
+    and the log-rank p-values, one row per arm and metric that has them."""
+    rows = []
+    for row in results.iter_rows(named=True):
+        if row.get("cuped_effect") is not None and row["cuped_effect"] == row["cuped_effect"]:
+            rows.append(
+                {
+                    "arm": row["arm"],
+                    "metric": row["metric"],
+                    "test": "CUPED",
+                    "effect": row["cuped_effect"],
+                    "ci_low": row["cuped_ci_low"],
+                    "ci_high": row["cuped_ci_high"],
+                    "p (uncorrected)": row["cuped_p_value"],
+                    "variance reduction": row.get("cuped_variance_reduction"),
+                }
+            )
+        if row.get("logrank_p") is not None:
+            rows.append(
+                {
+                    "arm": row["arm"],
+                    "metric": "retention curve",
+                    "test": "log-rank",
+                    "p (uncorrected)": row["logrank_p"],
+                }
+            )
+    schema = {
+        "arm": pl.String,
+        "metric": pl.String,
+        "test": pl.String,
+        "effect": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        "p (uncorrected)": pl.Float64,
+        "variance reduction": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
 def write_all(a: Analysis, cfg: SimulationConfig, fidelity: Fidelity, calibration: dict, folder: Path) -> None:
     """Every plot, fidelity.csv and report.html of an experiment into `folder`."""
     table, real, simulated = fidelity.table, fidelity.real, fidelity.simulated
@@ -244,6 +291,7 @@ arm sizes {html.escape(sizes)}; sample-ratio-mismatch p = {a.srm_p:.3g}. Effects
 Holm-corrected over all arms and metrics; the true effect is computed over every eligible user's
 simulated outcome under each arm (common random numbers).</p>
 <h2>Effects</h2>{_table_html(shown)}
+<h2>Secondary tests</h2><p>{html.escape(SECONDARY_NOTE)}</p>{_table_html(secondary_table(a.results))}
 <h2>Homogenization at the end of the test</h2>{_table_html(homogenization_table(a))}
 <h2>Plots</h2>{images}
 <h2>Fidelity to the logs</h2>{_table_html(table)}
