@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(RUN)/python benchmarks/evaluate.py
 	$(RUN)/python benchmarks/simulate.py
 	$(RUN)/python benchmarks/validate_simulation.py
+	$(RUN)/python benchmarks/tracking.py
 
 lint: $(STAMP)
 	$(RUN)/ruff check src tests benchmarks

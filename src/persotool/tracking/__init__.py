@@ -203,8 +203,10 @@ def _warm_up(tracking: Tracking) -> None:
     waits for the run to record (`record_run`)."""
     import subprocess
 
-    if "mlflow.tracking" in sys.modules:
-        return  # already imported here (a notebook, a test session): recording in-process is quicker
+    if "mlflow.tracking" in sys.modules or os.environ.get("PERSOTOOL_RECORDER") == "inline":
+        # already imported here (a notebook, a test session): recording in-process is quicker;
+        # PERSOTOOL_RECORDER=inline asks for it anyway (benchmarks/tracking.py measures both)
+        return
     tracking.recorder = subprocess.Popen(
         [sys.executable, "-m", "persotool.tracking.recorder"],
         stdin=subprocess.PIPE,
