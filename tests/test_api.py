@@ -61,3 +61,10 @@ def test_cli_and_api_write_identical_artifacts(tmp_path: Path) -> None:
     assert api_model.manifest["files"]["arrays.npz"] == cli_files["arrays.npz"]
     evaluated = run_cli("evaluate", tmp_path / "cli-ease", "--k", "10", "--metrics", "ndcg", "--json", "--no-track")
     assert pt.evaluate(api_model, k=10, metrics="ndcg").summary["ndcg@10"] == json.loads(evaluated.stdout)["ndcg@10"]
+
+
+def test_default_metric_list_in_help_matches_the_library() -> None:
+    from persotool.cli.evaluate import DEFAULT_METRICS
+    from persotool.evaluation.session import DEFAULT_METRICS as LIBRARY
+
+    assert tuple(DEFAULT_METRICS.split(",")) == LIBRARY

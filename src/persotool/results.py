@@ -144,8 +144,9 @@ class Evaluation(Artifact):
 
     kind = "evaluation"
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, scratch=None) -> None:
         super().__init__(path)
+        self._scratch = scratch  # the temporary directory holding an evaluation written nowhere else
         self.summary: dict[str, Any] = self.manifest["summary"]
         self.context: dict[str, Any] = self.manifest["context"]
 

@@ -16,6 +16,7 @@ EXAMPLES = """
 
   persotool evaluate --recommendations recs.csv --truth test.csv --k 5,10 --json
 """
+# the library's default metric set, spelled out for --help (importing it would slow --help down)
 DEFAULT_METRICS = "precision,recall,ndcg,map,mrr,hit_rate,auc"
 
 

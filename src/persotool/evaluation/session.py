@@ -88,8 +88,7 @@ def evaluate(
     else:
         target = Path(out)
     _write(target, tables, flat, context, force, inputs)
-    evaluation = Evaluation(target)
-    evaluation._scratch = scratch  # removed with the object
+    evaluation = Evaluation(target, scratch=scratch)
     if track is not None and track.enabled:
         from persotool.tracking import records
 
