@@ -68,3 +68,15 @@ def test_default_metric_list_in_help_matches_the_library() -> None:
     from persotool.evaluation.session import DEFAULT_METRICS as LIBRARY
 
     assert tuple(DEFAULT_METRICS.split(",")) == LIBRARY
+
+
+def test_api_errors_name_options_the_cli_shows_flags(tmp_path: Path) -> None:
+    import pytest
+
+    from persotool.errors import OutputError
+
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OutputError, match="use `force` to replace it"):
+        pt.ingest(MOVIELENS / "ratings.csv", tmp_path / "taken", preset="movielens")
+    cli = run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", tmp_path / "taken", "--no-track")
+    assert cli.exit_code == 7 and "use --force to replace it" in cli.stderr

@@ -21,8 +21,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _as_flags(line: str, group, ctx) -> str:
-    """Library errors name options as the API does (`user_col`); on the command line they are
-    flags (`--user-col`): rename the invoked command's options with an underscore in their name."""
+    """Library errors name options as the API does (user_col, `force`); on the command line they
+    are flags (--user-col, --force): rename the invoked command's options that the message quotes
+    in backticks or that have an underscore in their name."""
     import re
 
     command = group.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
@@ -31,7 +32,10 @@ def _as_flags(line: str, group, ctx) -> str:
         commands = [sub for c in commands for sub in (c.commands.values() if hasattr(c, "commands") else [c])]
     for param in [p for c in commands for p in c.params]:
         flags = [opt for opt in param.opts if opt.startswith("--")]
-        if "_" in (param.name or "") and flags:
+        if not flags or not param.name:
+            continue
+        line = line.replace(f"`{param.name}`", flags[0])  # an option the library quotes by name
+        if "_" in param.name:
             line = re.sub(rf"(?<![\w-]){re.escape(param.name)}(?![\w-])", flags[0], line)
     return line
 

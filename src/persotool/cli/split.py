@@ -43,8 +43,12 @@ def split_command(
     valid: Annotated[
         bool, typer.Option("--valid", metavar="", help="Also cut a validation set, the same way.")
     ] = False,
-    min_user: Annotated[int | None, typer.Option("--min-user-interactions", help="k-core threshold for users.")] = None,
-    min_item: Annotated[int | None, typer.Option("--min-item-interactions", help="k-core threshold for items.")] = None,
+    min_user_interactions: Annotated[
+        int | None, typer.Option("--min-user-interactions", help="k-core threshold for users.")
+    ] = None,
+    min_item_interactions: Annotated[
+        int | None, typer.Option("--min-item-interactions", help="k-core threshold for items.")
+    ] = None,
     relevance_threshold: Annotated[
         float | None, typer.Option("--relevance-threshold", help="Test values below it are not relevant.")
     ] = None,
@@ -82,8 +86,8 @@ def split_command(
         test_fraction=test_fraction,
         valid_fraction=valid_fraction,
         valid=valid or None,
-        min_user_interactions=min_user,
-        min_item_interactions=min_item,
+        min_user_interactions=min_user_interactions,
+        min_item_interactions=min_item_interactions,
         relevance_threshold=relevance_threshold,
         keep_repeats=keep_repeats or None,
         test_users=test_users,

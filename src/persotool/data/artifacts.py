@@ -73,7 +73,7 @@ def check_output(out: Path, *, force: bool = False, inputs: tuple[Path, ...] | l
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError("exists and is not a directory", where=where)
     if out.exists() and not force:
-        raise OutputError("already exists (use --force to replace it)", where=where)
+        raise OutputError("already exists (use `force` to replace it)", where=where)
 
 
 @contextlib.contextmanager

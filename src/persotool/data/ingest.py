@@ -110,7 +110,7 @@ def _missing_column_error(source: Source, column: str, available: list[str], del
 
         guess = sniff_delimiter(available[0])
         if guess != delimiter:
-            hint = f"; the delimiter looks like {guess!r}, not {delimiter!r} (use --delimiter)"
+            hint = f"; the delimiter looks like {guess!r}, not {delimiter!r} (set `delimiter`)"
     return DataError(f"column {column!r} not found; the file has {shown}{hint}", where=str(source.path))
 
 
@@ -218,7 +218,7 @@ def _read_csv(
             places = ", ".join(str(i + 1) for i, name in enumerate(names) if name == column)
             raise DataError(
                 f"column {column!r} appears {names.count(column)} times in the header (fields {places}); "
-                "rename one in the file, or read it with --no-header --columns",
+                "rename one in the file, or read it with `no_header` and `columns`",
                 where=str(source.path),
             )
         index_of[column] = names.index(column)
@@ -649,7 +649,7 @@ def _pseudonymizer(spec: IngestConfig):
     key = os.environ.get(spec.pseudonym_key_env)
     if not key:
         raise ConfigError(
-            f"--pseudonymize needs a secret key in the environment variable {spec.pseudonym_key_env} "
+            f"`pseudonymize` needs a secret key in the environment variable {spec.pseudonym_key_env} "
             "(it is never written anywhere)"
         )
     key_bytes = key.encode()
@@ -927,7 +927,7 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
             share = len(rejects) / max(considered, 1)
             raise DataError(
                 f"{detail}; {len(rejects)} of {considered} rows rejected ({share:.0%}), more than "
-                f"--max-reject-rate {spec.max_reject_rate:g} allows: {_summary(by_reason)}",
+                f"`max_reject_rate` {spec.max_reject_rate:g} allows: {_summary(by_reason)}",
                 where=f"{files[first['__file'][0]].path}:{first['__line'][0]}",
             )
         if len(user) == 0:

@@ -199,7 +199,7 @@ def _mixed_epochs(raw: pl.Series) -> pl.Series | None:
         example = numbers.filter(units.is_null() & numbers.is_not_null())[0]
         raise DataError(
             f"epoch timestamps mix units ({', '.join(parts)}) and {unfit:,} fit no unit between 1971 and 2100 "
-            f"(e.g. {example:.0f}); convert the column to one unit or pass --time-format"
+            f"(e.g. {example:.0f}); convert the column to one unit or set `time_format`"
         )
     factor = units.replace_strict(
         {u: float(EPOCH_US_PER[u]) for u in EPOCH_UNITS}, default=None, return_dtype=pl.Float64

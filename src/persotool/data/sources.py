@@ -146,7 +146,7 @@ def identify(path: Path, fmt: str = "auto") -> Source:
         what = f"{actual_comp}-compressed data" if actual_comp else "text or another format"
         raise DataError(f"is not a Parquet file (no PAR1 magic number; looks like {what})", where=str(path))
     if fmt != "parquet" and is_parquet:
-        raise DataError(f"is a Parquet file, not {FORMAT_NAMES[fmt]} as its name or --format says", where=str(path))
+        raise DataError(f"is a Parquet file, not {FORMAT_NAMES[fmt]} as its name or `format` says", where=str(path))
     if fmt == "parquet" and actual_comp:
         raise DataError("compressed Parquet files are not supported; Parquet compresses itself", where=str(path))
     return Source(path=path, format=fmt, compression=actual_comp, size=size)
@@ -468,7 +468,7 @@ def prepare_text(
                 lambda line, found: fail(
                     line,
                     f"has {found} fields, expected {expected_fields} as in "
-                    f"{'the header' if header else '--columns'} (delimiter {delimiter!r}); "
+                    f"{'the header' if header else '`columns`'} (delimiter {delimiter!r}); "
                     "the file has ragged rows",
                 ),
             )

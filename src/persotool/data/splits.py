@@ -88,7 +88,7 @@ def _cut(frame: pl.DataFrame, cfg: SplitConfig, *, stage: str) -> tuple[pl.DataF
     test = stage == "test"
     if cfg.strategy == "temporal":
         tmin, tmax = frame["timestamp"].min(), frame["timestamp"].max()
-        moment = _cutoff(cfg.cutoff if test else cfg.valid_cutoff, tmin, tmax, "--cutoff" if test else "--valid-cutoff")
+        moment = _cutoff(cfg.cutoff if test else cfg.valid_cutoff, tmin, tmax, "`cutoff`" if test else "`valid_cutoff`")
         held = pl.col("timestamp") >= moment
     elif cfg.strategy == "leave-last":
         # newest first within each user; ties broken by item for determinism
@@ -169,7 +169,7 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
     if frame.is_empty():
         raise DataError(
             f"k-core filtering (users >= {cfg.min_user_interactions}, items >= {cfg.min_item_interactions}) "
-            "left no interactions; lower --min-user-interactions / --min-item-interactions",
+            "left no interactions; lower min_user_interactions / min_item_interactions",
             where=str(dataset),
         )
     train, test_rows = _cut(frame, cfg, stage="test")
@@ -179,13 +179,13 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
     if train.is_empty() or test_rows.is_empty():
         part = "training" if train.is_empty() else "test"
         raise DataError(
-            f"the {part} part is empty with strategy {cfg.strategy}; check --cutoff or fractions", where=str(dataset)
+            f"the {part} part is empty with strategy {cfg.strategy}; check `cutoff` or fractions", where=str(dataset)
         )
     test, test_counts = _held_out_table(test_rows, train, cfg)
     if cfg.test_users == "seen" and test.is_empty():
         raise DataError(
-            f"no test user has training history with strategy {cfg.strategy} (--test-users seen left none); "
-            "move the cutoff later or use --strategy leave-last",
+            f"no test user has training history with strategy {cfg.strategy} (`test_users` seen left none); "
+            "move the cutoff later or use `strategy` leave-last",
             where=str(dataset),
         )
     leakage = {"test": _leakage(test_rows, train, test)}

@@ -139,7 +139,7 @@ def run(
     split = Split(split_dir)
     truth = split.test if cfg.on == "test" else split.valid
     if truth is None:
-        raise ConfigError(f"on = {cfg.on!r}: the split has no validation part (split with --valid)")
+        raise ConfigError(f"on = {cfg.on!r}: the split has no validation part (cut one when splitting)")
     names = cfg.metric_names()
     resolved = {label: resolve_model(label, entry) for label, entry in cfg.models.items()}
     for name, params in resolved.values():

@@ -113,7 +113,9 @@ def _model(
     check_lineage(manifest, split, model_dir)
     truth = split.test if on == "test" else split.valid
     if truth is None or on not in ("test", "valid"):
-        raise ConfigError(f"--on {on!r}: the split has no such part (test, or valid when split with --valid)")
+        raise ConfigError(
+            f"`on` {on!r}: the split has no such part (test, or valid when it was cut with a validation part)"
+        )
     vectors, _ = feature_matrix(split.dataset_path, "item", split.n_items)
     result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=seed)
     labels = segments.labels_for(segment_by, split.train, split.dataset_path)
