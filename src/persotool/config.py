@@ -61,7 +61,7 @@ class SourceSpec(Strict):
     @model_validator(mode="after")
     def _columns(self) -> SourceSpec:
         if not self.header and not self.columns:
-            raise ValueError("files without a header need `columns` (flag --columns a,b,c)")
+            raise ValueError("files without a header need `columns`, their names in order")
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError("`columns` has duplicate names")
         return self
