@@ -128,38 +128,11 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
         blank_lines = sum(item.blank_lines for item in loaded)
         counts: dict[str, Any] = {"rows_read": rows_read, "blank_lines": blank_lines}
 
-        # Consent: a user who opted out anywhere is removed everywhere, rejects included.
-        gone = np.zeros(rows_read, dtype=bool)
-        opted_out_users = 0
-        if coded.consent is not None:
-            refused = np.unique(coded.user[(coded.consent == 0) & (coded.user >= 0)])
-            opted_out_users = len(refused)
-            if opted_out_users:
-                refused_mask = np.zeros(len(coded.users), dtype=bool)
-                refused_mask[refused] = True
-                gone = (coded.user >= 0) & refused_mask[np.maximum(coded.user, 0)]
+        gone, opted_out_users = _opted_out(coded, rows_read)
         opted_out_rows = int(gone.sum())
         counts |= {"opted_out_users": opted_out_users, "opted_out_rows": opted_out_rows}
-
         rejected = (coded.reason != 0) & ~gone
-        reject_rows = np.flatnonzero(rejected)
-        rejects = pl.DataFrame(schema={"__file": pl.Int32, "__line": pl.Int64, "reason": pl.String})
-        if len(reject_rows):
-            picked = raw[reject_rows]
-            file_of = np.searchsorted(offsets, reject_rows, side="right") - 1
-            line_of = np.empty(len(reject_rows), dtype=np.int64)
-            for number, item in enumerate(loaded):
-                mine = file_of == number
-                line_of[mine] = item.line_numbers(reject_rows[mine] - offsets[number])
-            rejects = picked.select(
-                __file=pl.Series(file_of, dtype=pl.Int32),
-                __line=pl.Series(line_of),
-                __raw_time=pl.col("__raw_time").cast(pl.String),
-                reason=pl.Series([REASONS[c - 1] for c in coded.reason[reject_rows].tolist()], dtype=pl.String),
-                user_id=pl.col("user").cast(pl.String).str.strip_chars(),
-                item_id=pl.col("item").cast(pl.String).str.strip_chars(),
-                **({"__raw_value": pl.col("value").cast(pl.String)} if "value" in picked.columns else {}),
-            )
+        rejects = _rejected_rows(raw, coded, np.flatnonzero(rejected), offsets, loaded)
         kept = ~rejected & ~gone
         every = bool(kept.all())  # the common case: nothing to drop, no copies
 
@@ -172,18 +145,7 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
         del raw
         by_reason = dict(sorted(Counter(rejects["reason"].to_list()).items()))
         counts |= {"rows_rejected": len(rejects), "rejected_by_reason": by_reason}
-        considered = rows_read - opted_out_rows
-        if len(rejects) and (len(user) == 0 or len(rejects) > spec.max_reject_rate * considered):
-            first = rejects.sort(["__file", "__line"]).head(1)
-            detail = _reject_details(first, fmt_by_file)[0]
-            share = len(rejects) / max(considered, 1)
-            raise DataError(
-                f"{detail}; {len(rejects)} of {considered} rows rejected ({share:.0%}), more than "
-                f"`max_reject_rate` {spec.max_reject_rate:g} allows: {_summary(by_reason)}",
-                where=f"{files[first['__file'][0]].path}:{first['__line'][0]}",
-            )
-        if len(user) == 0:
-            raise DataError("no rows left after removing opted-out users", where=str(files[0].path))
+        _check_rejects(rejects, by_reason, rows_read - opted_out_rows, len(user), spec, fmt_by_file, files)
 
         phases.mark("reject")
         # Final dense codes: only users and items that kept at least one row.
@@ -332,20 +294,7 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
         items.write_parquet(tmp / "items.parquet")
 
         phases.mark("users_items")
-        rejects = rejects.sort(["__file", "__line"])
-        reject_table = pl.DataFrame(
-            {
-                "source": pl.Series([str(files[i].path) for i in rejects["__file"].to_list()], dtype=pl.String),
-                "line": rejects["__line"].cast(pl.Int64),
-                "reason": rejects["reason"],
-                "detail": _reject_details(rejects, fmt_by_file) if len(rejects) else pl.Series([], dtype=pl.String),
-                "raw": _attach_raw(rejects, loaded, spec, pseudonymize)
-                if len(rejects)
-                else pl.Series([], dtype=pl.String),
-            },
-            schema=REJECT_SCHEMA,
-        )
-        reject_table.write_parquet(tmp / "rejects.parquet")
+        _reject_table(rejects, files, fmt_by_file, loaded, spec, pseudonymize).write_parquet(tmp / "rejects.parquet")
 
         import shutil
 
@@ -395,6 +344,75 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
         )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
     return manifest
+
+
+def _opted_out(coded, rows: int) -> tuple[np.ndarray, int]:
+    """Consent: a user who opted out anywhere is removed everywhere, rejects included. Returns the
+    rows to drop and the number of users who opted out."""
+    gone = np.zeros(rows, dtype=bool)
+    if coded.consent is None:
+        return gone, 0
+    refused = np.unique(coded.user[(coded.consent == 0) & (coded.user >= 0)])
+    if len(refused):
+        refused_mask = np.zeros(len(coded.users), dtype=bool)
+        refused_mask[refused] = True
+        gone = (coded.user >= 0) & refused_mask[np.maximum(coded.user, 0)]
+    return gone, len(refused)
+
+
+def _rejected_rows(raw: pl.DataFrame, coded, rows: np.ndarray, offsets: np.ndarray, loaded: list) -> pl.DataFrame:
+    """The rejected rows with their file, line, reason and the fields their details quote."""
+    if not len(rows):
+        return pl.DataFrame(schema={"__file": pl.Int32, "__line": pl.Int64, "reason": pl.String})
+    picked = raw[rows]
+    file_of = np.searchsorted(offsets, rows, side="right") - 1
+    line_of = np.empty(len(rows), dtype=np.int64)
+    for number, item in enumerate(loaded):
+        mine = file_of == number
+        line_of[mine] = item.line_numbers(rows[mine] - offsets[number])
+    return picked.select(
+        __file=pl.Series(file_of, dtype=pl.Int32),
+        __line=pl.Series(line_of),
+        __raw_time=pl.col("__raw_time").cast(pl.String),
+        reason=pl.Series([REASONS[c - 1] for c in coded.reason[rows].tolist()], dtype=pl.String),
+        user_id=pl.col("user").cast(pl.String).str.strip_chars(),
+        item_id=pl.col("item").cast(pl.String).str.strip_chars(),
+        **({"__raw_value": pl.col("value").cast(pl.String)} if "value" in picked.columns else {}),
+    )
+
+
+def _check_rejects(
+    rejects: pl.DataFrame, by_reason: dict, considered: int, kept: int, spec: IngestConfig, fmt_by_file: dict, files
+) -> None:
+    """Fail, naming the first rejected line, when more rows were rejected than the spec allows (or
+    when nothing is left)."""
+    if len(rejects) and (kept == 0 or len(rejects) > spec.max_reject_rate * considered):
+        first = rejects.sort(["__file", "__line"]).head(1)
+        detail = _reject_details(first, fmt_by_file)[0]
+        share = len(rejects) / max(considered, 1)
+        raise DataError(
+            f"{detail}; {len(rejects)} of {considered} rows rejected ({share:.0%}), more than "
+            f"`max_reject_rate` {spec.max_reject_rate:g} allows: {_summary(by_reason)}",
+            where=f"{files[first['__file'][0]].path}:{first['__line'][0]}",
+        )
+    if kept == 0:
+        raise DataError("no rows left after removing opted-out users", where=str(files[0].path))
+
+
+def _reject_table(rejects: pl.DataFrame, files, fmt_by_file: dict, loaded: list, spec: IngestConfig, pseudonymize):
+    """rejects.parquet: source, line, reason, detail and the quoted text of every rejected row."""
+    rejects = rejects.sort(["__file", "__line"])
+    empty = pl.Series([], dtype=pl.String)
+    return pl.DataFrame(
+        {
+            "source": pl.Series([str(files[i].path) for i in rejects["__file"].to_list()], dtype=pl.String),
+            "line": rejects["__line"].cast(pl.Int64),
+            "reason": rejects["reason"],
+            "detail": _reject_details(rejects, fmt_by_file) if len(rejects) else empty,
+            "raw": _attach_raw(rejects, loaded, spec, pseudonymize) if len(rejects) else empty,
+        },
+        schema=REJECT_SCHEMA,
+    )
 
 
 def _summary(by_reason: dict[str, int]) -> str:
