@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(RUN)/python benchmarks/simulate.py
 	$(RUN)/python benchmarks/validate_simulation.py
 	$(RUN)/python benchmarks/tracking.py
+	$(RUN)/python benchmarks/cli_help.py
 
 lint: $(STAMP)
 	$(RUN)/ruff check src tests benchmarks

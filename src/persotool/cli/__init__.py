@@ -4,8 +4,6 @@ Heavy libraries (polars, numpy, mlflow, lightfm) are imported inside commands so
 stays instant. Every library error becomes one line on stderr and a documented exit status.
 """
 
-from __future__ import annotations
-
 import os
 import traceback
 
@@ -91,7 +89,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     help="Offline personalization experiments: ingest logs, train and evaluate recommenders, "
     "simulate A/B tests, and track every run in MLflow.",
     epilog="Exit status: 0 ok, 1 quality gate not met, 2 usage, 3 config, 4 data, 5 model, "

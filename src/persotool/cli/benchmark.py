@@ -1,7 +1,5 @@
 """`persotool benchmark`: several models on one split, with paired significance tests."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`persotool datasets`: synthetic logs with known ground truth, and dataset summaries."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`persotool evaluate`: full-ranking metrics of a trained model, or of any system's ranked lists."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

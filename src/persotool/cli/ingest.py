@@ -1,7 +1,5 @@
 """`persotool ingest`: raw logs -> a canonical dataset directory, recorded in MLflow."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

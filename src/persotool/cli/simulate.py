@@ -1,7 +1,5 @@
 """`persotool simulate`: an A/B test of recommenders on users calibrated from the logs."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`persotool split`: a dataset -> train / valid / test, leakage-aware and deterministic."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

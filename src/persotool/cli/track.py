@@ -1,7 +1,5 @@
 """`persotool track`: record (or record again) the MLflow run of a finished output directory."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated

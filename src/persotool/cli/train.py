@@ -1,7 +1,5 @@
 """`persotool train`: fit a model on a split and save it as arrays plus JSON."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 
