@@ -46,7 +46,7 @@ def test_cli_and_api_write_identical_artifacts(tmp_path: Path) -> None:
     api_ds = pt.ingest(ratings, tmp_path / "api-ds", preset="movielens")
     cli_manifest = json.loads((tmp_path / "cli-ds" / "manifest.json").read_text())
     assert api_ds.digest == cli_manifest["dataset_digest"]
-    assert api_ds.manifest["config_hash"] == cli_manifest["config_hash"]
+    assert api_ds.manifest.config_hash == cli_manifest["config_hash"]
 
     args = ["--strategy", "leave-last", "--leave-last", "5", "--min-item-interactions", "10", "--no-track"]
     assert run_cli("split", tmp_path / "cli-ds", "-o", tmp_path / "cli-split", *args).exit_code == 0
@@ -58,7 +58,7 @@ def test_cli_and_api_write_identical_artifacts(tmp_path: Path) -> None:
     assert cli_model.exit_code == 0, cli_model.stderr
     api_model = pt.train(api_split, "ease", tmp_path / "api-ease")
     cli_files = json.loads((tmp_path / "cli-ease" / "manifest.json").read_text())["files"]
-    assert api_model.manifest["files"]["arrays.npz"] == cli_files["arrays.npz"]
+    assert api_model.manifest.files["arrays.npz"] == cli_files["arrays.npz"]
     evaluated = run_cli("evaluate", tmp_path / "cli-ease", "--k", "10", "--metrics", "ndcg", "--json", "--no-track")
     assert pt.evaluate(api_model, k=10, metrics="ndcg").summary["ndcg@10"] == json.loads(evaluated.stdout)["ndcg@10"]
 

@@ -178,3 +178,44 @@ def validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
         elif first["type"] == "extra_forbidden":
             msg = "is not a known setting"
         raise ConfigError(f"{loc}: {msg}", where=where) from None
+
+
+def nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys (`world.population`) as nested tables, ready to merge over a config file."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {part} is a value, not a table of settings")
+        node[leaf] = value
+    return nested
+
+
+def load_config(model: type[BaseModel], path: Path | str | None = None, overrides: dict[str, Any] | None = None):
+    """Every config the commands and the API read: a TOML file (optional), then `overrides` (dotted
+    keys reach into tables), validated by `model`."""
+    data = load_toml(Path(path)) if path else {}
+    where = str(path) if path else "options"
+    return validate(model, deep_merge(data, nest(overrides or {})), where)
+
+
+def model_config(
+    config: Path | str | None = None, model: str | None = None, params: dict[str, Any] | None = None, *, label=None
+) -> tuple[str, dict[str, Any]]:
+    """(model name, hyperparameters) from a model config file (`model = NAME` and `[params]`),
+    overridden by `model` and `params`. `label` names the benchmark entry the config belongs to."""
+    data = load_toml(Path(config)) if config else {}
+    unknown = set(data) - {"model", "params"}
+    if unknown:
+        raise ConfigError(
+            f"{sorted(unknown)[0]}: is not a known setting (use model = ... and [params])", where=str(config)
+        )
+    name = model or data.get("model")
+    if not name:
+        if label is not None:
+            raise ConfigError(f"models.{label}: the config file names no model", where=str(config))
+        raise ConfigError("say which model to train: a model name or a config file with model = NAME")
+    return name, {**data.get("params", {}), **(params or {})}

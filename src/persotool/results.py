@@ -1,6 +1,10 @@
 """What each stage returns: a small class over its output directory, with its typed manifest
 fields, its tables as polars frames loaded on demand, its digest and its lineage (the dataset a
-split came from, the split a model was trained on), and a way to record itself in MLflow."""
+split came from, the split a model was trained on), and a way to record itself in MLflow.
+
+Every result shows itself three ways, all built from the same numbers: `to_dict()` (what `--json`
+prints), a rich renderable (`console.print(result)`, what the command prints) and `to_markdown()`
+(also what a notebook displays). `notes()` are the remarks a command prints on stderr."""
 
 from __future__ import annotations
 
@@ -9,19 +13,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from persotool import render
 from persotool.data import artifacts
 
 
-class Artifact:
+class Artifact(render.View):
     """An output directory of one kind, validated on the way in (kind and schema version)."""
 
     kind: ClassVar[str] = ""
     digest_field: ClassVar[str] = ""
 
     def __init__(self, path: Path | str) -> None:
+        from persotool import manifests
+
         self.path = Path(path)
-        self.manifest: dict[str, Any] = artifacts.read_artifact(self.path, self.kind)
+        self.manifest = manifests.parse(self.kind, artifacts.read_artifact(self.path, self.kind), str(self.path))
         self.mlflow_run_id: str | None = None
+        self.tracked_to = "off"  # where its run was recorded, or why not
 
     @classmethod
     def load(cls, path: Path | str):
@@ -29,7 +37,7 @@ class Artifact:
 
     @property
     def digest(self) -> str:
-        return self.manifest[self.digest_field]
+        return getattr(self.manifest, self.digest_field)
 
     def table(self, name: str):
         """One of the directory's Parquet tables, read now."""
@@ -42,10 +50,17 @@ class Artifact:
         from persotool.tracking import records
 
         self.mlflow_run_id = records.record(track, self.path) if track is not None else None
+        self.tracked_to = track.describe() if track is not None else "off"
         return self.mlflow_run_id
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "digest": self.digest, "mlflow_run_id": self.mlflow_run_id}
+
+    def blocks(self) -> list[render.Block]:
+        return [render.key_values(f"{self.kind} {self.path}", [("digest", self.digest)])]
+
+    def _run_cell(self) -> str:
+        return self.mlflow_run_id or f"not tracked ({self.tracked_to})"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, digest={self.digest!r})"
@@ -59,7 +74,7 @@ class Dataset(Artifact):
 
     @property
     def counts(self) -> dict[str, Any]:
-        return self.manifest["counts"]
+        return self.manifest.counts
 
     @cached_property
     def interactions(self):
@@ -81,7 +96,30 @@ class Dataset(Artifact):
         """The flat summary `ingest --json` prints."""
         from persotool.data.ingest import summary
 
-        return summary(self.manifest, self.path)
+        return summary(self.manifest.to_dict(), self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.summary() | {"mlflow_run_id": self.mlflow_run_id}
+
+    def info(self) -> render.View:
+        """Counts, sparsity, activity distributions, time range and rejects (`datasets info`)."""
+        from persotool.data.info import DatasetInfo
+
+        return DatasetInfo(self.path)
+
+    def blocks(self) -> list[render.Block]:
+        result = self.summary()
+        keys = ("rows_read", "rows_kept", "rows_rejected", "duplicates_removed", "opted_out_users")
+        keys += ("below_threshold", "n_users", "n_items", "n_sessions")
+        pairs = [(key.replace("_", " "), f"{result[key]:,}") for key in keys]
+        pairs += [(f"  rejected: {reason}", f"{count:,}") for reason, count in result["rejected_by_reason"].items()]
+        pairs += [
+            ("time range", f"{result['time_min']} .. {result['time_max']}"),
+            ("dataset digest", result["dataset_digest"]),
+            ("seconds", f"{result['seconds']:.2f}"),
+            ("mlflow run", self._run_cell()),
+        ]
+        return [render.key_values(f"Ingested into {self.path}", pairs)]
 
 
 class Split(Artifact):
@@ -110,7 +148,37 @@ class Split(Artifact):
 
     @property
     def dataset(self) -> Dataset:
-        return Dataset(self.manifest["dataset"]["path"])
+        return Dataset(self.manifest.dataset.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "output": str(self.path),
+            "split_digest": m.split_digest,
+            **m.counts,
+            "leakage": m.leakage,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def blocks(self) -> list[render.Block]:
+        m = self.manifest
+        pairs = [(key.replace("_", " "), f"{value:,}") for key, value in m.counts.items()]
+        pairs += [
+            (f"{part}: {key.replace('_', ' ')}", f"{value:,}")
+            for part, report in m.leakage.items()
+            for key, value in report.items()
+        ]
+        return [render.key_values(f"Split {self.path} ({m.config['strategy']})", pairs)]
+
+    def notes(self) -> list[str]:
+        counts = self.manifest.counts
+        cold, users = counts["test_users_without_history"], counts["test_users"]
+        if self.manifest.config["test_users"] == "all" and cold and cold * 10 >= users:
+            return [
+                f"{cold:,} of {users:,} test users ({cold / users:.0%}) have no training history; models can "
+                "only rank popular items for them. `test_users` seen keeps users with history only."
+            ]
+        return []
 
 
 class TrainedModel(Artifact):
@@ -131,11 +199,39 @@ class TrainedModel(Artifact):
 
     @property
     def split(self) -> Split:
-        return Split(self.manifest["split"]["path"])
+        return Split(self.manifest.split.path)
 
     @property
     def dataset(self) -> Dataset:
-        return Dataset(self.manifest["dataset"]["path"])
+        return Dataset(self.manifest.dataset.path)
+
+    @property
+    def _valid_key(self) -> str:
+        return f"valid_{self.manifest.valid_metric}"
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        history = m.history or {}
+        result = {
+            "output": str(self.path),
+            "model": m.model,
+            "params": m.params,
+            "fit_seconds": m.fit_seconds,
+            "epochs": len(next(iter(history.values()), [])),
+            "item_features": m.item_features,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+        if self._valid_key in history:
+            result[f"best_{self._valid_key}"] = max(history[self._valid_key])
+        return result
+
+    def blocks(self) -> list[render.Block]:
+        m = self.manifest
+        lines: list[render.Block] = [f"[bold]Trained[/bold] {m.model} in {m.fit_seconds:.2f}s -> {self.path}"]
+        scores = (m.history or {}).get(self._valid_key)
+        if scores:
+            lines.append(f"best validation {m.valid_metric}: {max(scores):.4f} after {len(scores)} epochs")
+        return lines
 
 
 class Evaluation(Artifact):
@@ -147,8 +243,8 @@ class Evaluation(Artifact):
     def __init__(self, path: Path | str, *, scratch=None) -> None:
         super().__init__(path)
         self._scratch = scratch  # the temporary directory holding an evaluation written nowhere else
-        self.summary: dict[str, Any] = self.manifest["summary"]
-        self.context: dict[str, Any] = self.manifest["context"]
+        self.summary: dict[str, Any] = self.manifest.summary
+        self.context: dict[str, Any] = self.manifest.context
 
     @property
     def digest(self) -> str:
@@ -165,6 +261,30 @@ class Evaluation(Artifact):
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary, "mlflow_run_id": self.mlflow_run_id}
 
+    def blocks(self) -> list[render.Block]:
+        rows = [[key, render.number(value)] for key, value in self.summary.items()]
+        blocks: list[render.Block] = [
+            render.Table(f"Evaluation of {self.context.get('model', 'ranked lists')}", ["metric", "value"], rows)
+        ]
+        segments = self.segments
+        if len(segments):
+            shown = segments.filter(segments["metric"].str.starts_with("ndcg"))
+            rows = [
+                [
+                    row["segment"],
+                    f"{row['users']:,}",
+                    row["metric"],
+                    f"{row['mean']:.4f}",
+                    f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+                    if row["ci_low"] is not None
+                    else "n/a (too few users)",
+                ]
+                for row in shown.iter_rows(named=True)
+            ]
+            title = f"By {self.context.get('segment_by')} (bootstrap 95% CI)"
+            blocks.append(render.Table(title, ["segment", "users", "metric", "mean", "95% CI"], rows, left={"metric"}))
+        return blocks
+
 
 class Benchmark(Artifact):
     """A benchmark directory: results (one row per model), tests against the baseline, per-user
@@ -174,7 +294,7 @@ class Benchmark(Artifact):
 
     @property
     def digest(self) -> str:
-        return artifacts.config_hash(self.manifest["config"])
+        return artifacts.config_hash(self.manifest.config)
 
     @cached_property
     def results(self):
@@ -197,7 +317,53 @@ class Benchmark(Artifact):
 
     @property
     def split(self) -> Split:
-        return Split(self.manifest["split"]["path"])
+        return Split(self.manifest.split.path)
+
+    @cached_property
+    def config(self):
+        from persotool.evaluation.benchmark import BenchmarkConfig
+
+        return BenchmarkConfig.model_validate(self.manifest.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": str(self.path),
+            "baseline": self.config.baseline,
+            "users_evaluated": self.manifest.users_evaluated,
+            "results": self.results.to_dicts(),
+            "tests": self.tests.to_dicts(),
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def blocks(self) -> list[render.Block]:
+        from persotool.evaluation.benchmark import significance_marks
+
+        cfg = self.config
+        marks = significance_marks(self.tests)
+        # one column per model, one row per metric: fits a terminal for the usual five or six models
+        labels = self.results["model"].to_list()
+        by_model = {row["model"]: row for row in self.results.iter_rows(named=True)}
+        rows = []
+        for name in [*cfg.metric_names(), "fit_seconds"]:
+            cells = [name.replace("_seconds", " s")]
+            for label in labels:
+                value = by_model[label][name]
+                if name == "fit_seconds":
+                    cells.append(f"{value:.1f}")
+                    continue
+                mark = {"+": " [green]▲[/green]", "-": " [red]▼[/red]"}.get(marks.get((label, name), ""), "  ")
+                cells.append(f"{value:.4f}{mark}")
+            rows.append(cells)
+        columns = [
+            "metric",
+            *(f"{label}\n[dim](baseline)[/dim]" if label == cfg.baseline else label for label in labels),
+        ]
+        title = f"{cfg.name}: {self.manifest.users_evaluated:,} users, full ranking, {cfg.on} set"
+        return [
+            render.Table(title, columns, rows),
+            f"[green]▲[/green]/[red]▼[/red]: better/worse than {cfg.baseline}, paired t-test and Wilcoxon both "
+            f"significant after Holm correction over {len(self.tests)} comparisons (alpha {cfg.alpha}).",
+        ]
 
 
 class Experiment(Artifact):
@@ -207,7 +373,7 @@ class Experiment(Artifact):
 
     @property
     def digest(self) -> str:
-        return self.manifest["config_hash"]
+        return self.manifest.config_hash
 
     @cached_property
     def summary(self) -> dict[str, Any]:
@@ -229,7 +395,21 @@ class Experiment(Artifact):
 
     @property
     def dataset(self) -> Dataset:
-        return Dataset(self.manifest["dataset"]["path"])
+        return Dataset(self.manifest.dataset.path)
+
+    @cached_property
+    def config(self):
+        from persotool.simulation.config import SimulationConfig
+
+        return SimulationConfig.model_validate(self.manifest.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary, "output": str(self.path), "mlflow_run_id": self.mlflow_run_id}
+
+    def blocks(self) -> list[render.Block]:
+        from persotool.simulation.report import blocks
+
+        return blocks(self.summary, self.results, self.config)
 
 
 class SyntheticLog(Artifact):
@@ -239,12 +419,32 @@ class SyntheticLog(Artifact):
 
     @property
     def digest(self) -> str:
-        return self.manifest["config_hash"]
+        return self.manifest.config_hash
 
     @property
     def log(self) -> Path:
-        return self.path / self.manifest["log"]
+        return self.path / self.manifest.log
 
     @property
     def schema(self) -> Path:
         return self.path / "schema.toml"
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "output": str(self.path),
+            "log": str(self.log),
+            "rows": m.rows,
+            "schema": str(self.schema),
+            "truth": m.truth,
+            "seconds": m.seconds,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def blocks(self) -> list[render.Block]:
+        m = self.manifest
+        return [
+            f"[bold]Wrote[/bold] {m.rows:,} rows to {self.log} in {m.seconds:.2f}s",
+            f"Ground truth: {self.path / 'ground_truth.npz'}, {self.path / 'ground_truth.json'}",
+            f"Next: persotool ingest {self.log} --schema {self.schema} -o DIR",
+        ]

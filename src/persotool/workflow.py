@@ -105,14 +105,14 @@ def ingest_config(
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = str(value) if isinstance(value, Path) else value
-    for table in ("items", "users"):
-        if table in given and "key" not in given[table] and "path" in given[table]:
-            raise ConfigError(f"{table} needs its key: the {table[:-1]} id column in that file")
     merged = deep_merge(merged, given)
+    for table in ("items", "users"):
+        if isinstance(merged.get(table), dict) and "path" in merged[table] and "key" not in merged[table]:
+            raise ConfigError(f"`{table}` needs `{table[:-1]}_key` (the {table[:-1]} id column in that file)")
     if list_separator is not None:
         tables = [key for key in ("items", "users") if isinstance(merged.get(key), dict)]
         if not tables:
-            raise ConfigError("a list separator splits attribute cells: give an items or users file")
+            raise ConfigError("`list_separator` splits attribute cells: give `items` or `users`, or a schema with them")
         for key in tables:
             merged[key] = {**merged[key], "separator": list_separator}
     if "columns" not in merged:
@@ -148,24 +148,6 @@ def split(dataset, out: Path | str, config=None, *, force: bool = False, track=N
     return _recorded(Split(out), track)
 
 
-def model_config(config: Path | str | None = None, model: str | None = None, params: dict | None = None):
-    """(model name, hyperparameters) from a model config file (model = NAME, [params]) overridden
-    by `model` and `params`."""
-    from persotool.config import load_toml
-    from persotool.errors import ConfigError
-
-    data = load_toml(Path(config)) if config else {}
-    unknown = set(data) - {"model", "params"}
-    if unknown:
-        raise ConfigError(
-            f"{sorted(unknown)[0]}: is not a known setting (use model = ... and [params])", where=str(config)
-        )
-    name = model or data.get("model")
-    if not name:
-        raise ConfigError("say which model to train: a model name or a config file with model = NAME")
-    return name, {**data.get("params", {}), **(params or {})}
-
-
 def train(
     split,
     model: str | None = None,
@@ -180,6 +162,7 @@ def train(
 ) -> TrainedModel:
     """Fit `model` (a registry name, or the one `config` names) on the split's training part, with
     early stopping on its validation part, and save it at `out`."""
+    from persotool.config import model_config
     from persotool.data.artifacts import check_output
     from persotool.data.splits import Split as Loaded
     from persotool.errors import ConfigError
@@ -235,14 +218,28 @@ def evaluate(
 
 
 def benchmark(
-    split, config, out: Path | str, *, force: bool = False, track=None, progress=None, **overrides
+    split,
+    config,
+    out: Path | str,
+    *,
+    only: list[str] | None = None,
+    force: bool = False,
+    track=None,
+    progress=None,
+    **overrides,
 ) -> Benchmark:
     """Train and evaluate every model of `config` (a BenchmarkConfig or a TOML file) on `split`,
-    tested against the baseline; `overrides` are BenchmarkConfig fields; `progress(label, stage)`
-    is told when each model starts training and evaluating."""
+    tested against the baseline; `overrides` are BenchmarkConfig fields, `only` a subset of its
+    models (the baseline is kept); `progress(label, stage)` is told when each model starts training
+    and evaluating."""
     from persotool.evaluation import benchmark as bench
 
-    cfg = config if isinstance(config, bench.BenchmarkConfig) else bench.load_config(Path(config), overrides)
+    if isinstance(config, bench.BenchmarkConfig):
+        cfg = config.model_copy(update=overrides) if overrides else config
+    else:
+        cfg = bench.load_config(config, overrides)
+    if only:
+        cfg = cfg.only(only)
     bench.run(_path(split), cfg, Path(out), force=force, progress=progress)
     return _recorded(Benchmark(out), track)
 
@@ -250,28 +247,24 @@ def benchmark(
 def simulate(dataset, config=None, out: Path | str | None = None, *, force: bool = False, track=None, **overrides):
     """A simulated A/B/n test on a world calibrated from `dataset`; `config` is a SimulationConfig
     or a TOML file, `overrides` its fields."""
+    from persotool.config import load_config
     from persotool.errors import ConfigError
     from persotool.simulation import experiment as exp
     from persotool.simulation.config import SimulationConfig
 
     if out is None:
         raise ConfigError("simulate needs an output directory")
-    cfg = (
-        config if isinstance(config, SimulationConfig) else exp.load_config(Path(config) if config else None, overrides)
-    )
+    cfg = config if isinstance(config, SimulationConfig) else load_config(SimulationConfig, config, overrides)
     exp.run(_path(dataset), cfg, Path(out), force=force)
     return _recorded(Experiment(out), track)
 
 
 def synth(out: Path | str, config=None, *, force: bool = False, track=None, **options) -> SyntheticLog:
     """A synthetic log with known ground truth; `config` is a SynthConfig, or its fields as keywords."""
-    from persotool.config import validate
+    from persotool.config import load_config
     from persotool.data.synth import SynthConfig, write
 
-    cfg = (
-        config
-        if config is not None
-        else validate(SynthConfig, {k: v for k, v in options.items() if v is not None}, "options")
-    )
+    given = {k: v for k, v in options.items() if v is not None}
+    cfg = config if isinstance(config, SynthConfig) else load_config(SynthConfig, config, given)
     write(cfg, Path(out), force=force)
     return _recorded(SyntheticLog(out), track)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from persotool.config import load_config
 from persotool.simulation import engine, world
-from persotool.simulation.experiment import load_config
+from persotool.simulation.config import SimulationConfig
 from tests.conftest import MOVIELENS, run_cli
 
 
@@ -21,7 +22,9 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def config(arms: list[dict], **overrides):
-    return load_config(None, {"days": 14, "pre_days": 7, "world.population": 3000, **overrides} | {"arms": arms})
+    return load_config(
+        SimulationConfig, None, {"days": 14, "pre_days": 7, "world.population": 3000, **overrides} | {"arms": arms}
+    )
 
 
 def simulate(dataset: Path, cfg):

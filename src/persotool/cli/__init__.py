@@ -10,7 +10,8 @@ import traceback
 import typer
 
 from persotool import __version__
-from persotool.cli.options import PlainHelpGroup, plain_help_option
+from persotool.cli import options
+from persotool.cli.options import PlainHelpGroup, as_flags, plain_help_option
 from persotool.errors import EXIT_INTERNAL, PersotoolError
 
 DEBUG_FLAG = "--debug"
@@ -19,23 +20,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _as_flags(line: str, group, ctx) -> str:
-    """Library errors name options as the API does (user_col, `force`); on the command line they
-    are flags (--user-col, --force): rename the invoked command's options that the message quotes
-    in backticks or that have an underscore in their name."""
-    import re
-
+    """A library error in the invoked command's flag names (every command of a group such as
+    `datasets`)."""
     command = group.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
     commands = [command] if command is not None else []
-    while any(hasattr(c, "commands") for c in commands):  # a group such as `datasets`: all of its commands
+    while any(hasattr(c, "commands") for c in commands):
         commands = [sub for c in commands for sub in (c.commands.values() if hasattr(c, "commands") else [c])]
-    for param in [p for c in commands for p in c.params]:
-        flags = [opt for opt in param.opts if opt.startswith("--")]
-        if not flags or not param.name:
-            continue
-        line = line.replace(f"`{param.name}`", flags[0])  # an option the library quotes by name
-        if "_" in param.name:
-            line = re.sub(rf"(?<![\w-]){re.escape(param.name)}(?![\w-])", flags[0], line)
-    return line
+    return as_flags(line, commands)
 
 
 class PersotoolGroup(PlainHelpGroup):
@@ -55,6 +46,7 @@ class PersotoolGroup(PlainHelpGroup):
 
     def invoke(self, ctx: typer.Context):
         debug = ctx.meta.get("persotool.debug") or os.environ.get("PERSOTOOL_DEBUG") == "1"
+        options.in_flag_names = lambda line: _as_flags(line, self, ctx)
         try:
             return super().invoke(ctx)
         except PersotoolError as exc:

@@ -5,7 +5,17 @@ from typing import Annotated
 
 import typer
 
-from persotool.cli.options import Command, ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, console, print_json
+from persotool.cli.options import (
+    Command,
+    ExperimentOpt,
+    ForceOpt,
+    JsonOpt,
+    NoTrackOpt,
+    int_list,
+    key_values,
+    number,
+    show,
+)
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -18,27 +28,16 @@ EXAMPLES = """
 DEFAULT_METRICS = "precision,recall,ndcg,map,mrr,hit_rate,auc"
 
 
-def _gates(specs: list[str] | None, known: list[str]) -> list[tuple[str, float]]:
+def _gates(specs: list[str] | None, known: list[str]) -> dict[str, float]:
     """`--min METRIC=FLOOR` pairs; a metric this evaluation does not compute is a usage error,
     found before any work (a typo must not pass for a failed gate)."""
-    import math
-
     from persotool.errors import UsageError
 
-    gates = []
-    for spec in specs or []:
-        name, sep, value = spec.partition("=")
-        try:
-            floor = float(value)
-        except ValueError:
-            floor = math.nan
-        if not sep or not name.strip() or not math.isfinite(floor):
-            raise UsageError(f"--min {spec!r}: expected METRIC=FLOOR, e.g. ndcg@10=0.05")
-        name = name.strip().lower()
-        if name not in known:
-            raise UsageError(f"--min {spec!r}: this evaluation computes no {name!r}; it computes {', '.join(known)}")
-        gates.append((name, floor))
-    return gates
+    gates = key_values(specs, "--min", "METRIC=FLOOR, e.g. ndcg@10=0.05", number, UsageError)
+    for name in gates:
+        if name.lower() not in known:
+            raise UsageError(f"--min {name!r}: this evaluation computes no {name!r}; it computes {', '.join(known)}")
+    return {name.lower(): floor for name, floor in gates.items()}
 
 
 def evaluate_command(
@@ -80,13 +79,10 @@ def evaluate_command(
 ) -> None:
     """Full-ranking evaluation (never sampled negatives), beyond-accuracy measures and per-segment CIs."""
     from persotool import workflow
-    from persotool.errors import EXIT_GATE, ConfigError
+    from persotool.errors import EXIT_GATE
     from persotool.evaluation import session
 
-    try:
-        cutoffs = [int(k) for k in ks.split(",") if k.strip()]
-    except ValueError:
-        raise ConfigError(f"--k {ks!r}: expected comma-separated integers such as 5,10,20") from None
+    cutoffs = int_list(ks, "--k")
     external = recommendations is not None or truth is not None
     floors = _gates(gates, session.computed_names(session.metric_names(cutoffs, metrics, lists=external)))
     tracking = workflow.tracking(experiment, enabled=not no_track)
@@ -105,42 +101,14 @@ def evaluate_command(
         force=force,
         track=tracking,
     )
+    show(evaluation, as_json)
     flat = evaluation.summary
-    if as_json:
-        print_json(evaluation.to_dict())
-    else:
-        _render(flat, evaluation.segments, evaluation.context)
-    failed = [(name, floor, flat.get(name)) for name, floor in floors if name not in flat or not flat[name] >= floor]
+    failed = [(n, floor, flat.get(n)) for n, floor in floors.items() if flat.get(n) is None or not flat[n] >= floor]
     for name, floor, value in failed:
         shown = "missing" if value is None else f"{value:.4f}"
         typer.echo(f"persotool: gate failed: {name} = {shown} < {floor}", err=True)
     if failed:
         raise typer.Exit(EXIT_GATE)
-
-
-def _render(flat: dict, per_segment, context: dict) -> None:
-    from rich.table import Table
-
-    c = console()
-    table = Table(title=f"Evaluation of {context.get('model', 'ranked lists')}", title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in flat.items():
-        table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}")
-    c.print(table)
-    if len(per_segment):
-        seg = Table(title=f"By {context.get('segment_by')} (bootstrap 95% CI)", title_justify="left")
-        for col in ("segment", "users", "metric", "mean", "95% CI"):
-            seg.add_column(col, justify="left" if col in ("segment", "metric") else "right")
-        for row in per_segment.filter(per_segment["metric"].str.starts_with("ndcg")).iter_rows(named=True):
-            seg.add_row(
-                row["segment"],
-                f"{row['users']:,}",
-                row["metric"],
-                f"{row['mean']:.4f}",
-                f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]" if row["ci_low"] is not None else "n/a (too few users)",
-            )
-        c.print(seg)
 
 
 def register(app: typer.Typer) -> None:

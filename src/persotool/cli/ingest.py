@@ -12,8 +12,10 @@ from persotool.cli.options import (
     JsonOpt,
     NoTrackOpt,
     OutOpt,
-    console,
-    print_json,
+    key_values,
+    name_list,
+    number,
+    show,
 )
 
 EXAMPLES = """
@@ -27,10 +29,6 @@ EXAMPLES = """
   persotool ingest ml-1m/ratings.dat --no-header --columns user,item,rating,ts --delimiter '::' \\
       --user-col user --item-col item --time-col ts --value-col rating -o build/ml1m
 """
-
-
-def _split_list(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",")] if text else None
 
 
 def ingest_command(
@@ -121,31 +119,13 @@ def ingest_command(
 ) -> None:
     """Ingest raw interaction logs (CSV/TSV/JSONL/Parquet, plain, gzip or zstd) into a dataset."""
     from persotool import workflow
-    from persotool.errors import ConfigError
 
-    tracking = workflow.tracking(experiment, enabled=not no_track)
-    weights = None
-    if event_weight:
-        weights = {}
-        for pair in event_weight:
-            name, sep, value = pair.partition("=")
-            try:
-                weights[name.strip()] = float(value)
-            except ValueError:
-                raise ConfigError(f"--event-weight {pair!r}: expected NAME=NUMBER, e.g. purchase=5") from None
-            if not sep or not name.strip():
-                raise ConfigError(f"--event-weight {pair!r}: expected NAME=NUMBER, e.g. purchase=5")
-    if (items is None) != (item_key is None) and items is not None:
-        raise ConfigError("--items needs --item-key (the item id column in that file)")
-    if users is not None and user_key is None:
-        raise ConfigError("--users needs --user-key (the user id column in that file)")
-    if list_separator is not None and items is None and users is None and schema is None and preset is None:
-        raise ConfigError("--list-separator splits attribute cells: give --items or --users, or a schema with them")
+    weights = key_values(event_weight, "--event-weight", "NAME=NUMBER, e.g. purchase=5", number)
     dataset = workflow.ingest(
         sources,
         out,
         force=force,
-        track=tracking,
+        track=workflow.tracking(experiment, enabled=not no_track),
         preset=preset,
         schema=schema,
         list_separator=list_separator,
@@ -153,7 +133,7 @@ def ingest_command(
         delimiter=delimiter,
         quote=quote,
         header=False if no_header else None,
-        columns=_split_list(columns),
+        columns=name_list(columns),
         user_col=user_col,
         item_col=item_col,
         time_col=time_col,
@@ -162,7 +142,7 @@ def ingest_command(
         event_col=event_col,
         value_col=value_col,
         consent_col=consent_col,
-        event_weights=weights,
+        event_weights=weights or None,
         relevance_threshold=relevance_threshold,
         session_gap=session_gap,
         max_reject_rate=max_reject_rate,
@@ -171,43 +151,12 @@ def ingest_command(
         key_env=key_env,
         items=items,
         item_key=item_key,
-        item_features=_split_list(item_features),
+        item_features=name_list(item_features),
         users=users,
         user_key=user_key,
-        user_features=_split_list(user_features),
+        user_features=name_list(user_features),
     )
-    result = dataset.summary() | {"mlflow_run_id": dataset.mlflow_run_id}
-    if as_json:
-        print_json(result)
-    else:
-        _render(result, tracking.describe())
-
-
-def _render(result: dict, tracking: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"Ingested into {result['output']}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for key in (
-        "rows_read",
-        "rows_kept",
-        "rows_rejected",
-        "duplicates_removed",
-        "opted_out_users",
-        "below_threshold",
-        "n_users",
-        "n_items",
-        "n_sessions",
-    ):
-        table.add_row(key.replace("_", " "), f"{result[key]:,}")
-    for reason, count in result["rejected_by_reason"].items():
-        table.add_row(f"  rejected: {reason}", f"{count:,}")
-    table.add_row("time range", f"{result['time_min']} .. {result['time_max']}")
-    table.add_row("dataset digest", result["dataset_digest"])
-    table.add_row("seconds", f"{result['seconds']:.2f}")
-    table.add_row("mlflow run", result["mlflow_run_id"] or f"not tracked ({tracking})")
-    console().print(table)
+    show(dataset, as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,11 +18,99 @@ ExperimentOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory (created atomically).")]
 
 
+def toml_value(text: str) -> Any:
+    """A --set value read as TOML (numbers, booleans, arrays); anything else is a plain string."""
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def number(text: str) -> float:
+    import math
+
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def key_values(pairs: list[str] | None, option: str, example: str, convert=toml_value, error=None) -> dict[str, Any]:
+    """Every KEY=VALUE option (--set, --event-weight, --min): one line naming the option and an
+    example when a pair is malformed or its value does not convert."""
+    from persotool.errors import ConfigError
+
+    parsed: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        try:
+            if not sep or not key.strip():
+                raise ValueError(pair)
+            parsed[key.strip()] = convert(value.strip())
+        except ValueError:
+            raise (error or ConfigError)(f"{option} {pair!r}: expected {example}") from None
+    return parsed
+
+
+def int_list(text: str | None, option: str) -> list[int] | None:
+    """A comma-separated list of integers such as --k 5,10,20."""
+    from persotool.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated integers such as 5,10,20") from None
+
+
+def name_list(text: str | None) -> list[str] | None:
+    """A comma-separated list of names such as --columns a,b,c."""
+    return [part.strip() for part in text.split(",")] if text else None
+
+
 def print_json(payload: dict[str, Any]) -> None:
     from persotool.data.artifacts import finite_json
 
     text = json.dumps(finite_json(payload), indent=2, default=str, allow_nan=False)
     sys.stdout.write(text + "\n")
+
+
+def as_flags(line: str, commands) -> str:
+    """Library messages name options as the API does (user_col, `force`); on the command line they
+    are flags (--user-col, --force): rename the options of `commands` that the message quotes in
+    backticks or that have an underscore in their name."""
+    import re
+
+    for param in [p for c in commands for p in c.params]:
+        flags = [opt for opt in param.opts if opt.startswith("--")]
+        if not flags or not param.name:
+            continue
+        line = line.replace(f"`{param.name}`", flags[0])  # an option the library quotes by name
+        if "_" in param.name:
+            line = re.sub(rf"(?<![\w-]){re.escape(param.name)}(?![\w-])", flags[0], line)
+    return line
+
+
+def in_flag_names(line: str) -> str:
+    """Set by the command group to the invoked command's `as_flags`."""
+    return line
+
+
+def show(result, as_json: bool, after: str | None = None) -> None:
+    """How every command ends: the result's notes on stderr (in the command's own flag names), then
+    the result as JSON, or drawn for the terminal followed by `after`."""
+    for note in result.notes():
+        typer.echo(f"persotool: note: {in_flag_names(note)}", err=True)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    c = console()
+    c.print(result)
+    if after:
+        c.print(after)
 
 
 def console():

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from persotool.cli.options import Command, ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
+from persotool.cli.options import Command, ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, show
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -71,12 +71,11 @@ def split_command(
     """Split a dataset into train/valid/test with a leakage report."""
     from persotool import workflow
 
-    tracking = workflow.tracking(experiment, enabled=not no_track)
     made = workflow.split(
         dataset,
         out,
         force=force,
-        track=tracking,
+        track=workflow.tracking(experiment, enabled=not no_track),
         strategy=strategy,
         cutoff=cutoff,
         valid_cutoff=valid_cutoff,
@@ -91,35 +90,7 @@ def split_command(
         test_users=test_users,
         seed=seed,
     )
-    manifest, run_id = made.manifest, made.mlflow_run_id
-    cold, users = manifest["counts"]["test_users_without_history"], manifest["counts"]["test_users"]
-    if manifest["config"]["test_users"] == "all" and cold and cold * 10 >= users:
-        typer.echo(
-            f"persotool: note: {cold:,} of {users:,} test users ({cold / users:.0%}) have no training history; "
-            "models can only rank popular items for them. --test-users seen keeps users with history only.",
-            err=True,
-        )
-    result = {
-        "output": str(out),
-        "split_digest": manifest["split_digest"],
-        **manifest["counts"],
-        "leakage": manifest["leakage"],
-        "mlflow_run_id": run_id,
-    }
-    if as_json:
-        print_json(result)
-        return
-    from rich.table import Table
-
-    table = Table(title=f"Split {out} ({manifest['config']['strategy']})", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for key, value in manifest["counts"].items():
-        table.add_row(key.replace("_", " "), f"{value:,}")
-    for part, report in manifest["leakage"].items():
-        for key, value in report.items():
-            table.add_row(f"{part}: {key.replace('_', ' ')}", f"{value:,}")
-    console().print(table)
+    show(made, as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,11 +1,11 @@
 """`persotool train`: fit a model on a split and save it as arrays plus JSON."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from persotool.cli.options import Command, ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, console, print_json
+from persotool.cli.options import Command, ExperimentOpt, ForceOpt, JsonOpt, NoTrackOpt, OutOpt, key_values, show
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -14,24 +14,6 @@ EXAMPLES = """
 
   persotool train build/movielens-split --model ease --set l2=300 -o build/models/ease
 """
-
-
-def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
-    """--set key=value pairs; values are read as TOML (numbers, booleans, strings)."""
-    import tomllib
-
-    from persotool.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set components=64")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value.strip()
-    return out
 
 
 def train_command(
@@ -57,37 +39,14 @@ def train_command(
         split_dir,
         model,
         out,
-        params=parse_sets(sets),
+        params=key_values(sets, "--set", "KEY=VALUE, e.g. --set components=64"),
         config=config,
         valid_k=valid_k,
         use_features=not no_features,
         force=force,
         track=tracking,
     )
-    manifest, run_id, name = trained.manifest, trained.mlflow_run_id, trained.manifest["model"]
-    history = manifest.get("history") or {}
-    valid_key = f"valid_{manifest['valid_metric']}"
-    result = {
-        "output": str(out),
-        "model": name,
-        "params": manifest["params"],
-        "fit_seconds": manifest["fit_seconds"],
-        "epochs": len(next(iter(history.values()), [])),
-        "item_features": manifest["item_features"],
-        "mlflow_run_id": run_id,
-    }
-    if valid_key in history:
-        result[f"best_{valid_key}"] = max(history[valid_key])
-    if as_json:
-        print_json(result)
-        return
-    c = console()
-    c.print(f"[bold]Trained[/bold] {name} in {manifest['fit_seconds']:.2f}s -> {out}")
-    if valid_key in history:
-        c.print(
-            f"best validation {manifest['valid_metric']}: {max(history[valid_key]):.4f} "
-            f"after {len(history[valid_key])} epochs"
-        )
+    show(trained, as_json)
 
 
 def register(app: typer.Typer) -> None:

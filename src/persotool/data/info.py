@@ -7,7 +7,9 @@ from typing import Any
 
 import polars as pl
 
+from persotool import render
 from persotool.data.artifacts import read_artifact
+from persotool.render import View
 
 
 def _distribution(series: pl.Series) -> dict[str, float]:
@@ -60,3 +62,46 @@ def describe(path: Path) -> dict[str, Any]:
         "duplicates_removed": counts["duplicates_removed"],
         "opted_out_users": counts["opted_out_users"],
     }
+
+
+class DatasetInfo(View):
+    """`describe` as a result a command or a notebook shows."""
+
+    def __init__(self, path: Path) -> None:
+        self.info = describe(Path(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.info
+
+    def blocks(self) -> list[render.Block]:
+        info = self.info
+        pairs = [
+            ("interactions", f"{info['interactions']:,}"),
+            ("users", f"{info['users']:,}"),
+            ("items", f"{info['items']:,}"),
+            ("sessions", f"{info['sessions']:,}"),
+            ("sparsity", f"{info['sparsity']:.4%}"),
+            ("time range", f"{info['time_min']} .. {info['time_max']}"),
+            ("top 1% items' share", f"{info['top_1pct_items_share']:.1%}"),
+            ("items with features", f"{info['items_with_features']:,}"),
+            ("rows read / rejected", f"{info['rows_read']:,} / {info['rows_rejected']:,}"),
+            ("duplicates removed", f"{info['duplicates_removed']:,}"),
+            ("opted-out users removed", f"{info['opted_out_users']:,}"),
+        ]
+        pairs += [(f"  rejected: {reason}", f"{count:,}") for reason, count in info["rejected_by_reason"].items()]
+        stats = ("min", "p25", "median", "mean", "p90", "p99", "max")
+        rows = [
+            [label, *(f"{info[key][k]:,.1f}" for k in stats)]
+            for label, key in [
+                ("user", "interactions_per_user"),
+                ("item", "interactions_per_item"),
+                ("session", "events_per_session"),
+            ]
+        ]
+        shown: list[render.Block] = [
+            render.key_values(f"Dataset {info['name']} ({info['dataset_digest']})", pairs),
+            render.Table("Activity", ["per", *stats], rows),
+        ]
+        if info["events"]:
+            shown.append("Events: " + ", ".join(f"{k} {v:,}" for k, v in info["events"].items()))
+        return shown

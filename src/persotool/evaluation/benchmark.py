@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator, model_validator
 
-from persotool.config import Strict, load_toml, validate
+from persotool.config import Strict
 from persotool.errors import ConfigError
 
 
@@ -68,13 +68,23 @@ class BenchmarkConfig(Strict):
             names += [metric] if metric == "auc" or "@" in metric else [f"{metric}@{k}" for k in self.k]
         return names
 
+    def only(self, labels: list[str]) -> BenchmarkConfig:
+        """The same benchmark over a subset of its models (the baseline is always kept)."""
+        unknown = [label for label in labels if label not in self.models]
+        if unknown:
+            raise ConfigError(f"`only`: {unknown[0]!r} is not a model of this benchmark ({', '.join(self.models)})")
+        kept = {k: v for k, v in self.models.items() if k in labels or k == self.baseline}
+        if len(kept) < 2:
+            raise ConfigError("`only`: a benchmark needs at least one model besides the baseline")
+        return self.model_copy(update={"models": kept})
 
-def load_config(path: Path, overrides: dict[str, Any] | None = None) -> BenchmarkConfig:
-    from persotool.config import deep_merge
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> BenchmarkConfig:
+    """A benchmark config file with `overrides`; model config paths resolved against the file."""
+    from persotool.config import load_config as load
     from persotool.evaluation.metrics import parse
 
-    data = deep_merge(load_toml(path), overrides or {})
-    cfg = validate(BenchmarkConfig, data, str(path))
+    cfg = load(BenchmarkConfig, path, overrides)
     for entry in cfg.models.values():
         if entry.config is not None and not entry.config.is_absolute():
             entry.config = (Path(path).parent / entry.config).resolve()
@@ -85,14 +95,9 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> Benchmar
 
 def resolve_model(label: str, entry: ModelEntry) -> tuple[str, dict[str, Any]]:
     """(registry name, parameters) of one entry; a config file's [params] under the entry's."""
-    data: dict[str, Any] = load_toml(entry.config) if entry.config else {}
-    unknown = set(data) - {"model", "params"}
-    if unknown:
-        raise ConfigError(f"{sorted(unknown)[0]}: is not a known setting", where=str(entry.config))
-    name = entry.model or data.get("model")
-    if not name:
-        raise ConfigError(f"models.{label}: the config file names no model", where=str(entry.config))
-    return name, {**data.get("params", {}), **entry.params}
+    from persotool.config import model_config
+
+    return model_config(entry.config, entry.model, entry.params, label=label)
 
 
 @dataclass

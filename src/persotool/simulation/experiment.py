@@ -11,23 +11,9 @@ from typing import Any
 
 import polars as pl
 
-from persotool.config import deep_merge, load_toml, validate
 from persotool.simulation import engine, fidelity, world
 from persotool.simulation.analysis import Analysis, analyse
 from persotool.simulation.config import SimulationConfig
-
-
-def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> SimulationConfig:
-    """The config file (model paths resolved against the working directory) with dotted overrides."""
-    data = load_toml(path) if path else {}
-    nested: dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        node = nested
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return validate(SimulationConfig, deep_merge(data, nested), str(path or "simulation config"))
 
 
 @dataclass

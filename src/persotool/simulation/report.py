@@ -299,3 +299,80 @@ simulated outcome under each arm (common random numbers).</p>
 </body></html>
 """
     (folder / "report.html").write_text(page, encoding="utf-8")
+
+
+def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
+    """What `persotool simulate` prints (and an Experiment's Markdown): the design line, one table
+    per arm against control, the secondary tests, homogenization and any sequential stop."""
+    from persotool import render
+
+    sizes = ", ".join(f"{k} {v:,}" for k, v in summary["arm_sizes"].items())
+    srm_p = summary["sample_ratio_mismatch_p"]
+    srm = "[red]mismatch![/red]" if srm_p < 0.001 else "ok"
+    shown: list = [
+        f"[bold]{cfg.name}[/bold]: {cfg.days} days, {summary['population']:,} simulated users "
+        f"({sizes}); sample ratio {srm} (p = {srm_p:.3g})"
+    ]
+    for (arm,), rows in results.group_by("arm", maintain_order=True):
+        cells = []
+        for row in rows.iter_rows(named=True):
+            mark = ""
+            if row["significant"]:
+                mark = "[green]▲[/green]" if row["effect"] > 0 else "[red]▼[/red]"
+            cells.append(
+                [
+                    row["metric"],
+                    f"{row['control']:.3g}",
+                    f"{row['treatment']:.3g}",
+                    f"{row['effect']:+.3g}",
+                    f"{row['ci_low']:+.2g},{row['ci_high']:+.2g}",
+                    f"{row['p_holm']:.2g} {mark}",
+                    f"{row['true_effect']:+.3g}",
+                ]
+            )
+        title = f"{arm} against {cfg.control} (95% CI; p Holm-corrected; ▲▼ significant)"
+        columns = ["metric", "control", "arm", "effect", "95% CI", "p", "true"]
+        shown.append(render.Table(title, columns, cells, compact=True))
+    secondary = secondary_table(results)
+    if len(secondary):
+        cells = []
+        for row in secondary.iter_rows(named=True):
+            has = row["effect"] is not None
+            cells.append(
+                [
+                    row["arm"],
+                    row["metric"],
+                    row["test"],
+                    f"{row['effect']:+.3g}" if has else "",
+                    f"{row['ci_low']:+.2g},{row['ci_high']:+.2g}" if has else "",
+                    f"{row['p (uncorrected)']:.2g}",
+                ]
+            )
+        shown.append(
+            render.Table(
+                "Secondary tests (not in the Holm family: p uncorrected)",
+                ["arm", "metric", "test", "effect", "95% CI", "p"],
+                cells,
+                caption=SECONDARY_NOTE,
+                left={"metric", "test"},
+                compact=True,
+            )
+        )
+    cells = [
+        [arm, f"{jaccard:.4f}", f"{coverage:.3f}", f"{gini:.3f}", days]
+        for arm, jaccard, coverage, gini, days in homogenization_table(summary["homogenization"]).iter_rows()
+    ]
+    shown.append(
+        render.Table(
+            "Homogenization at the end of the test",
+            ["arm", "Jaccard", "coverage", "Gini", "retrained on days"],
+            cells,
+            caption="Jaccard: mean over user pairs of consumed sets; coverage: share of items shown; Gini of exposure",
+            left={"retrained on days"},
+            compact=True,
+        )
+    )
+    if "first_stop_day" in results.columns:
+        for row in results.filter(results["first_stop_day"].is_not_null()).iter_rows(named=True):
+            shown.append(f"mSPRT: {row['arm']} / {row['metric']} could have stopped on day {row['first_stop_day']}")
+    return shown
