@@ -80,3 +80,17 @@ def test_api_errors_name_options_the_cli_shows_flags(tmp_path: Path) -> None:
         pt.ingest(MOVIELENS / "ratings.csv", tmp_path / "taken", preset="movielens")
     cli = run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", tmp_path / "taken", "--no-track")
     assert cli.exit_code == 7 and "use --force to replace it" in cli.stderr
+
+
+def test_api_names_survive_importing_every_module() -> None:
+    """Importing a submodule sets it as an attribute of its package: an API name equal to a module
+    name (say `tracking`) would turn from a function into a module once anything imported it."""
+    import importlib
+    import pkgutil
+
+    modules = {m.name.removeprefix("persotool.") for m in pkgutil.iter_modules(pt.__path__, "persotool.")}
+    assert not modules & set(pt.__all__), modules & set(pt.__all__)
+    for name in modules - {"__main__"}:
+        importlib.import_module(f"persotool.{name}")
+    assert callable(pt.tracker) and pt.tracker.__module__ == "persotool.workflow"
+    assert pt.ingest.__module__ == "persotool.workflow"

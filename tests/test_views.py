@@ -131,7 +131,26 @@ def test_one_config_loader_reaches_into_tables(tmp_path: Path) -> None:
     )
     cfg = load_config(SimulationConfig, toml, {"world.population": 5000, "days": 9})
     assert cfg.world.population == 5000 and cfg.days == 9 and cfg.name == "t"
-    with pytest.raises(ConfigError, match=r"world\.populaton: is not a known setting"):
+    with pytest.raises(ConfigError, match=r"`world\.populaton`: is not a known setting"):
         load_config(SimulationConfig, toml, {"world.populaton": 5})
     with pytest.raises(ConfigError, match="name: Input should be a valid string"):
         load_config(SimulationConfig, toml, {"name.days": 5})
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["split", "DS", "--strategy", "foo"], "persotool: error: --strategy: Input should be 'temporal'"),
+        (["datasets", "synth", "--churn", "3"], "persotool: error: --churn: Input should be less than 1"),
+        (
+            ["ingest", "LOG", "--schema", "SCHEMA", "--time-format", "xx"],
+            "persotool: error: --time-format: 'xx' is not",
+        ),
+    ],
+)
+def test_option_errors_name_the_flag_not_the_setting(world, tmp_path: Path, args: list[str], line: str) -> None:
+    log = world["root"] / "synth"
+    paths = {"DS": world["ds"].path, "LOG": log / "events.csv", "SCHEMA": log / "schema.toml"}
+    done = run_cli(*[paths.get(a, a) for a in args], "-o", tmp_path / "o", "--no-track")
+    assert done.exit_code == 3 and done.stderr.startswith(line), done.stderr
+    assert not (tmp_path / "o").exists()

@@ -28,7 +28,7 @@ _EXPORTS = {
     "benchmark": "persotool.workflow",
     "simulate": "persotool.workflow",
     "synth": "persotool.workflow",
-    "tracking": "persotool.workflow",
+    "tracker": "persotool.workflow",
     "Dataset": "persotool.results",
     "Split": "persotool.results",
     "TrainedModel": "persotool.results",

@@ -165,8 +165,10 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
-    """Validate `data` against `model`, turning the first pydantic error into one clear line."""
+def validate(model: type[BaseModel], data: dict[str, Any], where: str, given: dict[str, str] | None = None) -> Any:
+    """Validate `data` against `model`, turning the first pydantic error into one clear line.
+    `given` maps setting paths (columns.time_format) to the option that set them (time_format):
+    an error in one of those names that option, in backticks, instead of the file."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -177,6 +179,8 @@ def validate(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
             msg = "is required"
         elif first["type"] == "extra_forbidden":
             msg = "is not a known setting"
+        if given and loc in given:
+            raise ConfigError(f"`{given[loc]}`: {msg}") from None
         raise ConfigError(f"{loc}: {msg}", where=where) from None
 
 
@@ -198,8 +202,8 @@ def load_config(model: type[BaseModel], path: Path | str | None = None, override
     """Every config the commands and the API read: a TOML file (optional), then `overrides` (dotted
     keys reach into tables), validated by `model`."""
     data = load_toml(Path(path)) if path else {}
-    where = str(path) if path else "options"
-    return validate(model, deep_merge(data, nest(overrides or {})), where)
+    given = {key: key for key in overrides or {}}
+    return validate(model, deep_merge(data, nest(overrides or {})), str(path) if path else "options", given)
 
 
 def model_config(

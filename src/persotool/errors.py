@@ -55,6 +55,10 @@ class ModelError(PersotoolError):
     exit_code = EXIT_MODEL
 
 
+# How tracking errors say that recording can be skipped; the CLI names its flag instead.
+TRACKING_OFF = "turn tracking off"
+
+
 class TrackingError(PersotoolError):
     """The MLflow tracking store cannot be reached or written."""
 

@@ -46,7 +46,7 @@ INGEST_OPTIONS = {
 }
 
 
-def tracking(experiment: str | None = None, *, enabled: bool = True):
+def tracker(experiment: str | None = None, *, enabled: bool = True):
     """Where runs go: MLflow's default local store or $MLFLOW_TRACKING_URI, checked now."""
     from persotool.tracking import preflight
 
@@ -120,7 +120,8 @@ def ingest_config(
             "say which columns hold the user, item and time: user_col, item_col and time_col, a schema file, "
             "or the movielens preset"
         )
-    return validate(IngestConfig, merged, where)
+    options_given = {INGEST_OPTIONS[k]: k for k, v in options.items() if v is not None and v != []}
+    return validate(IngestConfig, merged, where, options_given)
 
 
 def ingest(sources, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Dataset:
@@ -135,15 +136,12 @@ def ingest(sources, out: Path | str, config=None, *, force: bool = False, track=
 
 def split(dataset, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Split:
     """A dataset -> train / valid / test at `out`. `config` is a SplitConfig, or its fields as keywords."""
-    from persotool.config import validate
+    from persotool.config import load_config
     from persotool.data.splits import SplitConfig
     from persotool.data.splits import split as run
 
-    cfg = (
-        config
-        if config is not None
-        else validate(SplitConfig, {k: v for k, v in options.items() if v is not None}, "options")
-    )
+    given = {k: v for k, v in options.items() if v is not None}
+    cfg = config if isinstance(config, SplitConfig) else load_config(SplitConfig, config, given)
     run(_path(dataset), Path(out), cfg, force=force)
     return _recorded(Split(out), track)
 

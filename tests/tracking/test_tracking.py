@@ -90,8 +90,18 @@ def test_unreachable_server_fails_before_any_work(tmp_path: Path) -> None:
     )
     assert result.exit_code == 6
     assert f"cannot reach the MLflow tracking server at http://127.0.0.1:{port}" in result.stderr
+    assert result.stderr.strip().endswith("or pass --no-track")  # the CLI names its flag
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+    import persotool as pt
+    from persotool.errors import TrackingError
+
+    os.environ["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{port}"
+    try:
+        with pytest.raises(TrackingError, match=r"or turn tracking off$"):  # the library names no flag
+            pt.tracker()
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
 
 
 def test_file_store_uri_is_a_clear_error(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import typer
 from persotool import __version__
 from persotool.cli import options
 from persotool.cli.options import PlainHelpGroup, as_flags, plain_help_option
-from persotool.errors import EXIT_INTERNAL, PersotoolError
+from persotool.errors import EXIT_INTERNAL, TRACKING_OFF, PersotoolError, TrackingError
 
 DEBUG_FLAG = "--debug"
 # implicit (ALS/BPR) runs badly with an OpenBLAS thread pool; this must happen before numpy loads.
@@ -52,7 +52,10 @@ class PersotoolGroup(PlainHelpGroup):
         except PersotoolError as exc:
             if debug:
                 traceback.print_exc()
-            typer.echo(f"persotool: error: {_as_flags(exc.line(), self, ctx)}", err=True)
+            line = _as_flags(exc.line(), self, ctx)
+            if isinstance(exc, TrackingError):
+                line = line.replace(TRACKING_OFF, "pass --no-track")
+            typer.echo(f"persotool: error: {line}", err=True)
             ctx.exit(exc.exit_code)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise

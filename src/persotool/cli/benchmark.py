@@ -59,7 +59,7 @@ def benchmark_command(
         out,
         only=name_list(only),
         force=force,
-        track=workflow.tracking(experiment, enabled=not no_track),
+        track=workflow.tracker(experiment, enabled=not no_track),
         progress=progress,
         **{key: value for key, value in overrides.items() if value},
     )

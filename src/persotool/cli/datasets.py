@@ -40,9 +40,15 @@ def synth_command(
     factors: Annotated[
         int | None, typer.Option("--factors", help="Latent dimensions of the truth (default 16).")
     ] = None,
-    churn: Annotated[float | None, typer.Option("--churn", help="Mean daily churn probability (default 0.02).")] = None,
-    opted_out: Annotated[float | None, typer.Option("--opted-out", help="Share of users who refuse consent.")] = None,
-    dirty: Annotated[float | None, typer.Option("--dirty", help="Share of extra broken or duplicate rows.")] = None,
+    churn_hazard_mean: Annotated[
+        float | None, typer.Option("--churn", help="Mean daily churn probability (default 0.02).")
+    ] = None,
+    opted_out_share: Annotated[
+        float | None, typer.Option("--opted-out", help="Share of users who refuse consent.")
+    ] = None,
+    dirty_share: Annotated[
+        float | None, typer.Option("--dirty", help="Share of extra broken or duplicate rows.")
+    ] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="csv, jsonl or parquet.")] = None,
     compression: Annotated[str | None, typer.Option("--compression", help="none, gzip or zstd.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, max=2**32 - 1, help="Root seed (default 0).")] = None,
@@ -58,15 +64,15 @@ def synth_command(
         out,
         config,
         force=force,
-        track=workflow.tracking(experiment, enabled=not no_track),
+        track=workflow.tracker(experiment, enabled=not no_track),
         users=users,
         items=items,
         events=events,
         days=days,
         factors=factors,
-        churn_hazard_mean=churn,
-        opted_out_share=opted_out,
-        dirty_share=dirty,
+        churn_hazard_mean=churn_hazard_mean,
+        opted_out_share=opted_out_share,
+        dirty_share=dirty_share,
         format=fmt,
         compression=compression,
         seed=seed,

@@ -85,7 +85,7 @@ def evaluate_command(
     cutoffs = int_list(ks, "--k")
     external = recommendations is not None or truth is not None
     floors = _gates(gates, session.computed_names(session.metric_names(cutoffs, metrics, lists=external)))
-    tracking = workflow.tracking(experiment, enabled=not no_track)
+    tracking = workflow.tracker(experiment, enabled=not no_track)
     evaluation = workflow.evaluate(
         model_dir,
         split=split_dir,

@@ -125,7 +125,7 @@ def ingest_command(
         sources,
         out,
         force=force,
-        track=workflow.tracking(experiment, enabled=not no_track),
+        track=workflow.tracker(experiment, enabled=not no_track),
         preset=preset,
         schema=schema,
         list_separator=list_separator,

@@ -39,7 +39,7 @@ def simulate_command(
         config,
         out,
         force=force,
-        track=workflow.tracking(experiment, enabled=not no_track),
+        track=workflow.tracker(experiment, enabled=not no_track),
         **key_values(sets, "--set", "KEY=VALUE, e.g. --set world.population=5000"),
     )
     show(made, as_json, after=f"Written to {out} (results.csv/json, per_user.parquet, plots, report.html)")

@@ -75,7 +75,7 @@ def split_command(
         dataset,
         out,
         force=force,
-        track=workflow.tracking(experiment, enabled=not no_track),
+        track=workflow.tracker(experiment, enabled=not no_track),
         strategy=strategy,
         cutoff=cutoff,
         valid_cutoff=valid_cutoff,

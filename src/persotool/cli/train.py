@@ -34,7 +34,7 @@ def train_command(
     """Train a recommender on a split's training part (early stopping on its validation part)."""
     from persotool import workflow
 
-    tracking = workflow.tracking(experiment, enabled=not no_track)
+    tracking = workflow.tracker(experiment, enabled=not no_track)
     trained = workflow.train(
         split_dir,
         model,

@@ -108,7 +108,7 @@ class EASE(Recommender):
             gib = n_active**2 * 8 / 2**30
             raise ModelError(
                 f"ease needs a dense {n_active} x {n_active} matrix (~{gib:.0f} GiB); keep fewer items "
-                "(split --min-item-interactions) or use itemknn"
+                "(split with a higher minimum of interactions per item) or use itemknn"
             )
         sub = x[:, active]
         gram = (sub.T @ sub).toarray().astype(np.float64)

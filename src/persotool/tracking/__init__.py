@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from persotool import __version__
-from persotool.errors import TrackingError
+from persotool.errors import TRACKING_OFF, TrackingError
 
 DEFAULT_EXPERIMENT = "persotool"
 MAX_PARAM_LENGTH = 6000
@@ -142,7 +142,7 @@ def _check_server(uri: str, shown: str) -> None:
         reason = getattr(exc, "reason", exc)
         raise TrackingError(
             f"cannot reach the MLflow tracking server at {shown} ({reason}); start it, fix "
-            "MLFLOW_TRACKING_URI, or pass --no-track"
+            f"MLFLOW_TRACKING_URI, or {TRACKING_OFF}"
         ) from None
 
 
@@ -156,7 +156,7 @@ def _check_sqlite(uri: str, shown: str) -> None:
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         raise TrackingError(
             f"cannot write the MLflow store {shown} (folder {folder} is not writable); "
-            "set MLFLOW_TRACKING_URI or pass --no-track"
+            f"set MLFLOW_TRACKING_URI or {TRACKING_OFF}"
         )
     if db.is_file() and db.stat().st_size:
         with open(db, "rb") as handle:
@@ -190,7 +190,7 @@ def _check_database(uri: str, shown: str) -> None:
         socket.create_connection((url.host or "localhost", port), timeout=3).close()
     except OSError as exc:
         raise TrackingError(
-            f"cannot reach the tracking database at {shown} ({exc.strerror or exc}); start it or pass --no-track"
+            f"cannot reach the tracking database at {shown} ({exc.strerror or exc}); start it or {TRACKING_OFF}"
         ) from None
 
 
