@@ -30,11 +30,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    from persotool.config import IngestConfig, load_toml
+    from persotool.config import IngestConfig, load_config, load_toml
     from persotool.data.ingest import ingest
     from persotool.data.synth import SynthConfig, write
     from persotool.simulation import engine, world
-    from persotool.simulation.experiment import load_config
+    from persotool.simulation.config import SimulationConfig
 
     data = HERE / "data" / f"simworld-{args.users}-{args.items}-{args.factors}"
     synth, dataset = data / "synth", data / "dataset"
@@ -46,6 +46,7 @@ def main() -> None:
         ingest(spec, [str(synth / "events.csv")], dataset, force=True)
         print(f"world data prepared in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     cfg = load_config(
+        SimulationConfig,
         None,
         {
             "name": "speed",
