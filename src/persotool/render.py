@@ -70,7 +70,7 @@ def to_rich(blocks: list[Block]):
             show_header=block.header,
             title_justify="left",
             caption_justify="left",
-            **({"box": box.SIMPLE_HEAD, "pad_edge": False} if block.compact else {}),
+            **({"box": box.SIMPLE_HEAD, "pad_edge": False, "collapse_padding": True} if block.compact else {}),
         )
         for index, column in enumerate(block.columns):
             if not block.header:
@@ -102,6 +102,37 @@ def to_markdown(blocks: list[Block]) -> str:
             lines += ["", plain(block.caption)]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
+
+
+def to_html(blocks: list[Block]) -> str:
+    """The same blocks as HTML (report.html shows what the terminal shows); colour markup becomes
+    spans."""
+    import html
+
+    def cell(text: str) -> str:
+        text = html.escape(text).replace("\n", "<br>")
+        for tag, style in (
+            ("bold", "font-weight:bold"),
+            ("dim", "color:#777"),
+            ("green", "color:#2a7"),
+            ("red", "color:#c33"),
+        ):
+            text = text.replace(f"[{tag}]", f'<span style="{style}">').replace(f"[/{tag}]", "</span>")
+        return text
+
+    parts = []
+    for block in blocks:
+        if isinstance(block, str):
+            parts.append(f"<p>{cell(block)}</p>")
+            continue
+        head = "".join(f"<th>{cell(c)}</th>" for c in block.columns) if block.header else ""
+        body = "".join("<tr>" + "".join(f"<td>{cell(value)}</td>" for value in row) + "</tr>" for row in block.rows)
+        caption = f"<p class=caption>{cell(block.caption)}</p>" if block.caption else ""
+        parts.append(
+            f"<h3>{cell(block.title)}</h3><table>{f'<thead><tr>{head}</tr></thead>' if head else ''}"
+            f"<tbody>{body}</tbody></table>{caption}"
+        )
+    return "\n".join(parts)
 
 
 def number(value) -> str:

@@ -165,20 +165,39 @@ def test_minimum_detectable_effect_where_statsmodels_solver_falls_back(n_treatme
     assert mde == pytest.approx(normal, rel=0.02)  # the large-sample formula, for a hand check
 
 
-def test_secondary_table_shows_the_cuped_estimate_with_its_own_interval() -> None:
+def test_secondary_table_shows_the_test_without_cuped_beside_the_tested_one() -> None:
     import polars as pl
 
     from persotool.simulation.report import secondary_table
 
     results = pl.DataFrame(
         [
-            {"arm": "b", "metric": "visits", "effect": 0.594, "cuped_effect": 0.694, "cuped_ci_low": 0.5,
-             "cuped_ci_high": 0.888, "cuped_p_value": 0.047, "cuped_variance_reduction": 0.3, "logrank_p": None},
-            {"arm": "b", "metric": "rmst_days", "effect": 0.1, "cuped_effect": None, "cuped_ci_low": None,
-             "cuped_ci_high": None, "cuped_p_value": None, "cuped_variance_reduction": None, "logrank_p": 0.0037},
+            {"arm": "b", "metric": "visits", "effect": 0.694, "raw_effect": 0.594, "raw_ci_low": -0.3,
+             "raw_ci_high": 1.5, "raw_p_value": 0.69, "logrank_p": None},
+            {"arm": "b", "metric": "rmst_days", "effect": 0.1, "raw_effect": None, "raw_ci_low": None,
+             "raw_ci_high": None, "raw_p_value": None, "logrank_p": 0.0037},
         ]
     )  # fmt: skip
     table = secondary_table(results).to_dicts()
-    assert table[0]["test"] == "CUPED" and table[0]["effect"] == 0.694  # the adjusted estimate, not the raw 0.594
-    assert (table[0]["ci_low"], table[0]["ci_high"], table[0]["p (uncorrected)"]) == (0.5, 0.888, 0.047)
+    assert table[0]["test"] == "Welch t without CUPED" and table[0]["effect"] == 0.594
+    assert (table[0]["ci_low"], table[0]["ci_high"], table[0]["p (uncorrected)"]) == (-0.3, 1.5, 0.69)
     assert table[1]["test"] == "log-rank" and table[1]["p (uncorrected)"] == 0.0037 and table[1]["effect"] is None
+
+
+@pytest.mark.parametrize("method", ["holm", "bonferroni"])
+def test_family_adjustment_matches_statsmodels(method: str) -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(4)
+    for size in (1, 2, 5, 17):
+        p = rng.uniform(0, 0.2, size)
+        p[rng.random(size) < 0.2] = np.nan  # not part of the family
+        ours = st.adjust(p, method)
+        finite = np.isfinite(p)
+        assert np.isnan(ours[~finite]).all()
+        if finite.any():
+            theirs = multipletests(p[finite], method=method)[1]
+            assert np.allclose(ours[finite], theirs)
+    assert np.array_equal(st.adjust(np.array([0.01, 0.04]), "none"), [0.01, 0.04])
+    # Holm by hand: 0.01 x 3, then max(0.03, 0.02 x 2), then max(0.04, 0.04 x 1)
+    assert np.allclose(st.adjust(np.array([0.04, 0.01, 0.02]), "holm"), [0.04, 0.03, 0.04])

@@ -99,13 +99,74 @@ class FeedbackSpec(Strict):
     )
 
 
+METRICS = (
+    "engagements",
+    "visits",
+    "examined",
+    "ctr",
+    "engagement_rate",
+    "diversity",
+    "retention_d1",
+    "retention_d7",
+    "retention_d30",
+    "churned",
+    "rmst_days",
+)
+SEQUENTIAL_METRICS = ("engagements", "visits", "examined")
+
+
 class AnalysisSpec(Strict):
+    """How the experiment is analysed, as a real platform would: who is in it, what is measured,
+    which metrics form which test family, and how the experiment is monitored day by day."""
+
     alpha: float = Field(0.05, gt=0, lt=1)
+    population: Literal["triggered", "itt"] = Field(
+        "triggered",
+        description="triggered: users enter at their first visit during the test (their first exposure), as a "
+        "platform logs them; itt: every assigned user (intention to treat), visitors or not",
+    )
+    churn_window: int = Field(
+        7, ge=1, description="a user is churned when they did not visit in the test's last churn_window days"
+    )
+    primary: list[str] = Field(["engagements"], description="the metrics the decision rests on")
+    guardrails: list[str] = Field(["churned", "retention_d7"], description="metrics that must not get worse")
+    secondary: list[str] | None = Field(None, description="the other metrics reported (None: all the rest)")
+    correction: Literal["holm", "bonferroni", "none"] = Field(
+        "holm", description="multiple-testing correction, applied within each family over its metrics and arms"
+    )
+    cuped: bool = Field(
+        True, description="test engagements, visits and examined on their CUPED-adjusted values (needs pre_days)"
+    )
     bootstrap: int = Field(0, ge=0, description="bootstrap resamples for mean metrics (0: off)")
     power: float = Field(0.8, gt=0, lt=1, description="power at which the minimum detectable effect is reported")
-    msprt_tau: float = Field(
-        0.1, gt=0, description="sd of the normal mixture of the mSPRT, in units of the metric's sd per user"
+    sequential_window: int = Field(
+        7, ge=1, description="days after a user's first exposure whose total the sequential test monitors"
     )
+    msprt_tau: float = Field(
+        0.1,
+        gt=0,
+        description="sd of the mSPRT's normal mixture, in units of the monitored metric's sd per user in the "
+        "pre-period (fixed before the test starts)",
+    )
+
+    @model_validator(mode="after")
+    def _families(self) -> AnalysisSpec:
+        declared = [*self.primary, *self.guardrails, *(self.secondary or [])]
+        for name in declared:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}; metrics: {', '.join(METRICS)}")
+        twice = sorted({name for name in declared if declared.count(name) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]!r} is in two families; a metric belongs to one")
+        if not self.primary:
+            raise ValueError("declare at least one primary metric")
+        return self
+
+    def family(self) -> dict[str, str]:
+        """Each reported metric's family: primary, guardrail or secondary."""
+        families = {name: "primary" for name in self.primary} | {name: "guardrail" for name in self.guardrails}
+        rest = self.secondary if self.secondary is not None else [m for m in METRICS if m not in families]
+        return families | {name: "secondary" for name in rest}
 
 
 class SimulationConfig(Strict):
@@ -133,6 +194,14 @@ class SimulationConfig(Strict):
             self.control = names[0]
         elif self.control not in names:
             raise ValueError(f"control {self.control!r} is not an arm ({', '.join(names)})")
+        for what in ("churn_window", "sequential_window"):
+            window = getattr(self.analysis, what)
+            if window < self.days:
+                continue
+            if what not in self.analysis.model_fields_set:  # the default of 7 days: half a shorter test
+                setattr(self.analysis, what, max(1, self.days // 2))
+            else:
+                raise ValueError(f"analysis.{what} ({window}) must be shorter than the test ({self.days} days)")
         if self.world.source == "synthetic" and self.world.ground_truth is None:
             raise ValueError("world.source = 'synthetic' needs world.ground_truth (a `datasets synth` directory)")
         return self

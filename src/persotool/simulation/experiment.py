@@ -73,23 +73,27 @@ def write(experiment: Experiment, out: Path, *, force: bool = False) -> None:
     inputs = [Path(experiment.manifest["dataset"]["path"])]
     with artifacts.atomic_directory(out, force=force, inputs=inputs) as tmp:
         a.results.write_csv(tmp / "results.csv")
-        (tmp / "results.json").write_text(json.dumps(summary(experiment), indent=2, default=str) + "\n")
+        payload = summary(experiment)
+        (tmp / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
         a.per_user.write_parquet(tmp / "per_user.parquet")
         a.per_day.write_parquet(tmp / "per_day.parquet")
         a.sequential.write_parquet(tmp / "sequential.parquet")
         report.survival_table(a).write_parquet(tmp / "retention_curves.parquet")
-        report.write_all(a, experiment.config, experiment.fidelity, experiment.world.calibration, tmp)
+        report.write_all(a, experiment.config, experiment.fidelity, experiment.world.calibration, tmp, payload)
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, experiment.manifest)
 
 
 def summary(experiment: Experiment) -> dict[str, Any]:
-    """The --json payload: per metric and arm, control and treatment values, absolute and relative
-    effect, CI, p-values and the true effect."""
+    """The --json payload: per metric and arm, its family, the tested estimate (CUPED-adjusted where
+    `method` says so) with interval, raw and family-adjusted p-values, the users it covers and the
+    true effect."""
     a, cfg = experiment.analysis, experiment.config
     metrics = []
     for row in a.results.iter_rows(named=True):
         item = {
             "metric": row["metric"],
+            "family": row["family"],
+            "method": row["method"],
             "arm": row["arm"],
             "control_arm": cfg.control,
             "control": row["control"],
@@ -98,35 +102,54 @@ def summary(experiment: Experiment) -> dict[str, Any]:
             "relative_effect": row["relative_effect"],
             "ci": [row["ci_low"], row["ci_high"]],
             "p_value": row["p_value"],
-            "p_holm": row["p_holm"],
+            "p_adjusted": row["p_adjusted"],
+            "correction": f"{row['correction']} within the {row['family']} family",
             "significant": row["significant"],
+            "users": {"control": row["n_control"], "treatment": row["n_treatment"], "left_out": row["left_out"]},
             "true_effect": row["true_effect"],
             "ci_covers_true_effect": row["covers_truth"],
         }
-        keys = ("mde", "cuped_effect", "cuped_ci_low", "cuped_ci_high", "cuped_p_value", "logrank_p", "first_stop_day")
-        for key in keys:
+        keys = ("mde", "raw_effect", "raw_ci_low", "raw_ci_high", "raw_p_value", "cuped_variance_reduction")
+        for key in (*keys, "logrank_p", "first_stop_day"):
             if key in row and row[key] is not None:
                 item[key] = row[key]
         metrics.append(item)
     return {
         "experiment": cfg.name,
         "control": cfg.control,
+        "analysed": a.population,
         "arm_sizes": a.arm_sizes,
+        "assigned": a.assigned,
         "sample_ratio_mismatch_p": a.srm_p,
         "days": cfg.days,
         "population": experiment.world.n_users,
-        "eligible_users": int(experiment.simulation.eligible.sum()),
+        "families": {
+            "primary": cfg.analysis.primary,
+            "guardrail": cfg.analysis.guardrails,
+            "secondary": [m for m, f in cfg.analysis.family().items() if f == "secondary"],
+            "correction": cfg.analysis.correction,
+        },
         "metrics": metrics,
+        "simulator_truth": simulator_truth(experiment),
         "homogenization": a.homogenization,
         "calibration": experiment.world.calibration,
         "seconds": experiment.manifest["seconds"],
     }
 
 
+def simulator_truth(experiment: Experiment) -> dict[str, dict[str, float]]:
+    """What no experiment observes: each arm's share of users the simulator marked churned (its
+    hidden state), over every simulated user, beside the measured churn."""
+    out = {}
+    for arm, state in experiment.simulation.arms.items():
+        out[arm] = {"hidden_churn_share": float((state.churn_day >= 0).mean())}
+    return out
+
+
 def per_arm_metrics(per_user: pl.DataFrame) -> dict[str, dict[str, float]]:
-    """Each arm's own numbers over its assigned users (the per-user table), for its MLflow run."""
+    """Each arm's own numbers over its enrolled users (the per-user table), for its MLflow run."""
     out: dict[str, dict[str, float]] = {}
-    observed = per_user.filter(pl.col("eligible"))
+    observed = per_user.filter(pl.col("enrolled"))
     for arm, group in observed.group_by("arm"):
         name = arm[0]
         impressions = max(float(group["impressions"].sum()), 1.0)
@@ -134,13 +157,11 @@ def per_arm_metrics(per_user: pl.DataFrame) -> dict[str, dict[str, float]]:
             "users": float(len(group)),
             "engagements_per_user": float(group["engagements"].mean()),
             "visits_per_user": float(group["visits"].mean()),
-            "slates_per_user": float(group["slates"].mean()),
             "ctr": float(group["engagements"].sum()) / impressions,
-            "churned": float(group["churned"].mean()),
             **{
-                c: float(group[c].mean())
+                c: float(group[c].drop_nans().mean() or 0.0)
                 for c in group.columns
-                if c.startswith("retention_") and group[c].dtype.is_numeric()
+                if (c.startswith("retention_") or c == "churned") and group[c].dtype.is_numeric()
             },
         }
     return out

@@ -60,7 +60,12 @@ def plot_retention(analysis: Analysis, days: int, path: Path) -> None:
         lo = np.concatenate([[1], fit.band_low])
         hi = np.concatenate([[1], fit.band_high])
         ax.fill_between(x, lo, hi, step="post", alpha=0.15, color=line.get_color())
-    ax.set(xlim=(0, days), xlabel="day of the test", ylabel="not churned", title="Retention (Kaplan-Meier, 95% band)")
+    ax.set(
+        xlim=(0, days),
+        xlabel="days since first exposure",
+        ylabel="still visiting",
+        title="Retention to the last visit (Kaplan-Meier, 95% band; observed churn)",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -109,7 +114,7 @@ def plot_effects(analysis: Analysis, path: Path) -> None:
     ax.axvline(0, color="black", lw=0.6)
     ax.set_yticks(y, rel["label"].to_list(), fontsize=7)
     ax.invert_yaxis()
-    ax.set(xlabel="effect, % of control", title="Effects against control (blue: significant after Holm)")
+    ax.set(xlabel="effect, % of control", title="Effects against control (blue: significant within its family)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -123,8 +128,14 @@ def plot_sequential(analysis: Analysis, alpha: float, path: Path) -> None:
     if len(seq):
         for (arm, metric), group in seq.group_by("arm", "metric", maintain_order=True):
             ax.plot(group["day"], group["p_always_valid"], label=f"{arm}: {metric}")
-    ax.axhline(alpha, color="black", lw=0.7, ls="--")
-    ax.set(yscale="log", xlabel="day of the test", ylabel="always-valid p (mSPRT)", title="Sequential monitoring")
+    threshold = float(seq["threshold"][0]) if len(seq) else alpha
+    ax.axhline(threshold, color="black", lw=0.7, ls="--")
+    ax.set(
+        yscale="log",
+        xlabel="day of the test",
+        ylabel="always-valid p (mSPRT)",
+        title="Sequential monitoring (dashed: family-wise threshold)",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -202,31 +213,30 @@ def homogenization_table(analysis: Analysis | dict) -> pl.DataFrame:
 
 
 SECONDARY_NOTE = (
-    "Secondary tests, not in the Holm family (their p-values are uncorrected): CUPED adjusts each mean "
-    "metric by its pre-period value (the point estimate and interval shown are the adjusted ones); "
-    "the log-rank test compares retention curves."
+    "Not in any family, p uncorrected: the same test without CUPED (the tested estimate is the "
+    "CUPED-adjusted one), and the log-rank test of the retention curves (the tested effect is RMST)."
 )
 
 
 def secondary_table(results: pl.DataFrame) -> pl.DataFrame:
-    """The CUPED-adjusted effects (point estimate, interval, uncorrected p, variance reduction)
-    and the log-rank p-values, one row per arm and metric that has them."""
+    """The unadjusted Welch effects beside CUPED-tested metrics and the log-rank p-values, one row
+    per arm and metric that has them: reported, never counted in a family."""
     rows = []
     for row in results.iter_rows(named=True):
-        if row.get("cuped_effect") is not None and row["cuped_effect"] == row["cuped_effect"]:
+        raw = row.get("raw_effect")
+        if raw is not None and raw == raw:
             rows.append(
                 {
                     "arm": row["arm"],
                     "metric": row["metric"],
-                    "test": "CUPED",
-                    "effect": row["cuped_effect"],
-                    "ci_low": row["cuped_ci_low"],
-                    "ci_high": row["cuped_ci_high"],
-                    "p (uncorrected)": row["cuped_p_value"],
-                    "variance reduction": row.get("cuped_variance_reduction"),
+                    "test": "Welch t without CUPED",
+                    "effect": raw,
+                    "ci_low": row["raw_ci_low"],
+                    "ci_high": row["raw_ci_high"],
+                    "p (uncorrected)": row["raw_p_value"],
                 }
             )
-        if row.get("logrank_p") is not None:
+        if row.get("logrank_p") is not None and row["logrank_p"] == row["logrank_p"]:
             rows.append(
                 {
                     "arm": row["arm"],
@@ -243,13 +253,18 @@ def secondary_table(results: pl.DataFrame) -> pl.DataFrame:
         "ci_low": pl.Float64,
         "ci_high": pl.Float64,
         "p (uncorrected)": pl.Float64,
-        "variance reduction": pl.Float64,
     }
     return pl.DataFrame(rows, schema=schema)
 
 
-def write_all(a: Analysis, cfg: SimulationConfig, fidelity: Fidelity, calibration: dict, folder: Path) -> None:
-    """Every plot, fidelity.csv and report.html of an experiment into `folder`."""
+def write_all(
+    a: Analysis, cfg: SimulationConfig, fidelity: Fidelity, calibration: dict, folder: Path, summary: dict
+) -> None:
+    """Every plot, fidelity.csv and report.html of an experiment into `folder`. The report's
+    tables are the blocks the terminal shows, drawn as HTML, then the plots, fidelity and
+    calibration."""
+    from persotool import render
+
     table, real, simulated = fidelity.table, fidelity.real, fidelity.simulated
     table.write_csv(folder / "fidelity.csv")
     plot_retention(a, cfg.days, folder / "retention.png")
@@ -258,41 +273,20 @@ def write_all(a: Analysis, cfg: SimulationConfig, fidelity: Fidelity, calibratio
     plot_sequential(a, cfg.analysis.alpha, folder / "sequential.png")
     plot_homogenization(a, folder / "homogenization.png")
     plot_fidelity(real, simulated, table, folder / "fidelity.png")
-    shown = (
-        a.results.select(
-            "arm",
-            "metric",
-            "control",
-            "treatment",
-            "effect",
-            "relative_effect",
-            "ci_low",
-            "ci_high",
-            "p_holm",
-            "true_effect",
-            *(c for c in ("mde", "first_stop_day") if c in a.results.columns),
-        )
-        if len(a.results)
-        else a.results
-    )
     images = "".join(
         f'<figure><img src="data:image/png;base64,{base64.b64encode((folder / p).read_bytes()).decode()}"'
         f' alt="{p}"></figure>'
         for p in PLOTS
     )
-    sizes = ", ".join(f"{k}: {v:,}" for k, v in a.arm_sizes.items())
     calibration = pl.DataFrame({"field": list(calibration), "value": [str(v) for v in calibration.values()]})
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(cfg.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;
-font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}img{{max-width:100%}}</style>
+font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}td:first-child{{text-align:left}}
+img{{max-width:100%}}.caption{{font-size:12px;color:#555}}</style>
 </head><body><h1>Simulated A/B test: {html.escape(cfg.name)}</h1>
-<p>{cfg.days} days after a {cfg.pre_days}-day pre-period under <b>{html.escape(cfg.control or "")}</b>;
-arm sizes {html.escape(sizes)}; sample-ratio-mismatch p = {a.srm_p:.3g}. Effects are against the control arm,
-Holm-corrected over all arms and metrics; the true effect is computed over every eligible user's
-simulated outcome under each arm (common random numbers).</p>
-<h2>Effects</h2>{_table_html(shown)}
-<h2>Secondary tests</h2><p>{html.escape(SECONDARY_NOTE)}</p>{_table_html(secondary_table(a.results))}
-<h2>Homogenization at the end of the test</h2>{_table_html(homogenization_table(a))}
+<p>{cfg.days} days after a {cfg.pre_days}-day pre-period under <b>{html.escape(cfg.control or "")}</b>. The true
+effect of each metric is the same metric over the same users under every arm (common random numbers).</p>
+{render.to_html(blocks(summary, a.results, cfg))}
 <h2>Plots</h2>{images}
 <h2>Fidelity to the logs</h2>{_table_html(table)}
 <h2>Calibration</h2>{_table_html(calibration)}
@@ -302,37 +296,52 @@ simulated outcome under each arm (common random numbers).</p>
 
 
 def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
-    """What `persotool simulate` prints (and an Experiment's Markdown): the design line, one table
-    per arm against control, the secondary tests, homogenization and any sequential stop."""
+    """What `persotool simulate` prints, report.html shows and an Experiment's Markdown holds: the
+    design, one table per arm against control (every metric with its family and family-adjusted
+    p), the tests outside the families, who each metric leaves out, the simulator's truth, the
+    sequential monitoring and homogenization."""
     from persotool import render
 
+    a = cfg.analysis
     sizes = ", ".join(f"{k} {v:,}" for k, v in summary["arm_sizes"].items())
+    assigned = sum(summary["assigned"].values())
     srm_p = summary["sample_ratio_mismatch_p"]
     srm = "[red]mismatch![/red]" if srm_p < 0.001 else "ok"
-    shown: list = [
-        f"[bold]{cfg.name}[/bold]: {cfg.days} days, {summary['population']:,} simulated users "
-        f"({sizes}); sample ratio {srm} (p = {srm_p:.3g})"
-    ]
+    who = (
+        f"triggered: users enter at their first visit of the test, {sum(summary['arm_sizes'].values()):,} of "
+        f"{assigned:,} assigned"
+        if summary["analysed"] == "triggered"
+        else f"intention to treat: all {assigned:,} assigned users, visitors or not"
+    )
+    shown: list = [f"[bold]{cfg.name}[/bold]: {cfg.days} days; {who} ({sizes}); sample ratio {srm} (p = {srm_p:.3g})"]
+    correction = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "un"}[a.correction]
     for (arm,), rows in results.group_by("arm", maintain_order=True):
-        cells = []
+        cells, family = [], None
         for row in rows.iter_rows(named=True):
+            if row["family"] != family:  # a label row opens each family
+                family = row["family"]
+                cells.append([f"[bold]{family}[/bold]", "", "", "", "", "", ""])
             mark = ""
             if row["significant"]:
-                mark = "[green]▲[/green]" if row["effect"] > 0 else "[red]▼[/red]"
+                mark = " [green]▲[/green]" if row["effect"] > 0 else " [red]▼[/red]"
             cells.append(
                 [
-                    row["metric"],
+                    " " + row["metric"] + ("*" if str(row["method"]).endswith("CUPED") else ""),
                     f"{row['control']:.3g}",
                     f"{row['treatment']:.3g}",
-                    f"{row['effect']:+.3g}",
+                    f"{row['effect']:+.2g}",
                     f"{row['ci_low']:+.2g},{row['ci_high']:+.2g}",
-                    f"{row['p_holm']:.2g} {mark}",
-                    f"{row['true_effect']:+.3g}",
+                    f"{row['p_adjusted']:.2g}{mark}",
+                    f"{row['true_effect']:+.2g}",
                 ]
             )
-        title = f"{arm} against {cfg.control} (95% CI; p Holm-corrected; ▲▼ significant)"
+        title = f"{arm} against {cfg.control}"
+        caption = (
+            f"95% CI; p {correction}-corrected within each family; ▲▼ significant. * CUPED-adjusted estimate and "
+            "interval (pre-period covariate). Retention, churn and RMST count from each user's first exposure."
+        )
         columns = ["metric", "control", "arm", "effect", "95% CI", "p", "true"]
-        shown.append(render.Table(title, columns, cells, compact=True))
+        shown.append(render.Table(title, columns, cells, caption=caption, compact=True))
     secondary = secondary_table(results)
     if len(secondary):
         cells = []
@@ -350,13 +359,37 @@ def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
             )
         shown.append(
             render.Table(
-                "Secondary tests (not in the Holm family: p uncorrected)",
+                "Tests outside the families (p uncorrected)",
                 ["arm", "metric", "test", "effect", "95% CI", "p"],
                 cells,
                 caption=SECONDARY_NOTE,
                 left={"metric", "test"},
                 compact=True,
             )
+        )
+    windows = results.filter(pl.col("left_out") > 0) if "left_out" in results.columns else results.clear()
+    if len(windows):
+        first_arm = windows["arm"][0]
+        parts = [
+            f"{row['metric']} {row['left_out']:,}"
+            for row in windows.filter(pl.col("arm") == first_arm).iter_rows(named=True)
+        ]
+        shown.append(
+            f"Users left out (their window ends after the test; {first_arm} and {cfg.control}): " + ", ".join(parts)
+        )
+    truth = summary.get("simulator_truth") or {}
+    if truth:
+        shares = ", ".join(f"{arm} {v['hidden_churn_share']:.1%}" for arm, v in truth.items())
+        shown.append(f"[dim]Simulator truth, not observable: hidden churn state, all simulated users: {shares}[/dim]")
+    monitored = [m for m in a.primary if m in ("engagements", "visits", "examined")]
+    if monitored and "first_stop_day" in results.columns:
+        stops = results.filter(pl.col("first_stop_day").is_not_null())
+        said = "; ".join(
+            f"{r['arm']} / {r['metric']} on day {r['first_stop_day']}" for r in stops.iter_rows(named=True)
+        )
+        shown.append(
+            f"Sequential (mSPRT on arriving users' first {a.sequential_window} days, family-wise alpha {a.alpha:g} "
+            f"over the primary metrics): " + (f"could have stopped: {said}" if said else "no stop before the end")
         )
     cells = [
         [arm, f"{jaccard:.4f}", f"{coverage:.3f}", f"{gini:.3f}", days]
@@ -372,7 +405,4 @@ def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
             compact=True,
         )
     )
-    if "first_stop_day" in results.columns:
-        for row in results.filter(results["first_stop_day"].is_not_null()).iter_rows(named=True):
-            shown.append(f"mSPRT: {row['arm']} / {row['metric']} could have stopped on day {row['first_stop_day']}")
     return shown

@@ -263,7 +263,7 @@ def record_simulation(tracking, out: Path) -> str:
     for row in results.iter_rows(named=True):
         key = f"{row['arm']}.{row['metric']}"
         metrics[f"{key}.effect"] = row["effect"]
-        metrics[f"{key}.p_holm"] = row["p_holm"]
+        metrics[f"{key}.p_adjusted"] = row["p_adjusted"]
         metrics[f"{key}.true_effect"] = row["true_effect"]
     files = ["results.csv", "results.json", "fidelity.csv", "report.html", "manifest.json", *PLOTS]
     return record_run(
