@@ -296,6 +296,37 @@ def _count_byte(chunk: bytes, needle: bytes) -> int:
     return int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == needle[0]))
 
 
+# The byte checks, each defined once: `verify_bytes` asks them yes/no over raw chunks, and
+# `prepare_text` asks them again over line-aligned blocks to find the line to report.
+
+
+def first_nul(chunk: bytes) -> int:
+    """Offset of the first NUL byte (-1: none): text files never hold one."""
+    return chunk.find(b"\x00")
+
+
+def utf8_error(decoder, chunk: bytes, final: bool = False) -> UnicodeDecodeError | None:
+    """The first invalid UTF-8 sequence of `chunk`, fed to an incremental decoder (None: valid so
+    far). ASCII chunks skip the decoder."""
+    if chunk.isascii() and not final:
+        return None
+    try:
+        decoder.decode(chunk, final=final)
+    except UnicodeDecodeError as exc:
+        return exc
+    return None
+
+
+def may_have_blank_line(chunk: bytes, at_line_start: bool) -> bool:
+    """Whether `chunk` may contain an empty line (`at_line_start`: the chunk begins a line)."""
+    return b"\n\n" in chunk or b"\n\r\n" in chunk or (at_line_start and chunk.startswith((b"\n", b"\r\n")))
+
+
+def fields_fit(separators: int, lines: int, expected: int) -> bool:
+    """A rectangular file: every line holds `expected` fields, i.e. expected - 1 separators."""
+    return separators == lines * (expected - 1)
+
+
 def verify_bytes(
     source: Source, head: PreparedText, *, header: bool, quote: str | None, background: bool = False
 ) -> bool:
@@ -319,34 +350,22 @@ def verify_bytes(
     with open(source.path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
-            if chunk.find(b"\x00") >= 0:
+            if first_nul(chunk) >= 0 or utf8_error(decoder, chunk) is not None:
                 return False
-            if not chunk.isascii():
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    return False
             newlines += _count_byte(chunk, b"\n")
             if count_fields:
                 seps += _count_byte(chunk, sep)
                 quoted = quoted or (quote_byte is not None and quote_byte in chunk)
             # A blank line breaks the delimiter count of a rectangular file; otherwise probe for one.
             if not count_fields or quoted:
-                blank = (
-                    blank
-                    or b"\n\n" in chunk
-                    or b"\n\r\n" in chunk
-                    or (previous_last == b"\n" and chunk.startswith((b"\n", b"\r\n")))
-                )
+                blank = blank or may_have_blank_line(chunk, previous_last == b"\n")
             previous_last = chunk[-1:]
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
+    if utf8_error(decoder, b"", final=True) is not None:
         return False
     lines = newlines + (0 if previous_last == b"\n" else 1)
     if blank or lines == 0 or (header and lines <= 1):
         return False
-    if count_fields and not quoted and seps != lines * (expected - 1):
+    if count_fields and not quoted and not fields_fit(seps, lines, expected):
         return False
     source.sha256 = digest.hexdigest()
     head.lines = lines
@@ -426,22 +445,20 @@ def prepare_text(
             elif needs_copy:
                 out_path = workdir / f"{len(list(workdir.iterdir()))}-{source.path.name}.jsonl"
                 out_handle = open(out_path, "wb")  # noqa: SIM115
-        nul = block.find(b"\x00")
+        nul = first_nul(block)
         if nul >= 0:
             line = lines_before + block.count(b"\n", 0, nul) + 1
             hint = " (UTF-16 text?)" if block.count(b"\x00") > len(block) // 4 else ""
             raise fail(line, f"contains a NUL byte{hint}; expected UTF-8 text")
-        if not block.isascii():
-            try:
-                decoder_check.decode(block, final=final)
-            except UnicodeDecodeError as exc:
-                line = lines_before + block.count(b"\n", 0, exc.start) + 1
-                col = exc.start - (block.rfind(b"\n", 0, exc.start) + 1) + 1
-                raise fail(
-                    line,
-                    f"invalid UTF-8 byte 0x{block[exc.start]:02x} at column {col}; expected "
-                    "UTF-8 text (convert with: iconv -f LATIN1 -t UTF-8)",
-                ) from None
+        exc = utf8_error(decoder_check, block, final=final)
+        if exc is not None:
+            line = lines_before + block.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (block.rfind(b"\n", 0, exc.start) + 1) + 1
+            raise fail(
+                line,
+                f"invalid UTF-8 byte 0x{block[exc.start]:02x} at column {col}; expected "
+                "UTF-8 text (convert with: iconv -f LATIN1 -t UTF-8)",
+            )
         if is_csv and len(delimiter) > 1:
             if SUBSTITUTE in block:
                 raise fail(
@@ -452,11 +469,11 @@ def prepare_text(
         n_lines = block.count(b"\n") + (1 if final and block and block[-1:] != b"\n" else 0)
         # Fast path: C-speed counts over the whole block. The per-line scan below runs only when
         # there may be blank lines or when the delimiter count disagrees with a rectangular file.
-        maybe_blank = block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block
+        maybe_blank = may_have_blank_line(block, at_line_start=True)  # blocks are line-aligned
         check_fields = is_csv and expected_fields is not None
         has_q = check_fields and quote_byte is not None and quote_byte in block
         has_quotes = has_quotes or has_q
-        rectangular = not check_fields or has_q or block.count(sep_byte) == n_lines * (expected_fields - 1)
+        rectangular = not check_fields or has_q or fields_fit(block.count(sep_byte), n_lines, expected_fields)
         if maybe_blank or not rectangular:
             _scan_lines(
                 block,
@@ -494,8 +511,8 @@ def prepare_text(
             process(block[: cut + 1], final=False)
         if carry or first:
             process(carry, final=True)
-        elif not first:
-            decoder_check.decode(b"", final=True)
+        elif not first and utf8_error(decoder_check, b"", final=True) is not None:
+            raise fail(lines_before, "ends inside a UTF-8 sequence; expected UTF-8 text")
     finally:
         if out_handle is not None:
             out_handle.close()
