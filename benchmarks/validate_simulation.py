@@ -13,7 +13,7 @@ platform would (users enter at their first visit; retention, churn and survival 
 - the oracle beats random on engagement and on observed retention (true effects).
 Results: benchmarks/results/validate_simulation.json.
 
-    python benchmarks/validate_simulation.py [--replicates 500] [--population 5000]
+    python benchmarks/validate_simulation.py [--replicates 500] [--ab-replicates 2000] [--population 5000]
 """
 
 from __future__ import annotations
@@ -36,7 +36,14 @@ PRIMARY = ["engagements", "visits"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--replicates", type=int, default=500)
+    parser.add_argument("--replicates", type=int, default=500, help="A/A assignments per design")
+    parser.add_argument(
+        "--ab-replicates",
+        type=int,
+        default=2000,
+        help="A/B assignments per view: coverage is held to 93%% for each of about 40 (arm, metric, view) "
+        "triples, so its binomial noise must be small (sd 0.5 points at 2000)",
+    )
     parser.add_argument("--population", type=int, default=5000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -54,7 +61,13 @@ def main() -> None:
     started = time.perf_counter()
     alpha = 0.05
     tolerance = 3 * np.sqrt(alpha * (1 - alpha) / args.replicates)
-    report: dict = {"replicates": args.replicates, "population": args.population, "days": args.days, "alpha": alpha}
+    report: dict = {
+        "replicates": args.replicates,
+        "ab_replicates": args.ab_replicates,
+        "population": args.population,
+        "days": args.days,
+        "alpha": alpha,
+    }
     report["aa_tolerance"] = round(float(tolerance), 4)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Path(tmp) / "movielens"
@@ -96,12 +109,14 @@ def main() -> None:
             msprt = {k: v / args.replicates for k, v in stopped.items()}
             report[f"aa_{design}"] = {
                 "false_positive_rate": fpr,
-                "pass": all(abs(v - alpha) <= tolerance for v in fpr.values()),
+                "pass": bool(all(abs(v - alpha) <= tolerance for v in fpr.values())),
                 "primary_family_holm_rate": family_rejections / args.replicates,
                 "sequential_any_day_rate": msprt,
                 "sequential_primary_family_rate": family_stops / args.replicates,
-                "sequential_pass": all(v <= alpha + tolerance for v in msprt.values())
-                and family_stops / args.replicates <= alpha + tolerance,
+                "sequential_pass": bool(
+                    all(v <= alpha + tolerance for v in msprt.values())
+                    and family_stops / args.replicates <= alpha + tolerance
+                ),
             }
             print(f"A/A {design} done ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
 
@@ -115,12 +130,12 @@ def main() -> None:
         for population in ("triggered", "itt"):
             view = cfg.model_copy(update={"analysis": cfg.analysis.model_copy(update={"population": population})})
             covered: dict[str, int] = {}
-            for r in range(args.replicates):
+            for r in range(args.ab_replicates):
                 results = analyse(sim, built, view.model_copy(update={"name": f"ab-{r}"}), light=True).results
                 for row in results.iter_rows(named=True):
                     key = f"{row['arm']}:{row['metric']}"
                     covered[key] = covered.get(key, 0) + int(bool(row["covers_truth"]))
-            coverage = {k: v / args.replicates for k, v in covered.items()}
+            coverage = {k: v / args.ab_replicates for k, v in covered.items()}
             report[f"ab_coverage_{population}"] = coverage
             report[f"ab_min_coverage_{population}"] = min(coverage.values())
         truth = analyse(sim, built, cfg, light=True).results
@@ -130,11 +145,13 @@ def main() -> None:
         for metric in ("engagements", "rmst_days", "churned", "retention_d7")
     }
     report |= {
-        "ab_pass": min(report["ab_min_coverage_triggered"], report["ab_min_coverage_itt"]) >= 0.93,
+        "ab_pass": bool(min(report["ab_min_coverage_triggered"], report["ab_min_coverage_itt"]) >= 0.93),
         "oracle_minus_random_true_effect": oracle_vs_random,
-        "oracle_beats_random": oracle_vs_random["engagements"] > 0
-        and oracle_vs_random["rmst_days"] > 0
-        and oracle_vs_random["churned"] < 0,
+        "oracle_beats_random": bool(
+            oracle_vs_random["engagements"] > 0
+            and oracle_vs_random["rmst_days"] > 0
+            and oracle_vs_random["churned"] < 0
+        ),
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_results(args.out, report)

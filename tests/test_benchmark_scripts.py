@@ -33,3 +33,42 @@ def test_evaluate_benchmark_small(tmp_path: Path) -> None:
     # persotool and lightfm.evaluation score the same model identically
     for ours, theirs in report["agreement_on_bare_model"].values():
         assert ours == pytest.approx(theirs, abs=1e-6)
+
+
+def _run(script: str, *args: str, out: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_validate_simulation_small(tmp_path: Path) -> None:
+    report = _run(
+        "validate_simulation.py",
+        "--replicates",
+        "8",
+        "--ab-replicates",
+        "8",
+        "--population",
+        "600",
+        "--days",
+        "10",
+        out=tmp_path / "v.json",
+    )
+    for design in ("aa_two_equal_arms", "aa_three_arms_20_30_50"):
+        rates = report[design]["false_positive_rate"]
+        assert rates and all(0 <= v <= 1 for v in rates.values())
+        assert set(report[design]["sequential_any_day_rate"]) >= {"b:engagements", "b:visits"}
+    assert {"ab_min_coverage_triggered", "ab_min_coverage_itt", "oracle_minus_random_true_effect"} <= set(report)
+
+
+def test_cli_help_benchmark_small(tmp_path: Path) -> None:
+    report = _run("cli_help.py", "--repeat", "1", out=tmp_path / "h.json")
+    assert "persotool ingest --help" in report["median_seconds"]
+    assert report["slowest_seconds"] == max(report["median_seconds"].values())
+    assert report["baselines_median_seconds"]["python_start"] < report["slowest_seconds"]

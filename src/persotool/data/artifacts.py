@@ -30,7 +30,7 @@ SCHEMA_VERSIONS = {
     "model": 1,
     "evaluation": 1,
     "benchmark": 1,
-    "simulation": 1,
+    "simulation": 2,
 }
 
 
