@@ -398,15 +398,19 @@ def _sequential(sim: Simulation, tables, in_arm, names, control, cfg) -> pl.Data
 
 
 def _per_day(sim: Simulation, names: list[str]) -> pl.DataFrame:
+    """Per arm and day, what the logs show (visitors, slates, impressions, engagements, CTR,
+    engagements per visitor, exposure coverage and Gini, Jaccard) and, named as such, the
+    simulator's hidden state (users active, users who churned that day)."""
     frames = []
     for arm in names:
         log = sim.arms[arm].per_day
         frame = pl.DataFrame(log).with_columns(pl.lit(arm).alias("arm"), pl.int_range(pl.len()).alias("day"))
         frames.append(frame)
     out = pl.concat(frames)
+    out = out.rename({"active": "simulator_truth_active", "churned": "simulator_truth_churned"})
     return out.with_columns(
         ctr=pl.col("engagements") / pl.col("impressions").clip(1),
-        engagements_per_active=pl.col("engagements") / pl.col("active").clip(1),
+        engagements_per_visitor=pl.col("engagements") / pl.col("visitors").clip(1),
     ).select("arm", "day", pl.exclude("arm", "day"))
 
 

@@ -76,9 +76,9 @@ def plot_daily(analysis: Analysis, path: Path) -> None:
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     for (arm,), group in analysis.per_day.group_by("arm", maintain_order=True):
-        left.plot(group["day"], group["engagements_per_active"], label=arm)
+        left.plot(group["day"], group["engagements_per_visitor"], label=arm)
         right.plot(group["day"], group["ctr"], label=arm)
-    left.set(title="Engagements per active user, per day (all users)", xlabel="day")
+    left.set(title="Engagements per visitor, per day (all users)", xlabel="day")
     right.set(title="CTR (engagements / impressions), per day", xlabel="day")
     left.legend(fontsize=8)
     fig.tight_layout()

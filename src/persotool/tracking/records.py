@@ -246,9 +246,9 @@ def record_simulation(tracking, out: Path) -> str:
                 params={"arm": arm.name, "policy": arm.policy, "model": str(arm.model or ""), "share": arm.share},
                 metrics=per_arm.get(arm.name, {}),
                 metric_history={
-                    "daily_engagements_per_active": daily["engagements_per_active"].to_list(),
+                    "daily_engagements_per_visitor": daily["engagements_per_visitor"].to_list(),
                     "daily_ctr": daily["ctr"].to_list(),
-                    "daily_active": daily["active"].to_list(),
+                    "daily_visitors": daily["visitors"].to_list(),
                     "daily_coverage": daily["coverage"].to_list(),
                     "daily_gini": daily["gini"].to_list(),
                     "daily_jaccard": daily["jaccard"].fill_nan(None).fill_null(0.0).to_list(),
