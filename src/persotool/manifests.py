@@ -106,6 +106,21 @@ class SyntheticLogManifest(Manifest):
     seconds: float
 
 
+class TuningManifest(Manifest):
+    study: str
+    storage: str
+    model: str
+    config: dict[str, Any]
+    config_hash: str
+    space: dict[str, Any]
+    split: Ref
+    dataset: Ref
+    directions: list[str]
+    totals: dict[str, int]
+    trials: int
+    best: dict[str, Any] | None
+
+
 BY_KIND: dict[str, type[Manifest]] = {
     "dataset": DatasetManifest,
     "split": SplitManifest,
@@ -114,6 +129,7 @@ BY_KIND: dict[str, type[Manifest]] = {
     "benchmark": BenchmarkManifest,
     "simulation": ExperimentManifest,
     "synthetic-log": SyntheticLogManifest,
+    "tuning": TuningManifest,
 }
 
 

@@ -1,6 +1,6 @@
 """The workflow as Python calls, one per stage, each usable alone: the input artifact first, then a
 config object or the keyword options the command-line flags map to, then `out`. Each returns the
-typed artifact it wrote and, given `track` (a `Tracking`, see `tracking()`), records its MLflow run.
+typed artifact it wrote and, given `track` (a `Tracking`, see `tracker()`), records its MLflow run.
 The commands are thin shells over these calls.
 
     import persotool as pt
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from persotool.results import Benchmark, Dataset, Evaluation, Experiment, Split, SyntheticLog, TrainedModel
+from persotool.results import Benchmark, Dataset, Evaluation, Experiment, Split, SyntheticLog, TrainedModel, Tuning
 
 # Keyword options of `ingest` and where each goes in the IngestConfig (the CLI flags of the same names).
 INGEST_OPTIONS = {
@@ -266,3 +266,22 @@ def synth(out: Path | str, config=None, *, force: bool = False, track=None, **op
     cfg = config if isinstance(config, SynthConfig) else load_config(SynthConfig, config, given)
     write(cfg, Path(out), force=force)
     return _recorded(SyntheticLog(out), track)
+
+
+def tune(
+    split, config=None, out: Path | str | None = None, *, force: bool = False, track=None, progress=None, **options
+):
+    """A hyperparameter study on `split`'s validation part, run (or continued) into `out`.
+    `config` is a TuneConfig, or its fields as keywords (`space` at least); `progress(number)` hears
+    each finished trial. Rerunning continues the study; several workers share one `storage`."""
+    from persotool.config import load_config
+    from persotool.errors import ConfigError
+    from persotool.tuning import run
+    from persotool.tuning.study import TuneConfig
+
+    if out is None:
+        raise ConfigError("tune needs an output directory")
+    given = {k: v for k, v in options.items() if v is not None}
+    cfg = config if isinstance(config, TuneConfig) else load_config(TuneConfig, config, given)
+    run(_path(split), cfg, Path(out), force=force, progress=progress)
+    return _recorded(Tuning(out), track)

@@ -116,12 +116,14 @@ from persotool.cli import simulate as _simulate  # noqa: E402
 from persotool.cli import split as _split  # noqa: E402
 from persotool.cli import track as _track  # noqa: E402
 from persotool.cli import train as _train  # noqa: E402
+from persotool.cli import tune as _tune  # noqa: E402
 
 _ingest.register(app)
 app.add_typer(_datasets.app, name="datasets")
 _split.register(app)
 _train.register(app)
 _evaluate.register(app)
+_tune.register(app)
 _benchmark.register(app)
 _simulate.register(app)
 _track.register(app)

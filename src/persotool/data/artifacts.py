@@ -31,6 +31,7 @@ SCHEMA_VERSIONS = {
     "evaluation": 1,
     "benchmark": 1,
     "simulation": 2,
+    "tuning": 1,
 }
 
 

@@ -181,7 +181,7 @@ def _check_database(uri: str, shown: str) -> None:
         module = getattr(exc, "name", None) or str(exc)
         raise TrackingError(
             f"MLFLOW_TRACKING_URI={shown} needs the database driver {module!r}, which is not installed "
-            "(e.g. pip install psycopg2-binary)"
+            "(e.g. pip install 'psycopg[binary]')"
         ) from None
     except Exception as exc:
         raise TrackingError(f"MLFLOW_TRACKING_URI={shown} is not a valid database URL ({exc})") from None
@@ -368,6 +368,53 @@ def _record(tracking: Tracking, spec: RunSpec) -> str:
         first = first.replace(tracking.uri, redact(tracking.uri))
         raise TrackingError(
             f"could not record the MLflow run at {redact(tracking.uri)}: {first}{_record_later(spec)}"
+        ) from exc
+
+
+def record_tree(tracking: Tracking, parent: RunSpec, key: str, children: dict[str, RunSpec]) -> str | None:
+    """A run tree that grows: the parent run tagged `persotool.tree = key` is found (or created) and
+    each child not yet under it is added, told apart by its `persotool.leaf` tag. Workers on other
+    machines recording the same key attach to the same parent, and recording twice adds nothing.
+    The parent's tags are refreshed each time (a tag can change; a param cannot)."""
+    if not tracking.enabled:
+        return None
+    ended = int(time.time() * 1000)
+    for run in (parent, *children.values()):
+        run.started_ms = run.started_ms or tracking.started_ms
+        run.ended_ms = run.ended_ms or ended
+    try:
+        with contextlib.redirect_stdout(sys.stderr), _store_lock(tracking):
+            client = _client(tracking)
+            experiment_id = _experiment_id(client, tracking.experiment)
+            _close_orphans(client, experiment_id)
+            safe = key.replace("'", "")
+            found = client.search_runs([experiment_id], f"tags.`persotool.tree` = '{safe}'", max_results=1)
+            if found:
+                run_id = found[0].info.run_id
+                for name, value in parent.tags.items():
+                    client.set_tag(run_id, name, value)
+                for name, value in parent.metrics.items():
+                    if value is not None and value == value:
+                        client.log_metric(run_id, metric_key(name), float(value))
+                for path, artifact_dir in parent.artifacts:
+                    client.log_artifact(run_id, str(path), artifact_dir)
+            else:
+                parent.tags = {**parent.tags, "persotool.tree": key}
+                run_id = _write_run(client, experiment_id, parent, parent=None)
+            existing = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=50000)
+            have = {run.data.tags.get("persotool.leaf") for run in existing}
+            for leaf, child in children.items():
+                if leaf not in have:
+                    child.tags = {**child.tags, "persotool.leaf": leaf}
+                    _write_run(client, experiment_id, child, parent=run_id)
+        return run_id
+    except TrackingError:
+        raise
+    except Exception as exc:  # mlflow raises many kinds; the user needs one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first.replace(tracking.uri, redact(tracking.uri))
+        raise TrackingError(
+            f"could not record the MLflow runs at {redact(tracking.uri)}: {first}{_record_later(parent)}"
         ) from exc
 
 

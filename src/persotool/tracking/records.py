@@ -306,6 +306,74 @@ def record_synth(tracking, out: Path) -> str:
     )
 
 
+def record_tuning(tracking, out: Path) -> str | None:
+    """A study's MLflow tree: one parent run per study (found by the study's storage and name, so
+    every worker's trials land under it) and one nested run per finished trial, with its
+    parameters, objective(s), per-epoch validation history and state."""
+    import hashlib
+    import json
+
+    import polars as pl
+
+    from persotool.data.artifacts import read_artifact
+    from persotool.tracking import RunSpec, flatten, metric_key, record_tree
+
+    manifest = read_artifact(out, "tuning")
+    trials = pl.read_parquet(out / "trials.parquet") if (out / "trials.parquet").is_file() else pl.DataFrame()
+    metrics = manifest["config"]["metrics"]
+    key = hashlib.sha256(f"{manifest['storage']}\x1f{manifest['study']}".encode()).hexdigest()[:24]
+    best = manifest.get("best") or {}
+    tags = {
+        "persotool.study": manifest["study"],
+        "persotool.split_digest": manifest["split"]["digest"],
+        "persotool.trials": str(manifest["trials"]),
+        **{f"best.{name}": str(value) for name, value in (best.get("params") or {}).items()},
+        **{f"best.{metric_key(name)}": f"{value:.6g}" for name, value in (best.get("values") or {}).items()},
+    }
+    files = ["manifest.json", "trials.parquet", "best.toml", "pareto.parquet", *manifest.get("plots", [])]
+    parent = RunSpec(
+        name=f"{manifest['study']} · tune",
+        command="tune",
+        output=out,
+        params=flatten({"model": manifest["model"], "study": manifest["study"], **manifest["config"]})
+        | {"space": json.dumps(manifest["space"], sort_keys=True)[:500]},
+        tags=tags,
+        metrics={f"best_{name}": value for name, value in (best.get("values") or {}).items()}
+        | {"trials": manifest["trials"]},
+        artifacts=[(out / f, "tuning") for f in files if (out / f).is_file()],
+    )
+    history = _trial_histories(out)
+    children = {}
+    finished = trials.filter(pl.col("state").is_in(["complete", "pruned", "fail", "stale"])) if len(trials) else trials
+    for row in finished.iter_rows(named=True):
+        params = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.") and v is not None}
+        values = {m: row[m] for m in metrics if row.get(m) is not None}
+        extra = {k.removeprefix("valid."): v for k, v in row.items() if k.startswith("valid.") and v is not None}
+        children[str(row["number"])] = RunSpec(
+            name=f"trial {row['number']} · tune",
+            command="tune",
+            params={"trial": row["number"], **params},
+            metrics={**{f"valid_{k}": v for k, v in extra.items()}, **values, "seconds": row["seconds"]},
+            metric_history=history.get(row["number"], {}),
+            tags={
+                "persotool.trial_state": row["state"],
+                "persotool.default_config": str(row["default"]).lower(),
+                **({"persotool.error": str(row["error"])[:250]} if row.get("error") else {}),
+            },
+        )
+    return record_tree(tracking, parent, key, children)
+
+
+def _trial_histories(out: Path) -> dict[int, dict[str, list[float]]]:
+    """Per-epoch validation of every trial, from the study (kept as trial attributes)."""
+    import json
+
+    path = out / "histories.json"
+    if not path.is_file():
+        return {}
+    return {int(k): v for k, v in json.loads(path.read_text()).items()}
+
+
 RECORDERS = {
     "dataset": record_ingest,
     "synthetic-log": record_synth,
@@ -314,6 +382,7 @@ RECORDERS = {
     "evaluation": record_evaluation,
     "benchmark": record_benchmark,
     "simulation": record_simulation,
+    "tuning": record_tuning,
 }
 
 

@@ -1,0 +1,159 @@
+"""`pt.tune`: a hyperparameter study on a split's validation part (see `study` for how workers
+share one), written as a tuning directory: trials.parquet, best.toml (a model config `train
+--config` and benchmark configs accept as is), plots and a manifest."""
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from persotool.tuning.space import SearchSpace, load_space
+from persotool.tuning.study import JOURNAL, TuneConfig
+
+__all__ = ["SearchSpace", "TuneConfig", "load_space", "run"]
+
+
+def run(split_path: Path, cfg: TuneConfig, out: Path, *, force: bool = False, progress=None) -> dict[str, Any]:
+    """Run (or continue) the study and write the tuning directory; returns its manifest."""
+    from persotool.data.splits import Split
+    from persotool.errors import ConfigError
+    from persotool.tuning import study as st
+
+    split = Split(split_path)
+    if split.valid is None or not len(split.valid):
+        raise ConfigError("tuning measures trials on the split's validation part: split with `valid`")
+    space = load_space(cfg.space, cfg.model)
+    out = Path(out)
+    _prepare(out, force, split_path)
+    study, where, lock = st.open_study(cfg, space, split.manifest["split_digest"], out)
+    objective = st.objective_for(cfg, space, split)
+    outcome = st.run_trials(cfg, space, split, study, lock, objective, on_trial=progress)
+    manifest = write(out, study, cfg, space, split, where)
+    manifest["ran_here"] = outcome.ran
+    return manifest
+
+
+def _prepare(out: Path, force: bool, split_path: Path) -> None:
+    """A tuning directory is reused: rerunning continues its study. Anything else in the way is an
+    error; `force` starts over."""
+    from persotool.errors import OutputError
+
+    if out.resolve() == Path(split_path).resolve():
+        raise OutputError("the output directory is the split itself", where=str(out))
+    if out.exists() and force:
+        shutil.rmtree(out)
+    if out.exists():
+        ours = (out / "manifest.json").is_file() or (out / JOURNAL).is_file()
+        if not out.is_dir() or (not ours and any(out.iterdir())):
+            raise OutputError("exists and is not a tuning directory; pass `force` to replace it", where=str(out))
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def trials_table(study, cfg: TuneConfig):
+    import polars as pl
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        state = "stale" if t.user_attrs.get("stale") else t.state.name.lower()
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": state,
+            "default": bool(t.user_attrs.get("default", False)),
+            "retry_of": t.user_attrs.get("retry_of"),
+            "seconds": t.duration.total_seconds() if t.duration is not None else None,
+            "worker": t.user_attrs.get("worker"),
+            "error": t.user_attrs.get("error"),
+            "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
+        }
+        for i, metric in enumerate(cfg.metrics):
+            row[metric] = t.values[i] if t.values is not None else None
+        for name, value in t.params.items():
+            row[f"param.{name}"] = value
+        for name, value in (t.user_attrs.get("measures") or {}).items():
+            if name not in cfg.metrics:
+                row[f"valid.{name}"] = value
+        rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None).sort("number") if rows else pl.DataFrame()
+
+
+def best_trials(study, cfg: TuneConfig) -> list:
+    """The best trial (one metric) or the Pareto front (several), best first metric first."""
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    front = [study.best_trial] if len(cfg.metrics) == 1 else list(study.best_trials)
+    sign = -1 if cfg.resolved_directions()[0] == "maximize" else 1
+    return sorted(front, key=lambda t: (sign * t.values[0], t.number))
+
+
+def toml_config(model: str, params: dict[str, Any]) -> str:
+    """A model config file (`model = NAME`, `[params]`), the format `train --config` reads."""
+    lines = [f"model = {json.dumps(model)}", "", "[params]"]
+    for key, value in params.items():
+        lines.append(f"{key} = {json.dumps(value) if not isinstance(value, float) else repr(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: str) -> dict[str, Any]:
+    """Every output file, each written to a temporary name and renamed: trials.parquet, best.toml,
+    pareto.parquet (several metrics), the plots and the manifest."""
+    from persotool.data import artifacts
+    from persotool.tracking import redact
+    from persotool.tuning import plots
+
+    table = trials_table(study, cfg)
+    _atomic(out / "trials.parquet", lambda p: table.write_parquet(p))
+    front = best_trials(study, cfg)
+    best = None
+    if front:
+        top = front[0]
+        best = {"number": top.number, "values": dict(zip(cfg.metrics, top.values, strict=True)), "params": top.params}
+        params = {**space.fixed, **top.params}
+        _atomic(out / "best.toml", lambda p: p.write_text(toml_config(space.model, params)))
+    if len(cfg.metrics) > 1 and front:
+        import polars as pl
+
+        pareto = pl.DataFrame([{"number": t.number, **dict(zip(cfg.metrics, t.values, strict=True))} for t in front])
+        _atomic(out / "pareto.parquet", lambda p: pareto.write_parquet(p))
+    histories = {
+        str(t.number): t.user_attrs["history"] for t in study.get_trials(deepcopy=False) if t.user_attrs.get("history")
+    }
+    _atomic(out / "histories.json", lambda p: p.write_text(json.dumps(histories)))
+    written = plots.write_all(table, cfg, front, space, study, out, _atomic)
+    totals = (
+        {}
+        if table.is_empty()
+        else {row["state"]: row["count"] for row in table["state"].value_counts().iter_rows(named=True)}
+    )
+    config = cfg.model_dump(mode="json") | {"space": str(cfg.space)}
+    manifest = artifacts.new_manifest(
+        "tuning",
+        name=out.name,
+        study=study.study_name,
+        storage=redact(where) if "://" in where else str(Path(where).resolve()),
+        model=space.model,
+        config=config,
+        config_hash=artifacts.config_hash({"study": study.study_name, **config}),
+        space=space.model_dump(mode="json"),
+        split={"path": str(Path(split.path).resolve()), "digest": split.manifest["split_digest"]},
+        dataset=split.manifest["dataset"],
+        directions=cfg.resolved_directions(),
+        totals={str(k): int(v) for k, v in totals.items()},
+        trials=len(table),
+        best=best,
+        plots=written,
+    )
+    _atomic(out / "manifest.json", lambda p: artifacts.write_json_atomic(p, manifest))
+    return manifest
+
+
+def _atomic(path: Path, write_to) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write_to(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
