@@ -364,11 +364,13 @@ def _record(tracking: Tracking, spec: RunSpec) -> str:
     except TrackingError as exc:
         raise TrackingError(exc.message + _record_later(spec)) from None
     except Exception as exc:  # mlflow raises many kinds; the user needs one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = first.replace(tracking.uri, redact(tracking.uri))
-        raise TrackingError(
-            f"could not record the MLflow run at {redact(tracking.uri)}: {first}{_record_later(spec)}"
-        ) from exc
+        raise _one_line(exc, tracking, spec) from exc
+
+
+def _one_line(exc: Exception, tracking: Tracking, spec: RunSpec) -> TrackingError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first.replace(tracking.uri, redact(tracking.uri))
+    return TrackingError(f"could not record the MLflow run at {redact(tracking.uri)}: {first}{_record_later(spec)}")
 
 
 def record_tree(tracking: Tracking, parent: RunSpec, key: str, children: dict[str, RunSpec]) -> str | None:
@@ -411,11 +413,7 @@ def record_tree(tracking: Tracking, parent: RunSpec, key: str, children: dict[st
     except TrackingError:
         raise
     except Exception as exc:  # mlflow raises many kinds; the user needs one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = first.replace(tracking.uri, redact(tracking.uri))
-        raise TrackingError(
-            f"could not record the MLflow runs at {redact(tracking.uri)}: {first}{_record_later(parent)}"
-        ) from exc
+        raise _one_line(exc, tracking, parent) from exc
 
 
 def _process_alive(pid: int) -> bool:
