@@ -37,7 +37,9 @@ demo: $(STAMP)
 	$(RUN)/persotool datasets info $(DEMO)/movielens
 	$(RUN)/persotool split $(DEMO)/movielens -o $(DEMO)/split --strategy leave-last --leave-last 10 --valid \
 	    --min-item-interactions 5 --force
-	$(RUN)/persotool benchmark $(DEMO)/split --config configs/benchmark.toml -o $(DEMO)/benchmark --force
+	$(RUN)/persotool tune $(DEMO)/split --space configs/spaces/ease.toml --trials 12 -o $(DEMO)/tune-ease --force
+	$(RUN)/persotool benchmark $(DEMO)/split --config configs/benchmark.toml -o $(DEMO)/benchmark --force \
+	    --add ease-tuned=$(DEMO)/tune-ease/best.toml
 	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation-feedback.toml -o $(DEMO)/feedback-loop \
 	    --force
 	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation.toml -o $(DEMO)/ab-test --force

@@ -108,6 +108,16 @@ def test_study_starts_with_the_default_and_writes_a_config_train_accepts(small_s
     # asking for more trials continues the same study: only the missing ones run
     more = pt.tune(small_split, out=out, space=SPACES / "itemknn.toml", trials=7, seed=3)
     assert more.trials.height == 7 and more.trials["number"].to_list() == list(range(7))
+    # the benchmark takes the tuned configuration beside the default one
+    config = pt.BenchmarkConfig(
+        name="tuned", baseline="popular", k=[10], metrics=["ndcg"],
+        models={"popular": {"model": "popular"}, "itemknn": {"model": "itemknn"}},
+    )  # fmt: skip
+    bench = pt.benchmark(small_split, config, tmp_path / "b", add={"itemknn-tuned": tuned.best_config})
+    assert bench.results["model"].to_list() == ["popular", "itemknn", "itemknn-tuned"]
+    assert bench.results.filter(pl.col("model") == "itemknn-tuned")["ndcg@10"][0] > 0
+    with pytest.raises(ConfigError, match="`add`: 'itemknn' is already a model"):
+        pt.benchmark(small_split, config, tmp_path / "c", add={"itemknn": tuned.best_config})
     with pytest.raises(ConfigError, match="was started with another model"):
         pt.tune(small_split, out=out, space=SPACES / "popular.toml", trials=7, study=tuned.manifest.study)
 

@@ -221,14 +221,16 @@ def benchmark(
     out: Path | str,
     *,
     only: list[str] | None = None,
+    add: dict[str, Path | str] | None = None,
     force: bool = False,
     track=None,
     progress=None,
     **overrides,
 ) -> Benchmark:
     """Train and evaluate every model of `config` (a BenchmarkConfig or a TOML file) on `split`,
-    tested against the baseline; `overrides` are BenchmarkConfig fields, `only` a subset of its
-    models (the baseline is kept); `progress(label, stage)` is told when each model starts training
+    tested against the baseline; `overrides` are BenchmarkConfig fields, `add` more contenders
+    (label -> model config file, e.g. a tuning's best.toml), `only` a subset of its models (the
+    baseline is kept); `progress(label, stage)` is told when each model starts training
     and evaluating."""
     from persotool.evaluation import benchmark as bench
 
@@ -236,8 +238,10 @@ def benchmark(
         cfg = config.model_copy(update=overrides) if overrides else config
     else:
         cfg = bench.load_config(config, overrides)
+    if add:
+        cfg = cfg.adding(add)
     if only:
-        cfg = cfg.only(only)
+        cfg = cfg.only([*only, *(add or {})])
     bench.run(_path(split), cfg, Path(out), force=force, progress=progress)
     return _recorded(Benchmark(out), track)
 

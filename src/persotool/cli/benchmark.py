@@ -14,6 +14,7 @@ from persotool.cli.options import (
     OutOpt,
     console,
     int_list,
+    key_values,
     name_list,
     show,
 )
@@ -24,6 +25,8 @@ EXAMPLES = """
   persotool benchmark build/movielens-split --config configs/benchmark.toml -o build/benchmark
 
   persotool benchmark build/split --config configs/benchmark.toml -o build/b --baseline itemknn --only ease,lightfm
+
+  persotool benchmark build/split --config configs/benchmark.toml --add ease-tuned=build/tune-ease/best.toml -o build/b
 """
 
 
@@ -36,6 +39,10 @@ def benchmark_command(
         str | None, typer.Option("--only", help="Comma-separated subset of the config's models (baseline kept).")
     ] = None,
     ks: Annotated[str | None, typer.Option("--k", help="Override the cut-offs, e.g. 5,10,20.")] = None,
+    add: Annotated[
+        list[str] | None,
+        typer.Option("--add", help="LABEL=CONFIG: one more model from a config file (e.g. a tune's best.toml)."),
+    ] = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
     no_track: NoTrackOpt = False,
@@ -58,6 +65,7 @@ def benchmark_command(
         config,
         out,
         only=name_list(only),
+        add=key_values(add, "--add", "LABEL=PATH, e.g. ease-tuned=build/tune/best.toml", str) or None,
         force=force,
         track=workflow.tracker(experiment, enabled=not no_track),
         progress=progress,

@@ -68,6 +68,18 @@ class BenchmarkConfig(Strict):
             names += [metric] if metric == "auc" or "@" in metric else [f"{metric}@{k}" for k in self.k]
         return names
 
+    def adding(self, configs: dict[str, Path | str]) -> BenchmarkConfig:
+        """The same benchmark with more contenders, each a model config file (e.g. a study's
+        best.toml), under a new label."""
+        taken = [label for label in configs if label in self.models]
+        if taken:
+            raise ConfigError(f"`add`: {taken[0]!r} is already a model of this benchmark")
+        for label, path in configs.items():
+            if not Path(path).is_file():
+                raise ConfigError(f"`add`: no model config file for {label!r}", where=str(path))
+        extra = {label: ModelEntry(config=Path(path).resolve()) for label, path in configs.items()}
+        return self.model_copy(update={"models": {**self.models, **extra}})
+
     def only(self, labels: list[str]) -> BenchmarkConfig:
         """The same benchmark over a subset of its models (the baseline is always kept)."""
         unknown = [label for label in labels if label not in self.models]
