@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(RUN)/python benchmarks/validate_simulation.py
 	$(RUN)/python benchmarks/tracking.py
 	$(RUN)/python benchmarks/cli_help.py
+	$(RUN)/python benchmarks/tune.py
 
 lint: $(STAMP)
 	$(RUN)/ruff check src tests benchmarks

@@ -72,3 +72,12 @@ def test_cli_help_benchmark_small(tmp_path: Path) -> None:
     assert "persotool ingest --help" in report["median_seconds"]
     assert report["slowest_seconds"] == max(report["median_seconds"].values())
     assert report["baselines_median_seconds"]["python_start"] < report["slowest_seconds"]
+
+
+def test_tune_benchmark_small(tmp_path: Path) -> None:
+    report = _run("tune.py", "--trials", "2", out=tmp_path / "t.json")
+    variants = report["variants"]
+    assert set(variants) == {"bare_optuna_in_memory", "persotool_journal", "persotool_sqlite_rdb"}
+    for figures in variants.values():
+        assert figures["wall_seconds"] >= figures["trial_work_seconds"] > 0
+    assert "extra_overhead_vs_bare" in variants["persotool_journal"]
