@@ -283,3 +283,21 @@ def test_the_mlflow_tree_has_one_parent_and_each_trial_once(small_split: Path, t
     trial = next(run for run in children if run.data.tags["persotool.leaf"] == str(best["number"]))
     assert trial.data.metrics["ndcg_at_10"] == pytest.approx(best["values"]["ndcg@10"])
     assert trial.data.params["neighbors"] == str(best["params"]["neighbors"])
+
+
+def test_one_worker_is_reproducible_and_epochs_feed_the_pruner(small_split: Path, tmp_path: Path) -> None:
+    space = tmp_path / "lightfm.toml"
+    space.write_text(
+        'model = "lightfm"\n[fixed]\nepochs = 6\npatience = 6\ncomponents = 8\n'
+        '[params.learning_rate]\ntype = "float"\nlow = 0.001\nhigh = 0.2\nlog = true\n'
+    )
+    runs = [pt.tune(small_split, out=tmp_path / f"s{k}", space=space, trials=4, seed=5) for k in range(2)]
+    first, second = (r.trials.sort("number") for r in runs)
+    assert first["param.learning_rate"].to_list() == second["param.learning_rate"].to_list()
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "s0" / "study.journal")))
+    trials = optuna.load_study(study_name=runs[0].manifest.study, storage=storage).get_trials()
+    # LightFM reports validation after every epoch: what the median pruner decides on
+    assert all(len(t.intermediate_values) >= 1 for t in trials if t.state.name in ("COMPLETE", "PRUNED"))

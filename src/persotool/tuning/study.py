@@ -232,6 +232,7 @@ def open_study(cfg: TuneConfig, space, split_digest: str, out: Path):
             study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=directions, load_if_exists=True
         )
         known = study.user_attrs
+        first_worker = not known
         if not known:
             for key, value in identity.items():
                 study.set_user_attr(key, value)
@@ -244,8 +245,10 @@ def open_study(cfg: TuneConfig, space, split_digest: str, out: Path):
                         f"the study {name!r} in {where} was started with another {what}; "
                         "give another `study` name, or `force` to start over"
                     )
-    # a worker's own sampler: seeded by the study and the worker, so workers do not all propose alike
-    study.sampler = optuna.samplers.TPESampler(seed=(cfg.seed + os.getpid()) % 2**32, n_startup_trials=5)
+    # The worker that creates the study samples with `seed` exactly (one worker: reproducible); the
+    # others with seeds of their own, so workers starting together do not propose alike.
+    if not first_worker:
+        study.sampler = optuna.samplers.TPESampler(seed=(cfg.seed + os.getpid()) % 2**32, n_startup_trials=5)
     return study, where, lock
 
 
