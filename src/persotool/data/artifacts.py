@@ -163,10 +163,20 @@ def finite_json(payload: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+def write_file_atomic(path: Path, write_to) -> None:
+    """`write_to(tmp)` writes the file under a temporary name (this process's own), renamed into
+    place only when complete: readers never see half a file, and two writers never share a draft."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write_to(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(finite_json(payload), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n")
-    tmp.replace(path)
+    text = json.dumps(finite_json(payload), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
+    write_file_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def new_manifest(kind: str, **fields: Any) -> dict[str, Any]:

@@ -103,24 +103,24 @@ def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: s
     from persotool.tuning import plots
 
     table = trials_table(study, cfg)
-    _atomic(out / "trials.parquet", lambda p: table.write_parquet(p))
+    artifacts.write_file_atomic(out / "trials.parquet", lambda p: table.write_parquet(p))
     front = best_trials(study, cfg)
     best = None
     if front:
         top = front[0]
         best = {"number": top.number, "values": dict(zip(cfg.metrics, top.values, strict=True)), "params": top.params}
         params = {**space.fixed, **top.params}
-        _atomic(out / "best.toml", lambda p: p.write_text(toml_config(space.model, params)))
+        artifacts.write_file_atomic(out / "best.toml", lambda p: p.write_text(toml_config(space.model, params)))
     if len(cfg.metrics) > 1 and front:
         import polars as pl
 
         pareto = pl.DataFrame([{"number": t.number, **dict(zip(cfg.metrics, t.values, strict=True))} for t in front])
-        _atomic(out / "pareto.parquet", lambda p: pareto.write_parquet(p))
+        artifacts.write_file_atomic(out / "pareto.parquet", lambda p: pareto.write_parquet(p))
     histories = {
         str(t.number): t.user_attrs["history"] for t in study.get_trials(deepcopy=False) if t.user_attrs.get("history")
     }
-    _atomic(out / "histories.json", lambda p: p.write_text(json.dumps(histories)))
-    written = plots.write_all(table, cfg, front, space, study, out, _atomic)
+    artifacts.write_file_atomic(out / "histories.json", lambda p: p.write_text(json.dumps(histories)))
+    written = plots.write_all(table, cfg, front, space, study, out, artifacts.write_file_atomic)
     totals = (
         {}
         if table.is_empty()
@@ -144,16 +144,5 @@ def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: s
         best=best,
         plots=written,
     )
-    _atomic(out / "manifest.json", lambda p: artifacts.write_json_atomic(p, manifest))
+    artifacts.write_json_atomic(out / "manifest.json", manifest)
     return manifest
-
-
-def _atomic(path: Path, write_to) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write_to(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
