@@ -301,3 +301,29 @@ def test_one_worker_is_reproducible_and_epochs_feed_the_pruner(small_split: Path
     trials = optuna.load_study(study_name=runs[0].manifest.study, storage=storage).get_trials()
     # LightFM reports validation after every epoch: what the median pruner decides on
     assert all(len(t.intermediate_values) >= 1 for t in trials if t.state.name in ("COMPLETE", "PRUNED"))
+
+
+@pytest.mark.parametrize("model", ["als", "bpr"])
+def test_models_without_early_stopping_validate_each_epoch_for_the_pruner(small_split: Path, model, tmp_path) -> None:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    space = tmp_path / "space.toml"
+    space.write_text(
+        f'model = "{model}"\n[fixed]\niterations = 8\nfactors = 8\n'
+        '[params.regularization]\ntype = "float"\nlow = 0.0001\nhigh = 0.1\nlog = true\n'
+    )
+    tuned = pt.tune(small_split, out=tmp_path / "s", space=space, trials=3)
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "s" / "study.journal")))
+    trials = optuna.load_study(study_name=tuned.manifest.study, storage=storage).get_trials()
+    for trial in trials:
+        if trial.state.name == "COMPLETE":
+            assert sorted(trial.intermediate_values) == list(range(8))  # one validation per iteration
+            # the last epoch's validation is the model the trial measured
+            assert trial.intermediate_values[7] == pytest.approx(trial.values[0])
+    # plain training does not pay for it
+    from persotool.data.splits import Split
+    from persotool.models import training
+
+    _, info = training.train(Split(small_split), model, {"iterations": 8, "factors": 8})
+    assert "valid_ndcg@10" not in info["history"]

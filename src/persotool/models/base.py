@@ -75,6 +75,7 @@ class TrainingContext:
     metric: str | None = None
     on_epoch: Callable[[int, dict[str, float]], None] | None = None
     interactions: pl.DataFrame | None = None
+    validate_each_epoch: bool = False  # models without early stopping also validate every epoch (tuning)
 
     @property
     def valid_key(self) -> str:

@@ -32,6 +32,24 @@ class _Embeddings(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_
 
+    def _take(self, model) -> None:
+        """The factors of an `implicit` model, as this model's arrays."""
+        self.user_factors_ = np.array(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.array(model.item_factors, dtype=np.float32)
+        self.item_bias_ = np.zeros(self.n_items_, dtype=np.float32)
+
+    def _epoch(self, model, context: TrainingContext, epoch: int, metrics: dict[str, float]) -> None:
+        """Tell the context about an `implicit` iteration, validated when it asks for that: at
+        most 20 times over the training (each costs a full validation), and after the last one."""
+        total = getattr(self, "iterations", 1)
+        every = max(1, total // 20)
+        due = (epoch + 1) % every == 0 or epoch + 1 == total
+        if context.validate is not None and context.validate_each_epoch and due:
+            self._take(model)
+            metrics[context.valid_key] = float(context.validate(self))
+        if metrics:
+            context.epoch(epoch, metrics)
+
 
 def _implicit_threads(num_threads: int) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -72,12 +90,10 @@ class ALS(_Embeddings):
         )
 
         def record(iteration: int, elapsed: float, loss: float) -> None:
-            context.epoch(iteration, {"train_loss": float(loss)})
+            self._epoch(model, context, iteration, {"train_loss": float(loss)})
 
         model.fit(train.astype(np.float32), show_progress=False, callback=record)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
-        self.item_bias_ = np.zeros(self.n_items_, dtype=np.float32)
+        self._take(model)
 
 
 class BPR(_Embeddings):
@@ -112,11 +128,13 @@ class BPR(_Embeddings):
         )
         binary = train.copy()
         binary.data[:] = 1.0
-        model.fit(binary.astype(np.float32), show_progress=False)
+
+        def record(iteration: int, *_progress) -> None:
+            self._epoch(model, context, iteration, {})
+
+        model.fit(binary.astype(np.float32), show_progress=False, callback=record)
         # implicit appends a bias column to the item factors and a constant 1 to the user factors
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
-        self.item_bias_ = np.zeros(self.n_items_, dtype=np.float32)
+        self._take(model)
 
 
 class LightFMModel(_Embeddings):

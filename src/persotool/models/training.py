@@ -51,10 +51,18 @@ def build(name: str, params: dict[str, Any]) -> Recommender:
 
 
 def train(
-    split: Split, name: str, params: dict[str, Any], *, valid_k: int = 10, on_epoch=None, use_features: bool = True
+    split: Split,
+    name: str,
+    params: dict[str, Any],
+    *,
+    valid_k: int = 10,
+    on_epoch=None,
+    use_features: bool = True,
+    validate_each_epoch: bool = False,
 ) -> tuple[Recommender, dict[str, Any]]:
     """Fit model `name` on the split's training part; early stopping on validation NDCG@valid_k
-    when the split has a validation set."""
+    when the split has a validation set (`validate_each_epoch`: models that do not stop early
+    validate after every epoch too, for a tuner's pruner)."""
     from persotool.evaluation.evaluator import evaluate
 
     model = build(name, params)
@@ -81,7 +89,11 @@ def train(
             on_epoch(epoch, metrics)
 
     context = TrainingContext(
-        validate=valid, metric=f"ndcg@{valid_k}" if valid else None, on_epoch=record_epoch, interactions=split.train
+        validate=valid,
+        metric=f"ndcg@{valid_k}" if valid else None,
+        on_epoch=record_epoch,
+        interactions=split.train,
+        validate_each_epoch=validate_each_epoch,
     )
     started = time.perf_counter()
     model.fit(train_matrix, seen=seen, item_features=item_features, user_features=user_features, context=context)

@@ -330,7 +330,13 @@ def objective_for(cfg: TuneConfig, space, split) -> Any:
 
         started = time.perf_counter()
         model, info = training.train(
-            split, space.model, params, valid_k=valid_k, on_epoch=on_epoch, use_features=cfg.use_features
+            split,
+            space.model,
+            params,
+            valid_k=valid_k,
+            on_epoch=on_epoch,
+            use_features=cfg.use_features,
+            validate_each_epoch=single and cfg.metrics[0] == f"ndcg@{valid_k}",
         )
         result = evaluate_model(model, split.valid, names, n_items=split.n_items)
         measured = {**result.summary, **(result.beyond or {})}
