@@ -327,3 +327,16 @@ def test_models_without_early_stopping_validate_each_epoch_for_the_pruner(small_
 
     _, info = training.train(Split(small_split), model, {"iterations": 8, "factors": 8})
     assert "valid_ndcg@10" not in info["history"]
+
+
+def test_a_failing_trial_is_recorded_with_its_error_and_the_study_goes_on(small_split: Path, tmp_path: Path) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text('model = "ease"\n[params.l2]\ntype = "float"\nlow = -1000.0\nhigh = 1000.0\n')
+    tuned = pt.tune(small_split, out=tmp_path / "s", space=space, trials=6, seed=1)
+    trials = tuned.trials
+    assert trials.height == 6  # failures count toward the budget and do not stop the study
+    failed = trials.filter(pl.col("state") == "fail")
+    assert failed.height >= 1 and (failed["param.l2"] <= 0).all()
+    assert all("l2" in error and "greater than 0" in error for error in failed["error"].to_list())
+    assert (trials.filter(pl.col("state") == "complete")["param.l2"] > 0).all()
+    assert tuned.manifest.best["params"]["l2"] > 0
