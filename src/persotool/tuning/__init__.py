@@ -27,10 +27,8 @@ def run(split_path: Path, cfg: TuneConfig, out: Path, *, force: bool = False, pr
     _prepare(out, force, split_path)
     study, where, lock = st.open_study(cfg, space, split.manifest["split_digest"], out)
     objective = st.objective_for(cfg, space, split)
-    outcome = st.run_trials(cfg, space, split, study, lock, objective, on_trial=progress)
-    manifest = write(out, study, cfg, space, split, where)
-    manifest["ran_here"] = outcome.ran
-    return manifest
+    st.run_trials(cfg, study, lock, objective, on_trial=progress)
+    return write(out, study, cfg, space, split, where)
 
 
 def _prepare(out: Path, force: bool, split_path: Path) -> None:

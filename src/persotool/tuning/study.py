@@ -23,7 +23,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,16 +69,6 @@ class TuneConfig(Strict):
         if self.directions is not None:
             return list(self.directions)
         return ["minimize" if m.split("@")[0] in LOWER_IS_BETTER else "maximize" for m in self.metrics]
-
-
-@dataclass
-class Outcome:
-    """What this call did: the trials it ran, and the study's totals when it stopped."""
-
-    study_name: str
-    storage: str
-    ran: list[int]
-    totals: dict[str, int]
 
 
 def storage_for(cfg: TuneConfig, out: Path):
@@ -252,8 +241,9 @@ def open_study(cfg: TuneConfig, space, split_digest: str, out: Path):
     return study, where, lock
 
 
-def run_trials(cfg: TuneConfig, space, split, study, lock, objective, on_trial=None) -> Outcome:
-    """Take trials until the study holds `trials` of them or `timeout` passes."""
+def run_trials(cfg: TuneConfig, study, lock, objective, on_trial=None) -> list[int]:
+    """Take trials until the study holds `trials` of them or `timeout` passes; returns the numbers
+    of the trials this worker ran."""
     import optuna
     from optuna.trial import TrialState
 
@@ -294,11 +284,7 @@ def run_trials(cfg: TuneConfig, space, split, study, lock, objective, on_trial=N
         ran.append(trial.number)
         if on_trial is not None:
             on_trial(trial.number)
-    totals: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        state = "stale" if t.user_attrs.get("stale") else t.state.name.lower()
-        totals[state] = totals.get(state, 0) + 1
-    return Outcome(study.study_name, "", ran, totals)
+    return ran
 
 
 def objective_for(cfg: TuneConfig, space, split) -> Any:
