@@ -121,6 +121,29 @@ class TuningManifest(Manifest):
     best: dict[str, Any] | None
 
 
+class WorldManifest(Manifest):
+    dataset: Ref
+    window: dict[str, Any]
+    model: str
+    fit: dict[str, Any]
+    grid: dict[str, Any]
+    engagement: dict[str, Any]
+    diagnostics: dict[str, Any]
+    users: int
+    seconds: float
+
+
+class BacktestManifest(Manifest):
+    dataset: Ref
+    window: dict[str, Any]
+    config: dict[str, Any]
+    config_hash: str
+    fit: dict[str, Any]
+    quantities: list[dict[str, Any]]
+    verdict: dict[str, Any]
+    seconds: dict[str, float]
+
+
 BY_KIND: dict[str, type[Manifest]] = {
     "dataset": DatasetManifest,
     "split": SplitManifest,
@@ -130,6 +153,8 @@ BY_KIND: dict[str, type[Manifest]] = {
     "simulation": ExperimentManifest,
     "synthetic-log": SyntheticLogManifest,
     "tuning": TuningManifest,
+    "world": WorldManifest,
+    "backtest": BacktestManifest,
 }
 
 

@@ -32,6 +32,8 @@ SCHEMA_VERSIONS = {
     "benchmark": 1,
     "simulation": 2,
     "tuning": 1,
+    "world": 1,
+    "backtest": 1,
 }
 
 

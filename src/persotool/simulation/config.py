@@ -16,27 +16,35 @@ POLICIES = ("model", "random", "popular", "oracle", "logged")
 class WorldSpec(Strict):
     """Where the users' true preferences and habits come from."""
 
-    source: Literal["calibrated", "synthetic"] = Field(
+    source: str = Field(
         "calibrated",
-        description="calibrated: fitted from the dataset's logs; synthetic: the ground truth of `datasets synth`",
+        description="calibrated: fitted on the dataset's whole log now; a world directory from `persotool "
+        "calibrate`: its fit; synthetic: the ground truth of `datasets synth`",
+    )
+    start: Literal["fresh", "cutoff"] = Field(
+        "fresh",
+        description="fresh: every simulated user starts active, as on a first visit, with habits drawn from "
+        "their logged user's posterior; cutoff: in the state the posterior gives them at the calibration's end",
     )
     ground_truth: Path | None = Field(None, description="synthetic: the `datasets synth` output directory")
     population: int = Field(
         0,
         ge=0,
-        description="simulated users; 0 = the dataset's users, more = resampled from them (each with own noise)",
+        description="simulated users; 0 = the dataset's users, more = resampled from them (each with own draws)",
     )
     truth_factors: int = Field(32, ge=2, le=256, description="factors of the ALS model fitted on all logs as truth")
     truth_noise: float = Field(
         0.3, ge=0, description="sd of noise added to every truth factor, relative to the factors' sd"
     )
     topic_dims: int = Field(8, ge=2, le=64, description="dimensions of the item topic vectors behind slate similarity")
-    visit_prior_strength: float = Field(
-        2.0, gt=0, description="pseudo-days shrinking a user's visit propensity toward the pooled rate"
-    )
     churn_inactivity_days: float = Field(
-        30.0, gt=0, description="a user silent this long before the log ends counts as churned when calibrating"
+        30.0, gt=0, description="the fidelity report counts a user silent this long before the log ends as churned"
     )
+
+    @property
+    def world_dir(self) -> Path | None:
+        """The world directory `source` names, if it names one."""
+        return None if self.source in ("calibrated", "synthetic") else Path(self.source)
 
 
 class BehaviourSpec(Strict):
@@ -57,15 +65,19 @@ class BehaviourSpec(Strict):
     quality_weight: float = Field(0.3, ge=0, description="logit per sd of item quality (log popularity)")
     fatigue_weight: float = Field(0.5, ge=0, description="logit lost per earlier examination of the same item")
     similarity_weight: float = Field(1.0, ge=0, description="logit lost times the slate's mean pairwise cosine")
-    satisfaction_decay: float = Field(0.9, ge=0, lt=1, description="daily decay of accumulated satisfaction")
+    satisfaction_decay: float = Field(
+        0.9, ge=0, lt=1, description="daily decay of satisfaction, a weighted mean of engagements above expectation"
+    )
     expectation: float | None = Field(
         None, ge=0, description="engagements per visit a user expects (None: what the logged behaviour gives)"
     )
     churn_hazard: float | None = Field(
-        None, ge=0, lt=1, description="daily churn chance at zero satisfaction (None: from the logs)"
+        None, ge=0, lt=1, description="daily churn chance at zero satisfaction (None: each user's fitted chance)"
     )
     churn_satisfaction: float = Field(0.5, ge=0, description="hazard is multiplied by exp(-this x satisfaction)")
-    reactivation: float = Field(0.0, ge=0, lt=1, description="daily chance that a churned user comes back")
+    reactivation: float | None = Field(
+        None, ge=0, lt=1, description="daily chance that a churned user comes back (None: each user's fitted chance)"
+    )
 
 
 class ArmSpec(Strict):

@@ -8,9 +8,13 @@ and slate positions, never over users.
 Per visit: the slate is the first `slate_size` candidates the user has not consumed; examination
 falls with position (cascade or log-discount); an examined item is engaged with probability
 sigmoid(intercept + affinity_weight x affinity + quality_weight x quality - fatigue_weight x earlier
-examinations of it - similarity_weight x the slate's mean pairwise topic cosine). Satisfaction
-decays daily and gains (engagements - expectation) on a visit; the daily churn chance is
-hazard x exp(-churn_satisfaction x satisfaction); churned users come back with `reactivation`.
+examinations of it - similarity_weight x the slate's mean pairwise topic cosine). Satisfaction is
+an exponentially weighted mean of (engagements - the user's expectation) over visits: it decays
+daily and gains (1 - satisfaction_decay) x that difference on a visit, so under the policy the
+expectation was set from it stays near zero (a sum would wander, and the convex churn response
+would turn that noise alone into churn). The daily churn chance is
+hazard x exp(-churn_satisfaction x satisfaction); churned users come back with their own daily
+return chance (the world's, fitted; or the behaviour's `reactivation`).
 
 With the feedback loop on, arms that learn from data retrain every `feedback.every` days on their
 own simulated engagements and line up new candidates (`feedback.py`); consumed items stay excluded
@@ -90,7 +94,7 @@ class ArmState:
             logit=cand.logit,
             consumed=np.zeros((n, c), dtype=bool),
             exposure=np.zeros((n, c), dtype=np.uint8),
-            active=np.ones(n, dtype=bool),
+            active=np.ones(n, dtype=bool) if world.start_active is None else world.start_active.copy(),
             satisfaction=np.zeros(n),
             churn_day=np.full(n, -1, dtype=np.int32),
             visits=np.zeros(n, dtype=np.int32),
@@ -121,6 +125,16 @@ class ArmState:
             np.concatenate([self.past_users[past], users]),
             np.concatenate([self.past_items[past], self.items[users, pos]]),
         )
+
+    def refill(self, rows: np.ndarray, cand: Candidates) -> None:
+        """Serve users `rows` (sorted) from new candidate lists (which must exclude what they
+        consumed); their earlier engagements are kept and their examination counts start over."""
+        at, pos = np.nonzero(self.consumed[rows])
+        self.past_users = np.concatenate([self.past_users, rows[at]])
+        self.past_items = np.concatenate([self.past_items, self.items[rows[at], pos]])
+        self.items[rows], self.logit[rows] = cand.items, cand.logit
+        self.consumed[rows] = False
+        self.exposure[rows] = 0
 
     def relineup(self, cand: Candidates, n_items: int) -> None:
         """Serve from new candidate lists (which must exclude what was consumed), keeping the
@@ -185,10 +199,11 @@ def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationC
     state.item_exposure += np.bincount(items[examined], minlength=world.n_items)
     state.item_engagement += np.bincount(items[engaged], minlength=world.n_items)
     state.satisfaction *= beh.satisfaction_decay
-    state.satisfaction[rows] += n_eng - world.expectation
+    expected = world.expectation if np.ndim(world.expectation) == 0 else world.expectation[rows]
+    state.satisfaction[rows] += (1 - beh.satisfaction_decay) * (n_eng - expected)
     hazard = world.hazard * np.exp(-beh.churn_satisfaction * state.satisfaction)
     leaving = state.active & (draws.churn < hazard)
-    back = ~state.active & (draws.react < beh.reactivation)
+    back = ~state.active & (draws.react < (beh.reactivation if world.reactivation is None else world.reactivation))
     state.churn_day[leaving & (state.churn_day < 0)] = day
     state.active = (state.active & ~leaving) | back
     log = state.per_day
@@ -270,6 +285,7 @@ def run(world: World, cfg: SimulationConfig, dataset_digest: str, dataset: Path 
     `dataset` (the world's dataset directory) gives retrained models their features."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    cfg = world.behaviour(cfg)
     size = cfg.slate_size + cfg.candidates
     control = next(a for a in cfg.arms if a.name == cfg.control)
 

@@ -1,18 +1,24 @@
 """The simulated world: every simulated user's true preferences and habits, and the items' quality
 and topics, calibrated from a dataset's logs or taken from the ground truth of `datasets synth`.
 
-Calibration from logs (all fitted on the whole dataset, never on a split):
-- true affinity: an ALS model fitted on every interaction, its factors perturbed by Gaussian noise
-  (`truth_noise` x the factors' sd) so the truth is not any arm's own model, and standardised;
+Calibration from logs (on the calibration window: the whole log, or a world directory's window):
+- visits and returns: the fitted two-state visit model (`calibration.py`); every simulated user
+  draws their own daily active-day chance, leaving chance and return chance (and, with `start =
+  "cutoff"`, their state) from their logged user's posterior, so clones keep their user's habits
+  and the posterior's uncertainty;
+- true affinity: an ALS model fitted on the window's interactions, its factors perturbed by
+  Gaussian noise (`truth_noise` x the factors' sd) so the truth is not any arm's own model;
 - item quality: standardised log(1 + interactions); topic vectors: the items' leading singular
   directions of the truth factors, unit length;
-- visit propensity: a user's active days over their active span, shrunk toward the pooled rate;
-- base engagement: interactions per session (capped at the slate size) over the expected number of
-  examined slots; daily churn hazard: users silent for `churn_inactivity_days` before the log ends,
-  over the users' observed days at risk (the exponential-lifetime estimate with censoring).
+- engagement: the engagement intercept and `continue_after_engagement` are chosen by the method of
+  simulated moments (common random numbers): one visit of a sample of simulated users under the
+  logged-like policy must give the logs' mean interactions per active day (capped at the slate
+  size) and their share of active days with a single interaction. A simulated visit stands for a
+  logged active day: the visit chance is the fitted active-day chance (on a first visit nearly
+  every simulated visit engages; later ones engage less as a static lineup goes deeper).
 
 A population larger than the dataset resamples its users: each simulated user copies a logged
-user's habits and history (`source_user`, which is also who models score for) with their own noise.
+user's habits and history (`source_user`, which is also who models score for) with their own draws.
 """
 
 from __future__ import annotations
@@ -49,9 +55,18 @@ class World:
     popularity: np.ndarray  # (items,) logged interactions
     base_engagement: float
     intercept: float  # engagement logit at average affinity and quality, no fatigue
-    expectation: float  # engagements per visit a user expects
+    expectation: float | np.ndarray  # engagements per visit a user expects (one value, or one per user)
     calibration: dict[str, Any] = field(default_factory=dict)
     logs: LogStats | None = None  # what the logs said, for the fidelity report
+    reactivation: np.ndarray | None = None  # (N,) daily return chance when churned (None: the behaviour's)
+    start_active: np.ndarray | None = None  # (N,) bool: active on the first simulated day (None: all)
+    fitted_behaviour: dict[str, float] = field(default_factory=dict)  # behaviour fields set by calibration
+
+    def behaviour(self, cfg: SimulationConfig) -> SimulationConfig:
+        """`cfg` with the behaviour fields this world's calibration chose."""
+        if not self.fitted_behaviour:
+            return cfg
+        return cfg.model_copy(update={"behaviour": cfg.behaviour.model_copy(update=self.fitted_behaviour)})
 
     @property
     def n_users(self) -> int:
@@ -68,14 +83,6 @@ class World:
         else:
             raw = np.einsum("...d,...d->...", self.user_truth[users], self.item_truth[items])
         return ((raw - self.affinity_mean) / self.affinity_sd).astype(np.float32)
-
-
-def examined_slots(behaviour: BehaviourSpec, k: int, base: float) -> float:
-    """Expected number of examined positions of a k-slate when every item is engaged with `base`."""
-    if behaviour.examination == "log-discount":
-        return float((1 / np.log2(np.arange(k) + 2)).sum())
-    go_on = base * behaviour.continue_after_engagement + (1 - base) * behaviour.cascade_continue
-    return float(sum(go_on**j for j in range(k)))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -181,37 +188,68 @@ def _noisy(values: np.ndarray, noise: float, rng: np.random.Generator) -> np.nda
     return (values + rng.normal(0, scale, size=values.shape)).astype(np.float32)
 
 
-def build(dataset: Path, cfg: SimulationConfig) -> World:
-    """The world of `cfg` for the dataset at `dataset` (an ingested dataset directory)."""
+@dataclass
+class Variant:
+    """One world among many drawn for a robustness run: which logged users it is built from (a
+    bootstrap, rows of the calibration's histories) and the visit model's parameters."""
+
+    rows: np.ndarray | None = None
+    fit: Any = None  # a calibration.Fit drawn from the fit's posterior
+
+
+def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Variant | None = None) -> World:
+    """The world of `cfg` for the dataset at `dataset` (an ingested dataset directory). A fitted
+    `calibration` (from `fitted.calibrate_frame`) is used as given instead of `cfg.world.source`."""
     from persotool.data.artifacts import read_artifact
+    from persotool.simulation import fitted
 
     manifest = read_artifact(dataset, "dataset")
     n_users, n_items = manifest["counts"]["n_users"], manifest["counts"]["n_items"]
-    spec, behaviour = cfg.world, cfg.behaviour
+    spec = cfg.world
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 11]))
     frame = pl.read_parquet(
         dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp", "session_id"]
     )
     if frame.is_empty():
         raise DataError("has no interactions to calibrate a world from", where=str(dataset))
-    stats = log_stats(frame, n_users, n_items, spec.churn_inactivity_days, cfg.pre_days + cfg.days)
-    history = seen_matrix(frame, n_users, n_items)
     logged_ids = pl.read_parquet(dataset / "users.parquet", columns=["user_idx", "user_id"]).sort("user_idx")
-    source = _population(spec, n_users, rng)
-    calibration: dict[str, Any] = {"source": spec.source, "dataset_digest": manifest["dataset_digest"]}
-    if spec.source == "synthetic":
-        user_f, item_f, quality_raw, propensity_src, hazard_src = _synthetic(spec, dataset, n_users, n_items)
-        calibration["ground_truth"] = str(spec.ground_truth)
+    calibration_info: dict[str, Any] = {"source": spec.source, "dataset_digest": manifest["dataset_digest"]}
+    reactivation = start_active = None
+    if spec.source == "synthetic" and calibration is None:
+        window = frame
+        source = _population(spec, n_users, rng)
+        user_f, item_f, quality_raw, propensity_src, hazard_src, back = _synthetic(spec, dataset, n_users, n_items)
+        propensity, hazard = propensity_src[source], hazard_src[source]
+        reactivation = np.full(len(source), back)
+        calibration_info["ground_truth"] = str(spec.ground_truth)
+        history = seen_matrix(window, n_users, n_items)
     else:
+        if calibration is None:
+            if spec.world_dir is not None:
+                calibration, _ = fitted.load(spec.world_dir, dataset)
+                calibration_info["world_dir"] = str(spec.world_dir)
+            else:
+                calibration = fitted.calibrate_frame(frame.select("user_idx", "timestamp"), None, seed=cfg.seed)
+        window = frame.filter(pl.col("timestamp") < calibration.window.until)
+        known = calibration.histories.user_idx
+        rows = variant.rows if variant is not None and variant.rows is not None else _population(spec, len(known), rng)
+        source = known[rows]
+        draws = calibration.draw(
+            rows, rng, fresh=spec.start == "fresh", fit=variant.fit if variant is not None else None
+        )
+        propensity, hazard, reactivation, start_active = draws.p, draws.theta, draws.r, draws.active
+        history = seen_matrix(window, n_users, n_items)
         user_f, item_f = _fit_truth(history, spec, cfg.seed)
-        quality_raw = np.log1p(stats.item_counts)
-        pooled = (stats.active_days - 1).clip(0).sum() / max((stats.span_days - 1).clip(0).sum(), 1)
-        kappa = spec.visit_prior_strength
-        propensity_src = ((stats.active_days - 1).clip(0) + kappa * pooled) / ((stats.span_days - 1).clip(0) + kappa)
-        propensity_src = propensity_src.clip(0.01, 0.95)
-        h = stats.churned.sum() / max(stats.days_at_risk.sum(), 1.0)
-        hazard_src = np.full(n_users, float(np.clip(h, 1e-4, 0.5)))
-        calibration |= {"pooled_visit_rate": float(pooled), "logged_churn_hazard": float(h)}
+        quality_raw = np.log1p(np.bincount(window["item_idx"].to_numpy(), minlength=n_items))
+        calibration_info |= {
+            "window": calibration.window.to_dict(),
+            "visit_model": calibration.fit.to_dict()
+            if variant is None or variant.fit is None
+            else variant.fit.to_dict(),
+            "start": spec.start,
+            "active_at_start": float(start_active.mean()),
+        }
+    stats = log_stats(window, n_users, n_items, spec.churn_inactivity_days, cfg.pre_days + cfg.days)
     user_truth = _noisy(user_f[source], spec.truth_noise, rng)
     item_truth = _noisy(item_f, spec.truth_noise, rng)
     # standardise affinity on a sample of pairs
@@ -220,49 +258,190 @@ def build(dataset: Path, cfg: SimulationConfig) -> World:
     raw = np.einsum("nd,nd->n", user_truth[su], item_truth[si])
     mean, sd = float(raw.mean()), float(raw.std() or 1.0)
     quality = ((quality_raw - quality_raw.mean()) / (quality_raw.std() or 1.0)).astype(np.float32)
-    k = cfg.slate_size
-    if behaviour.base_engagement is not None:
-        base = behaviour.base_engagement
-    else:
-        examined = examined_slots(behaviour, k, 0.3)
-        base = float(np.clip(np.minimum(stats.session_lengths, k).mean() / examined, 0.02, 0.9))
-    # the intercept is calibrated on pairs like the logged ones: users at random, items by popularity
-    p_items = stats.item_counts / stats.item_counts.sum()
-    li = rng.choice(n_items, size=20_000, p=p_items)
-    affinity = (np.einsum("nd,nd->n", user_truth[su], item_truth[li]) - mean) / sd
-    intercept = _intercept(behaviour, affinity, quality[li], base)
-    expectation = behaviour.expectation
-    if expectation is None:
-        expectation = base * examined_slots(behaviour, k, base)
-    hazard = hazard_src[source] if behaviour.churn_hazard is None else np.full(len(source), behaviour.churn_hazard)
-    calibration |= {
-        "base_engagement": base,
-        "intercept": intercept,
-        "expectation": expectation,
-        "mean_visit_propensity": float(propensity_src[source].mean()),
-        "mean_churn_hazard": float(hazard.mean()),
-        "population": len(source),
-        "logged_users": n_users,
-    }
-    return World(
+    behaviour = cfg.behaviour
+    if behaviour.churn_hazard is not None:
+        hazard = np.full(len(source), behaviour.churn_hazard)
+    if behaviour.reactivation is not None:
+        reactivation = None  # the engine uses the behaviour's
+    world = World(
         user_truth=user_truth,
         item_truth=item_truth,
         affinity_mean=mean,
         affinity_sd=sd,
         quality=quality,
         topics=_topics(item_truth, spec.topic_dims),
-        propensity=propensity_src[source].astype(np.float64),
-        hazard=hazard.astype(np.float64),
+        propensity=np.asarray(propensity, dtype=np.float64),
+        hazard=np.asarray(hazard, dtype=np.float64),
         source_user=source,
         user_ids=_ids(source, logged_ids["user_id"].to_list()),
         history=history,
         popularity=stats.item_counts.astype(np.float64),
-        base_engagement=base,
-        intercept=intercept,
-        expectation=float(expectation),
-        calibration=calibration,
+        base_engagement=0.0,
+        intercept=0.0,
+        expectation=0.0,
+        calibration=calibration_info,
         logs=stats,
+        reactivation=None if reactivation is None else np.asarray(reactivation, dtype=np.float64),
+        start_active=start_active,
     )
+    _engagement(world, cfg, _engagement_targets(window, stats, cfg.slate_size), rng)
+    world.calibration |= {
+        "mean_visit_propensity": float(world.propensity.mean()),
+        "mean_churn_hazard": float(world.hazard.mean()),
+        "mean_reactivation": float(world.reactivation.mean()) if world.reactivation is not None else None,
+        "population": len(source),
+        "logged_users": n_users,
+    }
+    return world
+
+
+def _engagement_targets(window: pl.DataFrame, stats: LogStats, k: int) -> dict[str, float]:
+    """The logs' interactions per active day, capped at the slate size: mean and single share."""
+    per_day = (
+        window.select("user_idx", (pl.col("timestamp").dt.truncate("1d")).alias("day"))
+        .group_by("user_idx", "day")
+        .len()
+    )
+    counts = np.minimum(per_day["len"].to_numpy(), k)
+    return {"mean": float(counts.mean()), "single_share": float((counts == 1).mean())}
+
+
+ENGAGEMENT_SAMPLE = 4000
+CONTINUE_GRID = (0.3, 0.45, 0.6, 0.7, 0.8, 0.88, 0.94, 0.98)
+
+
+def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], rng: np.random.Generator) -> None:
+    """Set the world's engagement intercept, expectation and visit propensity, and (unless given)
+    `continue_after_engagement`, by the method of simulated moments: one visit of a sample of
+    simulated users under the logged-like policy, with one fixed set of uniforms (common random
+    numbers) for every candidate setting, must match the logs' engagements per active day."""
+    from persotool.simulation import engine
+    from persotool.simulation.config import ArmSpec
+    from persotool.simulation.policies import candidates
+
+    behaviour, k = cfg.behaviour, cfg.slate_size
+    users = np.sort(rng.choice(world.n_users, size=min(ENGAGEMENT_SAMPLE, world.n_users), replace=False))
+    probe = World(
+        **{
+            **world.__dict__,
+            "propensity": np.ones(len(users)),
+            "hazard": np.zeros(len(users)),
+            "user_truth": world.user_truth[users],
+            "source_user": world.source_user[users],
+            "user_ids": [world.user_ids[u] for u in users],
+            "reactivation": np.zeros(len(users)),
+            "start_active": None,
+        }
+    )
+    logged = ArmSpec(name="logged-probe", policy="logged", share=1.0)
+    cand = candidates(logged, probe, behaviour, k + cfg.candidates, seed=cfg.seed, dataset_digest="")
+    draws = engine.draws_for(cfg.seed, 10_000_019, len(users), k)  # a day no simulation uses
+
+    def visit(intercept: float, go_on: float) -> np.ndarray:
+        probe.intercept = intercept
+        run_cfg = cfg.model_copy(
+            update={"behaviour": behaviour.model_copy(update={"continue_after_engagement": go_on})}
+        )
+        state = engine.ArmState.start(cand, probe, 1)
+        engine.step(state, draws, 0, probe, run_cfg)
+        return state.engagements
+
+    def solve(go_on: float) -> tuple[float, np.ndarray]:
+        """The intercept whose engaged visits give the target mean (bisection; monotone under CRN)."""
+        lo, hi = -12.0, 12.0
+        for _ in range(24):
+            mid = (lo + hi) / 2
+            n = visit(mid, go_on)
+            engaged = n[n > 0]
+            if len(engaged) and engaged.mean() >= target["mean"]:
+                hi = mid
+            else:
+                lo = mid
+        return hi, visit(hi, go_on)
+
+    if behaviour.base_engagement is not None:  # given: the mean engagement chance over logged-like pairs
+        p_items = world.popularity / world.popularity.sum()
+        su = rng.integers(0, world.n_users, 20_000)
+        li = rng.choice(world.n_items, size=20_000, p=p_items)
+        affinity = world.affinity(su, li)
+        intercept = _intercept(behaviour, affinity, world.quality[li], behaviour.base_engagement)
+        go_on, n = behaviour.continue_after_engagement, visit(intercept, behaviour.continue_after_engagement)
+    elif "continue_after_engagement" in behaviour.model_fields_set:
+        go_on = behaviour.continue_after_engagement
+        intercept, n = solve(go_on)
+    else:
+        best = None
+        for option in CONTINUE_GRID:
+            intercept_o, n_o = solve(option)
+            engaged = n_o[n_o > 0]
+            single = float((engaged == 1).mean()) if len(engaged) else 1.0
+            miss = (
+                abs(float(engaged.mean()) - target["mean"]) / max(target["mean"], 1e-9)
+                + abs(single - target["single_share"])
+                if len(engaged)
+                else np.inf
+            )
+            if best is None or miss < best[0]:
+                best = (miss, option, intercept_o, n_o)
+        _, go_on, intercept, n = best
+        world.fitted_behaviour["continue_after_engagement"] = float(go_on)
+    engaged = n[n > 0]
+    reached = float((n > 0).mean())
+    world.intercept = float(intercept)
+    world.base_engagement = float(1 / (1 + np.exp(-intercept)))
+    fitted_behaviour = cfg.behaviour.model_copy(update={"continue_after_engagement": go_on})
+    expected, engaged_chance = _first_visit(world, fitted_behaviour, cfg, logged)
+    # each user expects what the logged-like policy gives them
+    world.expectation = expected if behaviour.expectation is None else behaviour.expectation
+    world.calibration |= {
+        "engagement_target": target,
+        "engagement_simulated": {
+            "mean": float(engaged.mean()) if len(engaged) else 0.0,
+            "single_share": float((engaged == 1).mean()) if len(engaged) else 0.0,
+            "visits_with_engagement": reached,
+            "first_visit_engaged_chance": float(engaged_chance.mean()),
+        },
+        "intercept": world.intercept,
+        "continue_after_engagement": float(go_on),
+        "expectation": float(np.mean(world.expectation)),
+    }
+
+
+def _first_visit(world: World, behaviour, cfg: SimulationConfig, logged) -> tuple[np.ndarray, np.ndarray]:
+    """Each simulated user's expected engagements on a first visit under the logged-like policy
+    (one draw of its slate), and their chance of engaging at all, from the examination model in
+    closed form."""
+    from persotool.simulation.policies import candidates
+
+    k = cfg.slate_size
+    cand = candidates(logged, world, behaviour, k, seed=cfg.seed + 1, dataset_digest="")
+    valid = cand.items >= 0
+    topics = world.topics[np.maximum(cand.items, 0)] * valid[..., None]
+    total = topics.sum(axis=1)
+    shown = valid.sum(axis=1)
+    pairs = shown * (shown - 1)
+    similarity = np.where(pairs > 0, ((total * total).sum(axis=1) - shown) / np.maximum(pairs, 1), 0.0)
+    chance = np.where(
+        valid, _sigmoid(world.intercept + cand.logit - behaviour.similarity_weight * similarity[:, None]), 0.0
+    )
+    if behaviour.examination == "log-discount":
+        seen = 1 / np.log2(np.arange(chance.shape[1]) + 2)[None, :]
+        return (chance * seen).sum(axis=1), 1 - np.prod(1 - chance * seen, axis=1)
+    reach = np.ones(len(chance))  # examines position j
+    expected = np.zeros(len(chance))
+    for j in range(chance.shape[1]):
+        expected += reach * chance[:, j]
+        reach = reach * (
+            chance[:, j] * behaviour.continue_after_engagement + (1 - chance[:, j]) * behaviour.cascade_continue
+        )
+    # P(no engagement) = P(stop before engaging): sum over the position of stopping, or the slate's end
+    stop = np.zeros(len(chance))
+    alive = np.ones(len(chance))
+    for j in range(chance.shape[1]):
+        stop += alive * (1 - chance[:, j]) * (1 - behaviour.cascade_continue)
+        alive = alive * (1 - chance[:, j]) * behaviour.cascade_continue
+    never = stop + alive
+    return expected, 1 - never
 
 
 def _fit_truth(history: sp.csr_matrix, spec: WorldSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -304,4 +483,5 @@ def _synthetic(spec: WorldSpec, dataset: Path, n_users: int, n_items: int):
         truth["item_bias"][i].astype(np.float64),
         truth["visit_propensity"][u].astype(np.float64),
         truth["churn_hazard"][u].astype(np.float64),
+        float(meta["config"]["reactivation_probability"]),
     )
