@@ -136,4 +136,9 @@ def to_html(blocks: list[Block]) -> str:
 
 
 def number(value) -> str:
-    return f"{value:,.4f}" if isinstance(value, float) else f"{value:,}"
+    """A table cell for a number; blank for None (not applicable), n/a for NaN."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:,.4f}"
+    return f"{value:,}"

@@ -520,3 +520,201 @@ def _cell(value) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class World(Artifact):
+    """A world directory from `calibrate`: the fitted visit model, its uncertainty, diagnostics
+    and calibration window; `simulate` loads it with `[world] source = "DIR"`."""
+
+    kind = "world"
+
+    @property
+    def digest(self) -> str:
+        m = self.manifest
+        return artifacts.config_hash({"dataset": m.dataset.digest, "window": m.window, "fit": m.fit["params"]})
+
+    @property
+    def users(self):
+        """What the model concludes about each user at the cutoff."""
+        return self.table("users")
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "output": str(self.path),
+            "digest": self.digest,
+            "dataset": m.dataset.model_dump(),
+            "window": m.window,
+            "model": m.model,
+            "fit": {k: v for k, v in m.fit.items() if k != "log_cov"},
+            "diagnostics": m.diagnostics,
+            "engagement": {k: v for k, v in m.engagement.items() if k != "per_active_day"},
+            "users": m.users,
+            "seconds": m.seconds,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def blocks(self) -> list[render.Block]:
+        m = self.manifest
+        fit, se = m.fit["params"], m.fit["standard_errors"]
+        check = m.diagnostics["active_days"]
+        means = m.fit["means"]
+        return [
+            render.key_values(
+                f"World {self.path}",
+                [
+                    ("dataset", m.dataset.path),
+                    ("window", f"{m.window['start'][:10]} to {m.window['until'][:10]} ({m.window['days']} days)"),
+                    ("users", f"{m.users:,}"),
+                    ("model", m.model),
+                    (
+                        "log-likelihood",
+                        f"{m.fit['log_likelihood']:.1f}" + ("" if m.fit["converged"] else " (not converged)"),
+                    ),
+                    ("mean daily active-day chance", f"{means['visit_chance']:.4f}"),
+                    ("mean daily leaving chance", f"{means['leaving_chance']:.4f}"),
+                    ("mean daily return chance", f"{means['return_chance']:.6f}"),
+                    ("interactions per active day", f"{m.engagement['mean']:.2f}"),
+                    ("seconds", f"{m.seconds:.1f}"),
+                    ("mlflow run", self._run_cell()),
+                ],
+            ),
+            render.Table(
+                "Fitted parameters (Beta distributions of the daily chances)",
+                ["parameter", "of", "value", "standard error"],
+                [
+                    [name, of, render.number(fit[name]), render.number(se[name])]
+                    for name, of in zip(
+                        ("alpha", "beta", "gamma", "delta", "epsilon", "zeta"),
+                        ("active day", "active day", "leaving", "leaving", "return", "return"),
+                        strict=True,
+                    )
+                ],
+                left={"parameter", "of"},
+            ),
+            render.Table(
+                f"In-sample check: users by active days after the first (chi-square p = {check['p_value']:.3g})",
+                ["active days", "logs", "fitted model"],
+                [
+                    [b, str(o), f"{e:.1f}"]
+                    for b, o, e in zip(check["bins"], check["observed"], check["expected"], strict=True)
+                ],
+                left={"active days"},
+            ),
+        ]
+
+
+class Backtest(Artifact):
+    """A back-test directory from `backtest`: the simulator's forecast of the held-out logs beside
+    naive forecasts and noise floors, with a verdict per quantity."""
+
+    kind = "backtest"
+
+    @property
+    def digest(self) -> str:
+        return self.manifest.config_hash
+
+    @property
+    def per_user(self):
+        return self.table("per_user")
+
+    @property
+    def retention(self):
+        return self.table("retention")
+
+    @property
+    def quantities(self) -> list[dict[str, Any]]:
+        return self.manifest.quantities
+
+    def verdict(self, quantity: str) -> str:
+        return next(q["verdict"] for q in self.quantities if q["quantity"] == quantity)
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "output": str(self.path),
+            "dataset": m.dataset.model_dump(),
+            "window": m.window,
+            "fit": {k: v for k, v in m.fit.items() if k != "log_cov"},
+            "quantities": m.quantities,
+            "verdict": m.verdict,
+            "notes": getattr(m, "notes", []),
+            "seconds": m.seconds,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def notes(self) -> list[str]:
+        return list(getattr(self.manifest, "notes", []))
+
+    def blocks(self) -> list[render.Block]:
+        m = self.manifest
+        w, v = m.window, m.verdict
+        columns = ["quantity", "logs", "simulator", "persistence", "hist. rate", "noise ±", "verdict"]
+        rows = [
+            [
+                _label(q["quantity"]),
+                _short(q.get("real")),
+                _short(q.get("simulated")),
+                _short(q.get("persistence")),
+                _short(q.get("historical rate")),
+                _short(q.get("noise")),
+                _verdict_cell(q["verdict"]),
+            ]
+            for q in m.quantities
+        ]
+        return [
+            render.key_values(
+                f"Back-test {self.path}",
+                [
+                    ("dataset", m.dataset.path),
+                    ("calibrated on", f"{w['start'][:10]} to {w['until'][:10]} ({w['days']} days)"),
+                    ("held out", f"{w['held_out_days']} days after the cutoff"),
+                    ("known users", f"{v['known_users']:,} ({v['returning_users']:,} returned after the cutoff)"),
+                    ("verdicts", ", ".join(f"{n} {k}" for k, n in v["counts"].items())),
+                    ("seconds", f"{m.seconds['total']:.1f}"),
+                    ("mlflow run", self._run_cell()),
+                ],
+            ),
+            render.Table(
+                "The simulator against the held-out logs",
+                columns,
+                rows,
+                left={"quantity", "verdict"},
+                compact=True,
+                caption="aggregates: values; distributions: means, KS against a real-vs-resampled-real floor; "
+                "per user: each forecast's score. better: better than the naive forecast",
+            ),
+        ]
+
+
+_LABELS = {
+    "share of users returning": "returning share",
+    "active days per user": "active days/user",
+    "engagement share of the top 10% items": "top-10% item share",
+    "gap between active days": "gap (days)",
+    "interactions per active day": "interactions/day",
+    "AUC of returning": "AUC returning",
+    "Spearman of active days": "Spearman days",
+    "MAE of active days": "MAE days",
+}
+
+
+def _label(quantity: str) -> str:
+    if quantity.startswith("returned within "):
+        return "returned ≤ " + quantity.removeprefix("returned within ").replace(" days", " d")
+    return _LABELS.get(quantity, quantity)
+
+
+def _short(value) -> str:
+    """Three significant digits; blank when a forecast does not apply."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:
+        return "n/a"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _verdict_cell(verdict: str) -> str:
+    colour = {"misfit": "red", "better than the naive forecast": "green"}.get(verdict)
+    verdict = "better" if verdict == "better than the naive forecast" else verdict
+    return f"[{colour}]{verdict}[/{colour}]" if colour else verdict

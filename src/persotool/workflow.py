@@ -13,7 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from persotool.results import Benchmark, Dataset, Evaluation, Experiment, Split, SyntheticLog, TrainedModel, Tuning
+from persotool.results import (
+    Backtest,
+    Benchmark,
+    Dataset,
+    Evaluation,
+    Experiment,
+    Split,
+    SyntheticLog,
+    TrainedModel,
+    Tuning,
+    World,
+)
 
 # Keyword options of `ingest` and where each goes in the IngestConfig (the CLI flags of the same names).
 INGEST_OPTIONS = {
@@ -289,3 +300,30 @@ def tune(
     cfg = config if isinstance(config, TuneConfig) else load_config(TuneConfig, config, given)
     run(_path(split), cfg, Path(out), force=force, progress=progress)
     return _recorded(Tuning(out), track)
+
+
+def calibrate(
+    dataset, out: Path | str, *, until: str | float | None = None, seed: int = 0, force: bool = False, track=None
+) -> World:
+    """Fit the simulator's user model on `dataset`'s logs up to `until` (a date, a fraction of the
+    log's time range, or None for all of it) and write the world directory `out`, which
+    `simulate` loads with `[world] source = "OUT"`."""
+    from persotool.simulation import fitted
+
+    fitted.calibrate(_path(dataset), until, Path(out), seed=seed, force=force)
+    return _recorded(World(out), track)
+
+
+def backtest(dataset, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Backtest:
+    """Calibrate on `dataset`'s logs before a cutoff, simulate the held-out period and compare with
+    what the logs show after it, beside naive forecasts and noise floors. `config` is a
+    BacktestConfig or a TOML file; `options` its fields (dotted keys for nested ones)."""
+    from persotool.config import load_config
+    from persotool.data import artifacts
+    from persotool.simulation import backtest as bt
+
+    cfg = config if isinstance(config, bt.BacktestConfig) else load_config(bt.BacktestConfig, config, _given(options))
+    artifacts.check_output(Path(out), force=force, inputs=[_path(dataset)])
+    result = bt.run(_path(dataset), cfg)
+    bt.write(result, cfg, Path(out), force=force)
+    return _recorded(Backtest(out), track)

@@ -109,6 +109,7 @@ def root(
 
 
 from persotool.cli import benchmark as _benchmark  # noqa: E402
+from persotool.cli import calibrate as _calibrate  # noqa: E402
 from persotool.cli import datasets as _datasets  # noqa: E402
 from persotool.cli import evaluate as _evaluate  # noqa: E402
 from persotool.cli import ingest as _ingest  # noqa: E402
@@ -125,6 +126,7 @@ _train.register(app)
 _evaluate.register(app)
 _tune.register(app)
 _benchmark.register(app)
+_calibrate.register(app)
 _simulate.register(app)
 _track.register(app)
 

@@ -46,6 +46,13 @@ NAIVE = ("persistence", "historical rate", "nobody returns")
 RETENTION_DAYS = (1, 7, 30, 90, 365, 1000)
 
 
+class BacktestBehaviour(BehaviourSpec):
+    """The user model of a back-test: fatigue is off by default, because the logs' own policy does
+    not re-show skipped items the way a simulated static lineup does."""
+
+    fatigue_weight: float = Field(0.0, ge=0, description="logit lost per earlier examination of the same item")
+
+
 class BacktestConfig(Strict):
     cutoff: str | float = Field(0.8, description="where the logs are cut: a fraction of their time range, or a date")
     clones: int = Field(
@@ -59,11 +66,7 @@ class BacktestConfig(Strict):
         30, ge=1, description="fewer known users returning after the cutoff: the log cannot support a forecast"
     )
     world: WorldSpec = Field(default_factory=WorldSpec)
-    behaviour: BehaviourSpec = Field(
-        default_factory=lambda: BehaviourSpec(fatigue_weight=0.0),
-        description="the user model; fatigue is off by default: the logs' own policy does not re-show skipped "
-        "items the way a simulated static lineup does",
-    )
+    behaviour: BacktestBehaviour = Field(default_factory=BacktestBehaviour)
 
 
 @dataclass
@@ -487,9 +490,15 @@ def _distribution_row(name: str, real: np.ndarray, sim: np.ndarray, rng, reps: i
             "verdict": "misfit" if len(real) >= 2 else "within noise",
             "note": f"{note}; too few values to compare",
         }
-    ks = float(stats.ks_2samp(real, sim).statistic)
+    ks = float(stats.ks_2samp(real, sim, method="asymp").statistic)
     floor = float(
-        np.quantile([stats.ks_2samp(real, rng.choice(real, len(real))).statistic for _ in range(min(reps, 200))], 0.95)
+        np.quantile(
+            [
+                stats.ks_2samp(real, rng.choice(real, len(real)), method="asymp").statistic
+                for _ in range(min(reps, 200))
+            ],
+            0.95,
+        )
     )
     return {
         "quantity": name,

@@ -282,6 +282,81 @@ def record_simulation(tracking, out: Path) -> str:
     )
 
 
+def record_world(tracking, out: Path) -> str:
+    """Record a world directory's MLflow run: the fitted parameters and their standard errors."""
+    from persotool.data.artifacts import read_artifact
+    from persotool.tracking import RunSpec, record_run
+
+    manifest = read_artifact(out, "world")
+    fit = manifest["fit"]
+    metrics = {f"fit.{k}": v for k, v in fit["params"].items()}
+    metrics |= {f"fit.{k}.se": v for k, v in fit["standard_errors"].items()}
+    metrics |= {f"mean.{k}": v for k, v in fit["means"].items()}
+    metrics |= {
+        "log_likelihood": fit["log_likelihood"],
+        "users": manifest["users"],
+        "seconds": manifest["seconds"],
+        "active_days_check_p": manifest["diagnostics"]["active_days"]["p_value"],
+    }
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{out.name} · calibrate",
+            command="calibrate",
+            output=out,
+            params={
+                "until": manifest["window"]["until"],
+                "days": manifest["window"]["days"],
+                "model": manifest["model"],
+            },
+            metrics=metrics,
+            tags={"persotool.dataset_digest": manifest["dataset"]["digest"], "persotool.output": str(out.resolve())},
+            artifacts=[(out / "manifest.json", None), (out / "active_days.png", None)],
+        ),
+    )
+
+
+def record_backtest(tracking, out: Path) -> str:
+    """Record a back-test directory's MLflow run: every quantity for the simulator and each naive
+    forecast, and the verdicts as tags."""
+    from persotool.data.artifacts import read_artifact
+    import re
+
+    from persotool.tracking import RunSpec, flatten, record_run
+
+    def metric_key(name: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+    manifest = read_artifact(out, "backtest")
+    metrics: dict[str, float] = {}
+    tags = {"persotool.dataset_digest": manifest["dataset"]["digest"], "persotool.output": str(out.resolve())}
+    for q in manifest["quantities"]:
+        key = metric_key(q["quantity"])
+        for source in ("real", "simulated", "model (closed form)", "persistence", "historical rate", "nobody returns"):
+            value = q.get(source)
+            if isinstance(value, int | float) and value == value:
+                metrics[f"{key}.{metric_key(source)}"] = float(value)
+        tags[f"verdict.{key}"] = q["verdict"]
+    verdict = manifest["verdict"]
+    metrics |= {f"verdicts.{metric_key(k)}": v for k, v in verdict["counts"].items()}
+    metrics |= {"returning_users": verdict["returning_users"], "known_users": verdict["known_users"]}
+    return record_run(
+        tracking,
+        RunSpec(
+            name=f"{out.name} · backtest",
+            command="backtest",
+            output=out,
+            params=flatten(manifest["config"]) | {"until": manifest["window"]["until"]},
+            metrics=metrics,
+            tags=tags,
+            artifacts=[
+                (out / f, "backtest")
+                for f in ("results.json", "quantities.csv", "retention.png", "active_days.png", "manifest.json")
+            ],
+        ),
+    )
+
+
 def record_synth(tracking, out: Path) -> str:
     """Record a synthetic log directory's MLflow run (from its manifest: also `persotool track`)."""
     from persotool.data.artifacts import read_artifact
@@ -383,6 +458,8 @@ RECORDERS = {
     "benchmark": record_benchmark,
     "simulation": record_simulation,
     "tuning": record_tuning,
+    "world": record_world,
+    "backtest": record_backtest,
 }
 
 
