@@ -715,6 +715,6 @@ def _short(value) -> str:
 
 
 def _verdict_cell(verdict: str) -> str:
-    colour = {"misfit": "red", "better than the naive forecast": "green"}.get(verdict)
+    colour = {"misfit": "red", "better than the naive forecast": "green", "close": "dim"}.get(verdict)
     verdict = "better" if verdict == "better than the naive forecast" else verdict
     return f"[{colour}]{verdict}[/{colour}]" if colour else verdict

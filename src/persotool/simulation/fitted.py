@@ -30,7 +30,7 @@ ENGAGEMENT_CAP = 200  # interactions per active day counted exactly up to this; 
 
 @dataclass
 class Window:
-    start: datetime  # the log's first timestamp; day 0 starts here
+    start: datetime  # midnight (UTC) before the log's first timestamp; day 0 starts here
     cutoff_day: int  # days before this one are in the window
     log_days: int  # days the whole log spans
 
@@ -54,7 +54,8 @@ class Window:
 def window(frame: pl.DataFrame, until: str | float | None) -> Window:
     """The calibration window of a log: `until` is None (the whole log), a fraction in (0, 1] of
     its time range, or an ISO date; the window ends at the start of the day it falls in."""
-    start, end = frame["timestamp"].min(), frame["timestamp"].max()
+    first, end = frame["timestamp"].min(), frame["timestamp"].max()
+    start = first.replace(hour=0, minute=0, second=0, microsecond=0)  # days are calendar days (UTC)
     log_days = int((end - start).total_seconds() // 86400) + 1
     if until is None:
         return Window(start, log_days, log_days)
@@ -62,7 +63,7 @@ def window(frame: pl.DataFrame, until: str | float | None) -> Window:
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise ConfigError(f"`until` {until!r} is a fraction of the log's time range; expected one in (0, 1]")
-        moment = start + (end - start) * fraction
+        moment = first + (end - first) * fraction
     else:
         try:
             moment = datetime.fromisoformat(str(until))

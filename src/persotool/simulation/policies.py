@@ -7,7 +7,8 @@ serve, computed once in batches (never per user). Each day a user's slate is the
 - popular: logged popularity (the same order for everyone);
 - oracle: the true engagement logit (affinity and quality), the best a greedy policy can do;
 - logged: the logged behaviour, approximated as items drawn with probability proportional to
-  their logged popularity, independently per user (a stochastic popularity policy).
+  their logged popularity to a fitted power, independently per user (a stochastic popularity
+  policy).
 Items in a user's logged history are never served.
 """
 
@@ -70,8 +71,9 @@ def _random_scorer(arm, world: World, behaviour, rng, dataset_digest) -> Callabl
 
 
 def _logged_scorer(arm, world: World, behaviour, rng, dataset_digest) -> Callable:
-    """Like the logs: Gumbel top-k of log-popularity samples items in proportion to popularity."""
-    log_pop = np.log(world.popularity + 0.5).astype(np.float32)
+    """Like the logs: Gumbel top-k of exponent x log-popularity samples items in proportion to
+    popularity to the power of the world's fitted exponent."""
+    log_pop = (world.logged_exponent * np.log(world.popularity + 0.5)).astype(np.float32)
     return lambda users: log_pop + rng.gumbel(size=(len(users), world.n_items)).astype(np.float32)
 
 

@@ -61,6 +61,7 @@ class World:
     reactivation: np.ndarray | None = None  # (N,) daily return chance when churned (None: the behaviour's)
     start_active: np.ndarray | None = None  # (N,) bool: active on the first simulated day (None: all)
     fitted_behaviour: dict[str, float] = field(default_factory=dict)  # behaviour fields set by calibration
+    logged_exponent: float = 1.0  # the logged-like policy samples items with probability ~ popularity^this
 
     def behaviour(self, cfg: SimulationConfig) -> SimulationConfig:
         """`cfg` with the behaviour fields this world's calibration chose."""
@@ -296,25 +297,44 @@ def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Va
 
 
 def _engagement_targets(window: pl.DataFrame, stats: LogStats, k: int) -> dict[str, float]:
-    """The logs' interactions per active day, capped at the slate size: mean and single share."""
+    """The logs' interactions per active day, capped at the slate size (mean, share of single
+    ones), and the share of interactions on the top 10% of items."""
     per_day = (
         window.select("user_idx", (pl.col("timestamp").dt.truncate("1d")).alias("day"))
         .group_by("user_idx", "day")
         .len()
     )
     counts = np.minimum(per_day["len"].to_numpy(), k)
-    return {"mean": float(counts.mean()), "single_share": float((counts == 1).mean())}
+    return {
+        "mean": float(counts.mean()),
+        "single_share": float((counts == 1).mean()),
+        # items by distinct users, as the simulator never repeats a user-item pair
+        "top_share": top_share(np.bincount(window.select("user_idx", "item_idx").unique()["item_idx"].to_numpy())),
+    }
 
 
-ENGAGEMENT_SAMPLE = 4000
-CONTINUE_GRID = (0.3, 0.45, 0.6, 0.7, 0.8, 0.88, 0.94, 0.98)
+def top_share(counts: np.ndarray) -> float:
+    """Share of engagements on the top 10% of items by engagements."""
+    total = counts.sum()
+    if total == 0:
+        return float("nan")
+    ordered = np.sort(counts)[::-1]
+    return float(ordered[: max(1, len(ordered) // 10)].sum() / total)
+
+
+ENGAGEMENT_SAMPLE = 3000
+PROBE_VISITS = 6
+CONTINUE_GRID = (0.3, 0.5, 0.7, 0.85, 0.95)
 
 
 def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], rng: np.random.Generator) -> None:
-    """Set the world's engagement intercept, expectation and visit propensity, and (unless given)
-    `continue_after_engagement`, by the method of simulated moments: one visit of a sample of
-    simulated users under the logged-like policy, with one fixed set of uniforms (common random
-    numbers) for every candidate setting, must match the logs' engagements per active day."""
+    """Set the world's engagement intercept, each user's expectation, the logged-like policy's
+    popularity exponent and (unless given) `continue_after_engagement` by the method of simulated
+    moments: a sample of simulated users visits PROBE_VISITS days in a row under the logged-like
+    policy, with one fixed set of uniforms (common random numbers) for every candidate setting,
+    and must match the logs' interactions per active day (mean, share of single ones) and their
+    concentration on popular items. Each parameter is found by bisection, where the moment it
+    matches is monotone in it under common random numbers."""
     from persotool.simulation import engine
     from persotool.simulation.config import ArmSpec
     from persotool.simulation.policies import candidates
@@ -331,63 +351,84 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
             "user_ids": [world.user_ids[u] for u in users],
             "reactivation": np.zeros(len(users)),
             "start_active": None,
+            "expectation": 0.0,
         }
     )
     logged = ArmSpec(name="logged-probe", policy="logged", share=1.0)
-    cand = candidates(logged, probe, behaviour, k + cfg.candidates, seed=cfg.seed, dataset_digest="")
-    draws = engine.draws_for(cfg.seed, 10_000_019, len(users), k)  # a day no simulation uses
+    draws = [engine.draws_for(cfg.seed, 10_000_019 + v, len(users), k) for v in range(PROBE_VISITS)]
+    lineups: dict[float, Any] = {}
 
-    def visit(intercept: float, go_on: float) -> np.ndarray:
+    def lineup(exponent: float):
+        if exponent not in lineups:
+            probe.logged_exponent = exponent
+            lineups[exponent] = candidates(
+                logged, probe, behaviour, k + cfg.candidates, seed=cfg.seed, dataset_digest=""
+            )
+        return lineups[exponent]
+
+    def visits(intercept: float, go_on: float, exponent: float) -> engine.ArmState:
         probe.intercept = intercept
         run_cfg = cfg.model_copy(
             update={"behaviour": behaviour.model_copy(update={"continue_after_engagement": go_on})}
         )
-        state = engine.ArmState.start(cand, probe, 1)
-        engine.step(state, draws, 0, probe, run_cfg)
-        return state.engagements
+        state = engine.ArmState.start(lineup(exponent), probe, PROBE_VISITS)
+        for day, day_draws in enumerate(draws):
+            engine.step(state, day_draws, day, probe, run_cfg)
+        return state
 
-    def solve(go_on: float) -> tuple[float, np.ndarray]:
-        """The intercept whose engaged visits give the target mean (bisection; monotone under CRN)."""
+    def engaged_mean(state: engine.ArmState) -> float:
+        n = state.daily_engagements[state.daily_engagements > 0]
+        return float(n.mean()) if len(n) else 0.0
+
+    def solve_intercept(go_on: float, exponent: float) -> float:
         lo, hi = -12.0, 12.0
-        for _ in range(24):
+        for _ in range(18):
             mid = (lo + hi) / 2
-            n = visit(mid, go_on)
-            engaged = n[n > 0]
-            if len(engaged) and engaged.mean() >= target["mean"]:
+            if engaged_mean(visits(mid, go_on, exponent)) >= target["mean"]:
                 hi = mid
             else:
                 lo = mid
-        return hi, visit(hi, go_on)
+        return hi
 
+    def solve_exponent(intercept: float, go_on: float) -> float:
+        lo, hi = 0.0, 3.0
+        for _ in range(10):
+            mid = round((lo + hi) / 2, 4)
+            if top_share(visits(intercept, go_on, mid).item_engagement) >= target["top_share"]:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    go_on = behaviour.continue_after_engagement
+    exponent = 1.0
     if behaviour.base_engagement is not None:  # given: the mean engagement chance over logged-like pairs
         p_items = world.popularity / world.popularity.sum()
         su = rng.integers(0, world.n_users, 20_000)
         li = rng.choice(world.n_items, size=20_000, p=p_items)
-        affinity = world.affinity(su, li)
-        intercept = _intercept(behaviour, affinity, world.quality[li], behaviour.base_engagement)
-        go_on, n = behaviour.continue_after_engagement, visit(intercept, behaviour.continue_after_engagement)
-    elif "continue_after_engagement" in behaviour.model_fields_set:
-        go_on = behaviour.continue_after_engagement
-        intercept, n = solve(go_on)
+        intercept = _intercept(behaviour, world.affinity(su, li), world.quality[li], behaviour.base_engagement)
     else:
-        best = None
-        for option in CONTINUE_GRID:
-            intercept_o, n_o = solve(option)
-            engaged = n_o[n_o > 0]
-            single = float((engaged == 1).mean()) if len(engaged) else 1.0
-            miss = (
-                abs(float(engaged.mean()) - target["mean"]) / max(target["mean"], 1e-9)
-                + abs(single - target["single_share"])
-                if len(engaged)
-                else np.inf
-            )
-            if best is None or miss < best[0]:
-                best = (miss, option, intercept_o, n_o)
-        _, go_on, intercept, n = best
-        world.fitted_behaviour["continue_after_engagement"] = float(go_on)
+        intercept = solve_intercept(go_on, exponent)
+        exponent = solve_exponent(intercept, go_on)
+        if "continue_after_engagement" not in behaviour.model_fields_set:
+            best = None
+            for option in CONTINUE_GRID:
+                found = solve_intercept(option, exponent)
+                n = visits(found, option, exponent).daily_engagements
+                engaged = n[n > 0]
+                single = float((engaged == 1).mean()) if len(engaged) else 1.0
+                miss = abs(single - target["single_share"])
+                if best is None or miss < best[0]:
+                    best = (miss, option, found)
+            _, go_on, intercept = best
+            world.fitted_behaviour["continue_after_engagement"] = float(go_on)
+        else:
+            intercept = solve_intercept(go_on, exponent)
+    state = visits(intercept, go_on, exponent)
+    n = state.daily_engagements
     engaged = n[n > 0]
-    reached = float((n > 0).mean())
     world.intercept = float(intercept)
+    world.logged_exponent = float(exponent)
     world.base_engagement = float(1 / (1 + np.exp(-intercept)))
     fitted_behaviour = cfg.behaviour.model_copy(update={"continue_after_engagement": go_on})
     expected, engaged_chance = _first_visit(world, fitted_behaviour, cfg, logged)
@@ -398,11 +439,13 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
         "engagement_simulated": {
             "mean": float(engaged.mean()) if len(engaged) else 0.0,
             "single_share": float((engaged == 1).mean()) if len(engaged) else 0.0,
-            "visits_with_engagement": reached,
+            "top_share": top_share(state.item_engagement),
+            "visits_with_engagement": float((n > 0).mean()),
             "first_visit_engaged_chance": float(engaged_chance.mean()),
         },
         "intercept": world.intercept,
         "continue_after_engagement": float(go_on),
+        "logged_popularity_exponent": world.logged_exponent,
         "expectation": float(np.mean(world.expectation)),
     }
 

@@ -319,9 +319,9 @@ def record_world(tracking, out: Path) -> str:
 def record_backtest(tracking, out: Path) -> str:
     """Record a back-test directory's MLflow run: every quantity for the simulator and each naive
     forecast, and the verdicts as tags."""
-    from persotool.data.artifacts import read_artifact
     import re
 
+    from persotool.data.artifacts import read_artifact
     from persotool.tracking import RunSpec, flatten, record_run
 
     def metric_key(name: str) -> str:
