@@ -406,6 +406,9 @@ class Experiment(Artifact):
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary, "output": str(self.path), "mlflow_run_id": self.mlflow_run_id}
 
+    def notes(self) -> list[str]:
+        return list(getattr(self.manifest, "warnings", None) or [])
+
     def blocks(self) -> list[render.Block]:
         from persotool.simulation.report import blocks
 

@@ -4,13 +4,22 @@ Every constant of the user model is a field here, with its default and what it d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from persotool.config import Strict
 
 POLICIES = ("model", "random", "popular", "oracle", "logged")
+
+# The truth families' own settings: deliberately unlike the arms' defaults in configs/models/, so the
+# world does not share an arm's model. `truth_factors` sets the ALS/LightFM factors.
+TRUTH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "als": {"regularization": 0.1, "alpha": 1.0, "iterations": 10},
+    "ease": {"l2": 150.0},
+    "itemknn": {"neighbors": 40, "shrinkage": 25.0},
+    "lightfm": {"loss": "bpr", "epochs": 15, "learning_rate": 0.05, "use_features": False, "patience": 15},
+}
 
 
 class WorldSpec(Strict):
@@ -32,7 +41,24 @@ class WorldSpec(Strict):
         ge=0,
         description="simulated users; 0 = the dataset's users, more = resampled from them (each with own draws)",
     )
-    truth_factors: int = Field(32, ge=2, le=256, description="factors of the ALS model fitted on all logs as truth")
+    truth: Literal["als", "ease", "itemknn", "lightfm", "mixture"] = Field(
+        "als",
+        description="the model family the true affinities come from, fitted on the calibration window with its own "
+        "settings (`truth_params`); mixture: the mean of the standardised affinities of `truth_mixture`",
+    )
+    truth_mixture: list[Literal["als", "ease", "itemknn", "lightfm"]] = Field(
+        ["als", "ease", "itemknn"], min_length=2, description="the families a mixture truth averages"
+    )
+    truth_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="settings of each truth family, over TRUTH_DEFAULTS (e.g. {ease = {l2 = 50.0}})",
+    )
+    truth_factors: int = Field(
+        32,
+        ge=2,
+        le=256,
+        description="factors of the truth's embeddings (ALS/LightFM factors; the rank kept of EASE and ItemKNN scores)",
+    )
     truth_noise: float = Field(
         0.3, ge=0, description="sd of noise added to every truth factor, relative to the factors' sd"
     )

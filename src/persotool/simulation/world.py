@@ -6,7 +6,8 @@ Calibration from logs (on the calibration window: the whole log, or a world dire
   draws their own daily active-day chance, leaving chance and return chance (and, with `start =
   "cutoff"`, their state) from their logged user's posterior, so clones keep their user's habits
   and the posterior's uncertainty;
-- true affinity: an ALS model fitted on the window's interactions, its factors perturbed by
+- true affinity: a model of the family `truth` names (ALS, EASE, ItemKNN, LightFM, or a mixture
+  of them) fitted on the window's interactions with its own settings, its factors perturbed by
   Gaussian noise (`truth_noise` x the factors' sd) so the truth is not any arm's own model;
 - item quality: standardised log(1 + interactions); topic vectors: the items' leading singular
   directions of the truth factors, unit length;
@@ -32,7 +33,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from persotool.errors import DataError
+from persotool.errors import ConfigError, DataError
 from persotool.models.base import seen_matrix
 from persotool.simulation.config import BehaviourSpec, SimulationConfig, WorldSpec
 
@@ -248,6 +249,7 @@ def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Va
             if variant is None or variant.fit is None
             else variant.fit.to_dict(),
             "start": spec.start,
+            "truth": spec.truth if spec.truth != "mixture" else "mixture of " + ", ".join(spec.truth_mixture),
             "active_at_start": float(start_active.mean()),
         }
     stats = log_stats(window, n_users, n_items, spec.churn_inactivity_days, cfg.pre_days + cfg.days)
@@ -322,7 +324,7 @@ def top_share(counts: np.ndarray) -> float:
     return float(ordered[: max(1, len(ordered) // 10)].sum() / total)
 
 
-ENGAGEMENT_SAMPLE = 3000
+ENGAGEMENT_SAMPLE = 1500
 PROBE_VISITS = 6
 CONTINUE_GRID = (0.3, 0.5, 0.7, 0.85, 0.95)
 
@@ -358,11 +360,23 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
     draws = [engine.draws_for(cfg.seed, 10_000_019 + v, len(users), k) for v in range(PROBE_VISITS)]
     lineups: dict[float, Any] = {}
 
+    log_pop = np.log(world.popularity + 0.5).astype(np.float32)
+    gumbel = (
+        np.random.default_rng(np.random.SeedSequence([cfg.seed, 73]))
+        .gumbel(size=(len(users), world.n_items))
+        .astype(np.float32)
+    )  # one draw for every exponent (common random numbers)
+
     def lineup(exponent: float):
         if exponent not in lineups:
-            probe.logged_exponent = exponent
             lineups[exponent] = candidates(
-                logged, probe, behaviour, k + cfg.candidates, seed=cfg.seed, dataset_digest=""
+                logged,
+                probe,
+                behaviour,
+                k + cfg.candidates,
+                seed=cfg.seed,
+                dataset_digest="",
+                score=lambda batch: exponent * log_pop + gumbel[batch],
             )
         return lineups[exponent]
 
@@ -392,7 +406,7 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
 
     def solve_exponent(intercept: float, go_on: float) -> float:
         lo, hi = 0.0, 3.0
-        for _ in range(10):
+        for _ in range(8):
             mid = round((lo + hi) / 2, 4)
             if top_share(visits(intercept, go_on, mid).item_engagement) >= target["top_share"]:
                 hi = mid
@@ -416,11 +430,17 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
                 found = solve_intercept(option, exponent)
                 n = visits(found, option, exponent).daily_engagements
                 engaged = n[n > 0]
-                single = float((engaged == 1).mean()) if len(engaged) else 1.0
-                miss = abs(single - target["single_share"])
+                if not len(engaged):
+                    continue
+                single = float((engaged == 1).mean())
+                # the mean first (it may be out of reach at this setting), then the single share
+                miss = abs(float(engaged.mean()) - target["mean"]) / target["mean"] + abs(
+                    single - target["single_share"]
+                )
                 if best is None or miss < best[0]:
                     best = (miss, option, found)
-            _, go_on, intercept = best
+            if best is not None:
+                _, go_on, intercept = best
             world.fitted_behaviour["continue_after_engagement"] = float(go_on)
         else:
             intercept = solve_intercept(go_on, exponent)
@@ -487,13 +507,89 @@ def _first_visit(world: World, behaviour, cfg: SimulationConfig, logged) -> tupl
     return expected, 1 - never
 
 
-def _fit_truth(history: sp.csr_matrix, spec: WorldSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """ALS on every logged interaction: the basis of the true affinities."""
-    from persotool.models.factorization import ALS
+def truth_settings(spec: WorldSpec, family: str) -> dict[str, Any]:
+    """The settings a truth family is fitted with: TRUTH_DEFAULTS, the factors, `truth_params`."""
+    from persotool.simulation.config import TRUTH_DEFAULTS
 
-    model = ALS(factors=spec.truth_factors, iterations=10, seed=seed)
+    factors = {"als": {"factors": spec.truth_factors}, "lightfm": {"components": spec.truth_factors}}
+    return {**TRUTH_DEFAULTS[family], **factors.get(family, {}), **spec.truth_params.get(family, {})}
+
+
+DENSE_TRUTH_CELLS = 200_000_000  # users x items of the score matrix EASE and ItemKNN truths factorise
+
+
+def _family_factors(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item) embeddings of one truth family fitted on the logged interactions. EASE and
+    ItemKNN have none: their score matrix is factorised to `truth_factors` by a truncated SVD."""
+    from persotool.models.training import build
+
+    settings = truth_settings(spec, family)
+    params = {**settings, "seed": seed} if family in ("als", "lightfm") else settings
+    model = build(family, params)
     model.fit(history.astype(np.float32))
-    return model.user_factors_, model.item_factors_
+    if family in ("als", "lightfm"):
+        users, items = np.asarray(model.user_factors_), np.asarray(model.item_factors_)
+        if family == "lightfm":  # the item bias as one more factor against a constant
+            users = np.hstack([users, np.ones((len(users), 1), dtype=users.dtype)])
+            items = np.hstack([items, np.asarray(model.item_bias_)[:, None]])
+        return users, items
+    n_users, n_items = history.shape
+    if n_users * n_items > DENSE_TRUTH_CELLS:
+        raise ConfigError(
+            f"a {family} truth factorises the {n_users:,} x {n_items:,} score matrix, more than "
+            f"{DENSE_TRUTH_CELLS:,} cells; use truth = 'als' or 'lightfm' for a log this size"
+        )
+    scores = np.vstack([model.score(np.arange(lo, min(lo + 2048, n_users))) for lo in range(0, n_users, 2048)])
+    rank = max(1, min(spec.truth_factors, min(scores.shape) - 1))
+    from scipy.sparse.linalg import svds
+
+    u, s, vt = svds(scores.astype(np.float64), k=rank, random_state=seed)
+    root = np.sqrt(s)
+    return (u * root).astype(np.float32), (vt.T * root).astype(np.float32)
+
+
+def truth_overlap(cfg: SimulationConfig) -> list[str]:
+    """Warnings for arms whose model is of the truth's family: the world favours its own kind."""
+    from persotool.data.artifacts import read_artifact
+
+    spec = cfg.world
+    if spec.source == "synthetic":
+        return []
+    families = spec.truth_mixture if spec.truth == "mixture" else [spec.truth]
+    warnings = []
+    for arm in cfg.arms:
+        if arm.policy != "model":
+            continue
+        manifest = read_artifact(arm.model, "model")
+        family = manifest["model"]
+        if family not in families:
+            continue
+        settings = truth_settings(spec, family)
+        same = all(manifest["params"].get(key) == value for key, value in settings.items() if key != "seed")
+        where = "is" if spec.truth != "mixture" else "is part of"
+        warnings.append(
+            f"arm {arm.name!r} is a {family} model and {family} {where} the world's truth"
+            + (" with the same settings" if same else "")
+            + ": the simulation favours it. Set [world] truth to another family or 'mixture', or run --worlds "
+            "over several truths."
+        )
+    return warnings
+
+
+def _fit_truth(history: sp.csr_matrix, spec: WorldSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The basis of the true affinities: one family's embeddings, or a mixture's (each family's
+    affinity scaled to unit sd over random pairs, the embeddings side by side, so the affinity is
+    their sum)."""
+    families = spec.truth_mixture if spec.truth == "mixture" else [spec.truth]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 71]))
+    users, items = [], []
+    for family in families:
+        u, v = _family_factors(family, history, spec, seed)
+        a, b = rng.integers(0, len(u), 20_000), rng.integers(0, len(v), 20_000)
+        sd = float(np.einsum("nd,nd->n", u[a], v[b]).std()) or 1.0
+        users.append(u / np.sqrt(sd))
+        items.append(v / np.sqrt(sd))
+    return np.hstack(users).astype(np.float32), np.hstack(items).astype(np.float32)
 
 
 def _synthetic(spec: WorldSpec, dataset: Path, n_users: int, n_items: int):
