@@ -14,6 +14,8 @@ EXAMPLES = """
 
   persotool simulate build/movielens --config configs/simulation.toml -o build/ab --set days=60 \\
       --set world.population=50000 --json
+
+  persotool simulate build/movielens --config configs/simulation.toml -o build/ab --worlds 20 --workers 2
 """
 
 
@@ -24,6 +26,11 @@ def simulate_command(
     sets: Annotated[
         list[str] | None, typer.Option("--set", help="Override KEY=VALUE (dotted, e.g. world.population=5000).")
     ] = None,
+    worlds: Annotated[
+        int | None,
+        typer.Option("--worlds", min=0, help="Rerun over this many worlds drawn from the calibration's uncertainty."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Worlds run in parallel processes.")] = None,
     force: ForceOpt = False,
     as_json: JsonOpt = False,
     no_track: NoTrackOpt = False,
@@ -34,13 +41,13 @@ def simulate_command(
     effects. Writes results, per-user and per-day tables, plots and report.html."""
     from persotool import workflow
 
+    overrides = key_values(sets, "--set", "KEY=VALUE, e.g. --set world.population=5000")
+    if worlds is not None:
+        overrides["robustness.worlds"] = worlds
+    if workers is not None:
+        overrides["robustness.workers"] = workers
     made = workflow.simulate(
-        dataset,
-        config,
-        out,
-        force=force,
-        track=workflow.tracker(experiment, enabled=not no_track),
-        **key_values(sets, "--set", "KEY=VALUE, e.g. --set world.population=5000"),
+        dataset, config, out, force=force, track=workflow.tracker(experiment, enabled=not no_track), **overrides
     )
     show(made, as_json, after=f"Written to {out} (results.csv/json, per_user.parquet, plots, report.html)")
 

@@ -207,6 +207,22 @@ class AnalysisSpec(Strict):
         return families | {name: "secondary" for name in rest}
 
 
+class RobustnessSpec(Strict):
+    """Rerun the experiment over worlds drawn from the calibration's uncertainty and several truth
+    families, and call an effect robust only when it holds across them (`simulate --worlds N`)."""
+
+    worlds: int = Field(0, ge=0, le=1000, description="worlds to draw (0: off)")
+    workers: int = Field(1, ge=1, le=64, description="worlds run in this many parallel processes")
+    truths: list[Literal["als", "ease", "itemknn", "lightfm", "mixture"]] = Field(
+        ["als", "ease", "itemknn"], min_length=1, description="truth families, cycled over the worlds"
+    )
+    bootstrap_users: bool = Field(True, description="resample the logged users each world is built from")
+    posterior: bool = Field(True, description="draw the visit model's parameters from the fit's posterior")
+    sign_agreement: float = Field(
+        0.9, gt=0.5, le=1, description="robust needs the effect's sign to agree in at least this share of worlds"
+    )
+
+
 class SimulationConfig(Strict):
     name: str = Field("experiment", description="experiment name: salts the assignment of users to arms")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
@@ -220,6 +236,7 @@ class SimulationConfig(Strict):
     arms: list[ArmSpec]
     feedback: FeedbackSpec = Field(default_factory=FeedbackSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
 
     @model_validator(mode="after")
     def _arms(self) -> SimulationConfig:

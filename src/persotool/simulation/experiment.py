@@ -24,6 +24,8 @@ class Experiment:
     analysis: Analysis
     manifest: dict[str, Any]
     fidelity: fidelity.Fidelity
+    robustness: pl.DataFrame | None = None  # per world, arm and metric
+    robust: pl.DataFrame | None = None  # combined over the worlds
 
 
 def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool = False) -> Experiment:
@@ -61,6 +63,19 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
         warnings=world.truth_overlap(cfg),
     )
     experiment = Experiment(cfg, built, sim, result, manifest, fidelity.Fidelity(table, real, simulated))
+    if cfg.robustness.worlds:
+        from persotool.simulation import robustness
+
+        t = time.perf_counter()
+        experiment.robustness = robustness.run(Path(dataset), cfg)
+        experiment.robust = robustness.combine(experiment.robustness, cfg.analysis.alpha, cfg.robustness.sign_agreement)
+        manifest["seconds"]["robustness"] = round(time.perf_counter() - t, 3)
+        manifest["robustness"] = {
+            "worlds": cfg.robustness.worlds,
+            "robust": [
+                f"{r['arm']}:{r['metric']}" for r in experiment.robust.filter(pl.col("robust")).iter_rows(named=True)
+            ],
+        }
     if out is not None:
         write(experiment, out, force=force)
     return experiment
@@ -79,6 +94,9 @@ def write(experiment: Experiment, out: Path, *, force: bool = False) -> None:
         a.per_user.write_parquet(tmp / "per_user.parquet")
         a.per_day.write_parquet(tmp / "per_day.parquet")
         a.sequential.write_parquet(tmp / "sequential.parquet")
+        if experiment.robustness is not None:
+            experiment.robustness.write_csv(tmp / "robustness_worlds.csv")
+            experiment.robust.write_csv(tmp / "robustness.csv")
         report.survival_table(a).write_parquet(tmp / "retention_curves.parquet")
         report.write_all(a, experiment.config, experiment.fidelity, experiment.world.calibration, tmp, payload)
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, experiment.manifest)
@@ -134,7 +152,36 @@ def summary(experiment: Experiment) -> dict[str, Any]:
         "simulator_truth": simulator_truth(experiment),
         "homogenization": a.homogenization,
         "calibration": experiment.world.calibration,
+        "robustness": robustness_summary(experiment),
         "seconds": experiment.manifest["seconds"],
+    }
+
+
+def robustness_summary(experiment: Experiment) -> dict[str, Any] | None:
+    """The combined effects over the drawn worlds, with each world's effect, for --json."""
+    if experiment.robust is None:
+        return None
+    cfg = experiment.config.robustness
+    per_world = experiment.robustness
+    combined = []
+    for row in experiment.robust.iter_rows(named=True):
+        worlds = per_world.filter((pl.col("arm") == row["arm"]) & (pl.col("metric") == row["metric"]))
+        combined.append(
+            {
+                **{k: row[k] for k in ("arm", "metric", "family", "effect", "sign_agreement", "verdict", "robust")},
+                "ci": [row["ci_low"], row["ci_high"]],
+                "variance": {"within": row["within_variance"], "between": row["between_variance"], "df": row["df"]},
+                "true_effect_range": [row["true_effect_min"], row["true_effect_max"]],
+                "per_world": worlds.select("world", "truth", "effect", "se", "true_effect").to_dicts(),
+            }
+        )
+    return {
+        "worlds": cfg.worlds,
+        "truths": cfg.truths,
+        "bootstrap_users": cfg.bootstrap_users,
+        "posterior": cfg.posterior,
+        "sign_agreement": cfg.sign_agreement,
+        "combined": combined,
     }
 
 

@@ -391,6 +391,34 @@ def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
             f"Sequential (mSPRT on arriving users' first {a.sequential_window} days, family-wise alpha {a.alpha:g} "
             f"over the primary metrics): " + (f"could have stopped: {said}" if said else "no stop before the end")
         )
+    robust = summary.get("robustness")
+    if robust:
+        cells = [
+            [
+                r["arm"],
+                r["metric"],
+                f"{r['effect']:+.3g}",
+                f"{r['ci'][0]:+.2g},{r['ci'][1]:+.2g}",
+                f"{r['sign_agreement']:.0%}",
+                f"{r['true_effect_range'][0]:+.2g}..{r['true_effect_range'][1]:+.2g}",
+                ("[green]robust[/green]" if r["robust"] else r["verdict"].replace("not robust: ", "not robust: ")),
+            ]
+            for r in robust["combined"]
+            if r["family"] in ("primary", "guardrail")
+        ]
+        shown.append(
+            render.Table(
+                f"Robustness over {robust['worlds']} worlds (truths: {', '.join(robust['truths'])})",
+                ["arm", "metric", "effect", "95% CI", "same sign", "true range", "verdict"],
+                cells,
+                caption="Worlds differ in the logged users resampled, the visit model's parameters (posterior "
+                "draws) and the truth family. Rubin's rules combine assignment noise and world uncertainty; "
+                f"robust: the sign agrees in at least {robust['sign_agreement']:.0%} of worlds and the combined "
+                "interval excludes zero. Primary and guardrail metrics; all in robustness.csv.",
+                left={"metric", "verdict"},
+                compact=True,
+            )
+        )
     cells = [
         [arm, f"{jaccard:.4f}", f"{coverage:.3f}", f"{gini:.3f}", days]
         for arm, jaccard, coverage, gini, days in homogenization_table(summary["homogenization"]).iter_rows()

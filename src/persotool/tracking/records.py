@@ -265,7 +265,19 @@ def record_simulation(tracking, out: Path) -> str:
         metrics[f"{key}.effect"] = row["effect"]
         metrics[f"{key}.p_adjusted"] = row["p_adjusted"]
         metrics[f"{key}.true_effect"] = row["true_effect"]
+    tags = {"persotool.dataset_digest": manifest["dataset"]["digest"]}
+    robust = summary.get("robustness")
+    if robust:
+        metrics["robustness.worlds"] = robust["worlds"]
+        for row in robust["combined"]:
+            key = f"{row['arm']}.{row['metric']}"
+            metrics[f"{key}.robust_effect"] = row["effect"]
+            metrics[f"{key}.robust_ci_low"] = row["ci"][0]
+            metrics[f"{key}.robust_ci_high"] = row["ci"][1]
+            metrics[f"{key}.sign_agreement"] = row["sign_agreement"]
+            tags[f"robustness.{key}"] = row["verdict"]
     files = ["results.csv", "results.json", "fidelity.csv", "report.html", "manifest.json", *PLOTS]
+    files += [f for f in ("robustness.csv", "robustness_worlds.csv") if (out / f).is_file()]
     return record_run(
         tracking,
         RunSpec(
@@ -275,7 +287,7 @@ def record_simulation(tracking, out: Path) -> str:
             params=flatten(cfg.model_dump(mode="json", exclude={"arms"}))
             | {"arms": ",".join(f"{x.name}:{x.policy}" for x in cfg.arms)},
             metrics=metrics,
-            tags={"persotool.dataset_digest": manifest["dataset"]["digest"]},
+            tags=tags,
             artifacts=[(out / f, "simulation") for f in files],
             children=children,
         ),
