@@ -40,6 +40,8 @@ demo: $(STAMP)
 	$(RUN)/persotool tune $(DEMO)/split --space configs/spaces/ease.toml --trials 12 -o $(DEMO)/tune-ease --force
 	$(RUN)/persotool benchmark $(DEMO)/split --config configs/benchmark.toml -o $(DEMO)/benchmark --force \
 	    --add ease-tuned=$(DEMO)/tune-ease/best.toml
+	$(RUN)/persotool calibrate $(DEMO)/movielens -o $(DEMO)/world --force
+	$(RUN)/persotool backtest $(DEMO)/movielens --cutoff 0.8 -o $(DEMO)/backtest --force
 	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation-feedback.toml -o $(DEMO)/feedback-loop \
 	    --force
 	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation.toml -o $(DEMO)/ab-test --force
@@ -56,6 +58,7 @@ bench: $(STAMP)
 	$(RUN)/python benchmarks/tracking.py
 	$(RUN)/python benchmarks/cli_help.py
 	$(RUN)/python benchmarks/tune.py
+	$(RUN)/python benchmarks/backtest.py
 
 lint: $(STAMP)
 	$(RUN)/ruff check src tests benchmarks

@@ -27,7 +27,7 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         [sys.executable, "-c", _readme_walkthrough()], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("movielens", "split", "ease", "benchmark", "ab-test"):
+    for name in ("movielens", "split", "ease", "benchmark", "world", "ab-test"):
         assert (tmp_path / "build" / "api" / name / "manifest.json").is_file(), name
     assert (tmp_path / "mlflow.db").is_file()  # the tracked calls recorded their runs
     assert "OpenBLAS" not in done.stderr

@@ -64,7 +64,7 @@ class BacktestBehaviour(BehaviourSpec):
 class BacktestConfig(Strict):
     cutoff: str | float = Field(0.8, description="where the logs are cut: a fraction of their time range, or a date")
     clones: int = Field(
-        0, ge=0, le=1000, description="simulated copies of each known user (0: 20, fewer on large logs)"
+        0, ge=0, le=1000, description="simulated copies of each known user (0: 50, down to 10 on large logs)"
     )
     slate_size: int = Field(10, ge=1, le=200)
     candidates: int = Field(100, ge=1)
@@ -89,7 +89,9 @@ class Sides:
 def _clones(cfg: BacktestConfig, users: int) -> int:
     if cfg.clones:
         return cfg.clones
-    return int(np.clip(200_000 // max(users, 1), 2, 20))
+    # enough clones that a user's share of returning clones is a fine-grained forecast, within
+    # about a million simulated users
+    return int(np.clip(1_000_000 // max(users, 1), 10, 50))
 
 
 def run(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
         seconds=seconds,
         user_days_per_second=round(sim.user_days / max(sim.seconds["days"], 1e-9)),
         fidelity={row["distribution"]: row["ks_distance"] for row in table.iter_rows(named=True)},
-        warnings=world.truth_overlap(cfg),
+        warnings=world.truth_overlap(cfg) + world.engagement_notes(built),
     )
     experiment = Experiment(cfg, built, sim, result, manifest, fidelity.Fidelity(table, real, simulated))
     if cfg.robustness.worlds:

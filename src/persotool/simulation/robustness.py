@@ -96,7 +96,7 @@ def run(dataset: Path, cfg: SimulationConfig, progress=None) -> pl.DataFrame:
     if cfg.world.source == "synthetic":
         raise ConfigError("--worlds draws worlds from a fitted calibration; a synthetic world has none to draw from")
     entries = plan(cfg)
-    config = cfg.model_dump(mode="json")
+    config = cfg.model_dump(mode="json", exclude_unset=True)  # what was set stays set (and the rest calibrated)
     rows: list[dict[str, Any]] = []
     workers = min(cfg.robustness.workers, len(entries))
     if workers <= 1:

@@ -325,6 +325,7 @@ def top_share(counts: np.ndarray) -> float:
 
 
 ENGAGEMENT_SAMPLE = 1500
+MAX_INTERCEPT = 4.0
 PROBE_VISITS = 6
 CONTINUE_GRID = (0.3, 0.5, 0.7, 0.85, 0.95)
 
@@ -395,7 +396,9 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
         return float(n.mean()) if len(n) else 0.0
 
     def solve_intercept(go_on: float, exponent: float) -> float:
-        lo, hi = -12.0, 12.0
+        # at most 4 (an engagement chance of 0.98 at average affinity): beyond it every arm's users
+        # engage with everything they examine, and no policy could differ from another
+        lo, hi = -12.0, MAX_INTERCEPT
         for _ in range(18):
             mid = (lo + hi) / 2
             if engaged_mean(visits(mid, go_on, exponent)) >= target["mean"]:
@@ -464,6 +467,9 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
             "first_visit_engaged_chance": float(engaged_chance.mean()),
         },
         "intercept": world.intercept,
+        "engagement_target_reached": bool(abs(float(engaged.mean()) - target["mean"]) <= 0.05 * target["mean"])
+        if len(engaged)
+        else False,
         "continue_after_engagement": float(go_on),
         "logged_popularity_exponent": world.logged_exponent,
         "expectation": float(np.mean(world.expectation)),
@@ -546,6 +552,18 @@ def _family_factors(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: 
     u, s, vt = svds(scores.astype(np.float64), k=rank, random_state=seed)
     root = np.sqrt(s)
     return (u * root).astype(np.float32), (vt.T * root).astype(np.float32)
+
+
+def engagement_notes(world: World) -> list[str]:
+    """A warning when the engagement model could not reach the logs' interactions per active day."""
+    c = world.calibration
+    if c.get("engagement_target_reached", True):
+        return []
+    return [
+        f"the logs' {c['engagement_target']['mean']:.2f} interactions per active day are out of reach of one "
+        f"slate with continue_after_engagement = {c['continue_after_engagement']:g}; the engagement chance is "
+        f"capped (simulated {c['engagement_simulated']['mean']:.2f}). Leave continue_after_engagement unset to fit it."
+    ]
 
 
 def truth_overlap(cfg: SimulationConfig) -> list[str]:
