@@ -84,6 +84,11 @@ class ArmState:
     past_users: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # consumed in
     past_items: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))  # earlier lineups
     retrained: list[int] = field(default_factory=list)  # days on which the arm retrained
+    n_consumed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # per row, this lineup
+
+    def __post_init__(self) -> None:
+        if len(self.n_consumed) != len(self.items):
+            self.n_consumed = self.consumed.sum(axis=1).astype(np.int32)
 
     @classmethod
     def start(cls, cand: Candidates, world: World, days: int) -> ArmState:
@@ -134,6 +139,7 @@ class ArmState:
         self.past_items = np.concatenate([self.past_items, self.items[rows[at], pos]])
         self.items[rows], self.logit[rows] = cand.items, cand.logit
         self.consumed[rows] = False
+        self.n_consumed[rows] = 0
         self.exposure[rows] = 0
 
     def relineup(self, cand: Candidates, n_items: int) -> None:
@@ -143,6 +149,29 @@ class ArmState:
         self.exposure = carry_exposure(self, cand.items, n_items)
         self.items, self.logit = cand.items, cand.logit
         self.consumed = np.zeros(cand.items.shape, dtype=bool)
+        self.n_consumed = np.zeros(len(cand.items), dtype=np.int32)
+
+
+PREFIX = 16  # rows with fewer consumed items in their lineup look at its first slate_size + PREFIX positions
+
+
+def _first_available(state: ArmState, rows: np.ndarray, light: np.ndarray, k: int):
+    """(row index into `rows`, lineup position, slot) of each visiting row's first k unconsumed
+    candidates; `light` rows are searched in the lineup's first k + PREFIX positions only."""
+    parts = []
+    width = state.items.shape[1]
+    for group, limit in ((np.flatnonzero(light), min(width, k + PREFIX)), (np.flatnonzero(~light), width)):
+        if not len(group):
+            continue
+        sub = rows[group]
+        avail = ~state.consumed[sub, :limit] & (state.items[sub, :limit] >= 0)
+        rank = np.cumsum(avail, axis=1, dtype=np.int32)
+        r, c = np.nonzero(avail & (rank <= k))
+        parts.append((group[r], c, rank[r, c] - 1))
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
 
 
 def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationConfig) -> None:
@@ -150,10 +179,10 @@ def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationC
     beh, k = cfg.behaviour, cfg.slate_size
     visit = state.active & (draws.visit < world.propensity)
     rows = np.flatnonzero(visit)
-    avail = ~state.consumed[rows] & (state.items[rows] >= 0)
-    rank = np.cumsum(avail, axis=1, dtype=np.int32)
-    r_idx, c_idx = np.nonzero(avail & (rank <= k))
-    slot = rank[r_idx, c_idx] - 1
+    # a user who consumed m items of this lineup has their first k unconsumed ones within the first
+    # k + m positions: most rows need only a short prefix of the lineup
+    light = state.n_consumed[rows] < PREFIX
+    r_idx, c_idx, slot = _first_available(state, rows, light, k)
     pos = np.full((len(rows), k), -1, dtype=np.int32)
     pos[r_idx, slot] = c_idx
     valid = pos >= 0
@@ -185,6 +214,7 @@ def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationC
     state.exposure[users, c_idx] += ex_flat.astype(np.uint8)
     state.consumed[users, c_idx] |= en_flat
     n_eng = engaged.sum(axis=1)
+    state.n_consumed[rows] += n_eng.astype(np.int32)
     n_exam = examined.sum(axis=1)
     state.visits[rows] += 1
     state.slates[rows] += shown > 0
