@@ -192,3 +192,31 @@ def test_backtest_is_recorded_in_mlflow(synth, tmp_path):
     real = run.data.metrics["share_of_users_returning.real"]
     assert 0 < real < 1
     assert "share_of_users_returning.persistence" in run.data.metrics
+
+
+def test_every_truth_family_ranks_logged_items_above_others(synth):
+    """Each family's true affinity, fitted on the logs, prefers what users consumed to random items
+    (so the truth agrees with the logs), and no family gives the ALS truth again."""
+    from persotool.models.base import seen_matrix
+    from persotool.simulation import world
+    from persotool.simulation.config import WorldSpec
+
+    _, ds = synth
+    frame = pl.read_parquet(ds / "interactions.parquet", columns=["user_idx", "item_idx"])
+    n_users, n_items = int(frame["user_idx"].max()) + 1, int(frame["item_idx"].max()) + 1
+    history = seen_matrix(frame, n_users, n_items)
+    coo = history.tocoo()
+    rng = np.random.default_rng(0)
+    others = rng.integers(0, n_items, len(coo.row))
+    pairs = rng.integers(0, n_users, 3000), rng.integers(0, n_items, 3000)
+    truths = {}
+    for family in ("als", "ease", "itemknn", "lightfm", "mixture"):
+        users, items = world._fit_truth(history, WorldSpec(truth=family), seed=0)
+        seen = np.einsum("nd,nd->n", users[coo.row], items[coo.col])
+        other = np.einsum("nd,nd->n", users[coo.row], items[others])
+        assert (seen > other).mean() > 0.6, family
+        truths[family] = np.einsum("nd,nd->n", users[pairs[0]], items[pairs[1]])
+    for family in ("ease", "itemknn", "lightfm"):
+        assert np.corrcoef(truths[family], truths["als"])[0, 1] < 0.95, family
+    # a mixture is unlike each of its parts
+    assert all(np.corrcoef(truths["mixture"], truths[f])[0, 1] < 0.99 for f in ("als", "ease", "itemknn"))
