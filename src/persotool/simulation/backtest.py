@@ -43,6 +43,7 @@ from persotool.errors import ConfigError
 from persotool.simulation import calibration as cal
 from persotool.simulation import fitted
 from persotool.simulation.config import BehaviourSpec, WorldSpec
+from persotool.simulation.world import top_share
 
 NAIVE = ("persistence", "historical rate", "nobody returns")
 VERDICTS = ("better than the naive forecast", "within noise", "close", "misfit")
@@ -303,14 +304,6 @@ def _retention(first_return: np.ndarray, horizon: int) -> dict[int, float]:
     return {d: float((first_return < d).mean()) for d in RETENTION_DAYS if d <= horizon}
 
 
-def _top_share(counts: np.ndarray) -> float:
-    """Share of engagements on the top 10% of items by engagements."""
-    if counts.sum() == 0:
-        return float("nan")
-    ordered = np.sort(counts)[::-1]
-    return float(ordered[: max(1, len(ordered) // 10)].sum() / ordered.sum())
-
-
 def _log_popularity(counts: np.ndarray) -> np.ndarray:
     kept = counts[counts > 0].astype(np.float64)
     return np.log(kept / kept.mean()) if len(kept) else kept
@@ -390,8 +383,8 @@ def compare(frame, calibration, built, state, cfg: BacktestConfig, clones: int) 
     rows.append(
         _aggregate_row(
             "engagement share of the top 10% items",
-            _top_share(real["item_counts"]),
-            {"simulated": _top_share(sim["item_counts"])},
+            top_share(real["item_counts"]),
+            {"simulated": top_share(sim["item_counts"])},
             _item_noise(real["item_counts"], rng, cfg.bootstrap),
         )
     )
@@ -472,7 +465,7 @@ def _item_noise(counts: np.ndarray, rng, reps: int) -> float:
     if total == 0:
         return float("nan")
     p = counts / total
-    shares = [_top_share(rng.multinomial(total, p)) for _ in range(min(reps, 200))]
+    shares = [top_share(rng.multinomial(total, p)) for _ in range(min(reps, 200))]
     return 1.96 * float(np.std(shares))
 
 
