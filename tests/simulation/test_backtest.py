@@ -86,7 +86,8 @@ def test_backtest_on_synthetic_logs_finds_no_misfit_in_visits_and_returns(synth,
     payload = json.loads(made.stdout)
     rows = {q["quantity"]: q for q in payload["quantities"]}
     for name in BEHAVIOUR:
-        assert rows[name]["verdict"] != "misfit", (name, rows[name])
+        assert rows[name]["verdict"] in ("within noise", "better than the naive forecast", "close"), (name, rows[name])
+    assert payload["verdict"]["misfit"] == []  # engagement and popularity too
     for name in PER_USER:  # at least as good as the naive forecasts, and at least one clearly better
         assert rows[name]["verdict"] in ("better than the naive forecast", "within noise"), (name, rows[name])
     assert rows["AUC of returning"]["simulated"] > rows["AUC of returning"]["persistence"]

@@ -310,9 +310,28 @@ def _engagement_targets(window: pl.DataFrame, stats: LogStats, k: int) -> dict[s
     return {
         "mean": float(counts.mean()),
         "single_share": float((counts == 1).mean()),
-        # items by distinct users, as the simulator never repeats a user-item pair
-        "top_share": top_share(np.bincount(window.select("user_idx", "item_idx").unique()["item_idx"].to_numpy())),
+        "distribution": (np.bincount(counts, minlength=k + 1)[1:] / len(counts)).tolist(),
+        "top_share": _late_top_share(window),
     }
+
+
+def _late_top_share(window: pl.DataFrame) -> float:
+    """The top-10% item share of the user-item pairs first seen in the window's last fifth (by
+    time): like a simulation's engagements, they exclude what each user consumed before. The whole
+    window's distinct pairs when the last fifth has fewer than 1,000."""
+    t0, t1 = window["timestamp"].min(), window["timestamp"].max()
+    late = window["timestamp"] >= t0 + (t1 - t0) * 0.8
+    pairs = window.select("user_idx", "item_idx", late=late)
+    early = pairs.filter(~pl.col("late")).select("user_idx", "item_idx").unique()
+    new = (
+        pairs.filter(pl.col("late"))
+        .select("user_idx", "item_idx")
+        .unique()
+        .join(early, on=["user_idx", "item_idx"], how="anti")
+    )
+    if new.height < 1000:
+        new = pairs.select("user_idx", "item_idx").unique()
+    return top_share(np.bincount(new["item_idx"].to_numpy()))
 
 
 def top_share(counts: np.ndarray) -> float:
@@ -327,7 +346,7 @@ def top_share(counts: np.ndarray) -> float:
 ENGAGEMENT_SAMPLE = 1500
 MAX_INTERCEPT = 4.0
 PROBE_VISITS = 6
-CONTINUE_GRID = (0.3, 0.5, 0.7, 0.85, 0.95)
+CONTINUE_GRID = (0.3, 0.45, 0.6, 0.7, 0.8, 0.88, 0.95)
 
 
 def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], rng: np.random.Generator) -> None:
@@ -335,8 +354,8 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
     popularity exponent and (unless given) `continue_after_engagement` by the method of simulated
     moments: a sample of simulated users visits PROBE_VISITS days in a row under the logged-like
     policy, with one fixed set of uniforms (common random numbers) for every candidate setting,
-    and must match the logs' interactions per active day (mean, share of single ones) and their
-    concentration on popular items. Each parameter is found by bisection, where the moment it
+    and must match the logs' interactions per active day (the mean, then the distribution's shape by
+    KS distance) and their concentration on popular items. Each parameter is found by bisection, where the moment it
     matches is monotone in it under common random numbers."""
     from persotool.simulation import engine
     from persotool.simulation.config import ArmSpec
@@ -435,11 +454,11 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
                 engaged = n[n > 0]
                 if not len(engaged):
                     continue
-                single = float((engaged == 1).mean())
-                # the mean first (it may be out of reach at this setting), then the single share
-                miss = abs(float(engaged.mean()) - target["mean"]) / target["mean"] + abs(
-                    single - target["single_share"]
-                )
+                # the mean first (it may be out of reach at this setting), then the distribution's
+                # shape: the KS distance between the simulated and logged interactions per active day
+                shape = np.bincount(engaged, minlength=k + 1)[1 : k + 1] / len(engaged)
+                ks = float(np.abs(np.cumsum(shape) - np.cumsum(target["distribution"])).max())
+                miss = abs(float(engaged.mean()) - target["mean"]) / target["mean"] + ks
                 if best is None or miss < best[0]:
                     best = (miss, option, found)
             if best is not None:
