@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +75,6 @@ class BacktestConfig(Strict):
     )
     world: WorldSpec = Field(default_factory=WorldSpec)
     behaviour: BacktestBehaviour = Field(default_factory=BacktestBehaviour)
-
-
-@dataclass
-class Sides:
-    """Per known user, what happened after the cutoff (real) or what the simulator says."""
-
-    returned: np.ndarray  # real: bool; simulated: share of clones with an active day
-    active_days: np.ndarray  # real: count; simulated: mean over clones
-    first_return: np.ndarray  # real: day of first return (inf if none); simulated: (clones, users) days
 
 
 def _clones(cfg: BacktestConfig, users: int) -> int:
@@ -251,7 +241,7 @@ def _real(frame: pl.DataFrame, calibration: fitted.Calibration, k: int) -> dict[
     }
 
 
-def _simulated(state, built, clones: int, users: int) -> dict[str, Any]:
+def _simulated(state, clones: int, users: int) -> dict[str, Any]:
     """The simulation's side, per known user (clones are consecutive rows)."""
     active = state.daily_visits  # (clones x users, days): a simulated visit stands for an active day
     per_clone = active.sum(axis=1)
@@ -314,7 +304,7 @@ def compare(frame, calibration, built, state, cfg: BacktestConfig, clones: int) 
     h = calibration.histories
     horizon = calibration.window.log_days - calibration.window.cutoff_day
     real = _real(frame, calibration, cfg.slate_size)
-    sim = _simulated(state, built, clones, len(h))
+    sim = _simulated(state, clones, len(h))
     n_items = built.n_items
     # items by distinct users engaging for the first time: the simulator never repeats a user-item
     # pair, nor serves what a user consumed before the cutoff

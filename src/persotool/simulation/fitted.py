@@ -146,13 +146,6 @@ def engagement_targets(frame: pl.DataFrame, start, cutoff_day: int) -> dict[str,
     }
 
 
-def capped_mean(histogram: list[int], cap: int) -> float:
-    """Mean of min(interactions per active day, cap) from an `engagement_targets` histogram."""
-    counts = np.asarray(histogram, dtype=np.float64)
-    values = np.minimum(np.arange(1, len(counts) + 1), cap)
-    return float((counts * values).sum() / max(counts.sum(), 1))
-
-
 def calibrate_frame(frame: pl.DataFrame, until: str | float | None, *, seed: int = 0) -> Calibration:
     """Fit the calibration on an interactions frame (user_idx, timestamp)."""
     started = time.perf_counter()

@@ -287,7 +287,7 @@ def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Va
         reactivation=None if reactivation is None else np.asarray(reactivation, dtype=np.float64),
         start_active=start_active,
     )
-    _engagement(world, cfg, _engagement_targets(window, stats, cfg.slate_size), rng)
+    _engagement(world, cfg, _engagement_targets(window, cfg.slate_size), rng)
     world.calibration |= {
         "mean_visit_propensity": float(world.propensity.mean()),
         "mean_churn_hazard": float(world.hazard.mean()),
@@ -298,7 +298,7 @@ def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Va
     return world
 
 
-def _engagement_targets(window: pl.DataFrame, stats: LogStats, k: int) -> dict[str, float]:
+def _engagement_targets(window: pl.DataFrame, k: int) -> dict[str, Any]:
     """The logs' interactions per active day, capped at the slate size (mean, share of single
     ones), and the share of interactions on the top 10% of items."""
     per_day = (
