@@ -130,19 +130,23 @@ class Calibration:
         )
 
 
-def engagement_targets(frame: pl.DataFrame, start, cutoff_day: int) -> dict[str, Any]:
-    """Interactions per active day in the window: a histogram up to ENGAGEMENT_CAP (the last bin
+def per_active_day(frame: pl.DataFrame) -> np.ndarray:
+    """Interactions on each active day (a user's calendar day, UTC, with at least one)."""
+    days = pl.col("timestamp").dt.truncate("1d").alias("day")
+    return frame.group_by("user_idx", days).len()["len"].to_numpy()
+
+
+def engagement_targets(frame: pl.DataFrame, until: datetime) -> dict[str, Any]:
+    """Interactions per active day before `until`: a histogram up to ENGAGEMENT_CAP (the last bin
     pools the rest), its mean, and the share of active days with exactly one."""
-    per_day = (
-        frame.select("user_idx", cal.day_of(start)).filter(pl.col("day") < cutoff_day).group_by("user_idx", "day").len()
-    )
-    counts = np.minimum(per_day["len"].to_numpy(), ENGAGEMENT_CAP)
+    per_day = per_active_day(frame.filter(pl.col("timestamp") < until))
+    counts = np.minimum(per_day, ENGAGEMENT_CAP)
     histogram = np.bincount(counts, minlength=ENGAGEMENT_CAP + 1)[1:]
     return {
         "per_active_day": histogram.tolist(),  # index i: active days with i + 1 interactions
-        "mean": float(per_day["len"].mean()),
+        "mean": float(per_day.mean()),
         "single_share": float((counts == 1).mean()),
-        "active_days": int(per_day.height),
+        "active_days": len(per_day),
     }
 
 
@@ -164,13 +168,14 @@ def calibrate_frame(frame: pl.DataFrame, until: str | float | None, *, seed: int
         grid=grid,
         likelihood=lik,
         fit=fit,
-        engagement=engagement_targets(frame, win.start, win.cutoff_day),
+        engagement=engagement_targets(frame, win.until),
         diagnostics=diagnostics,
         seconds=time.perf_counter() - started,
     )
 
 
-def _interactions(dataset: Path) -> pl.DataFrame:
+def interactions(dataset: Path) -> pl.DataFrame:
+    """The dataset's interactions (user, item, time), the frame every calibration starts from."""
     frame = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp"])
     if frame.is_empty():
         raise DataError("has no interactions to calibrate a world from", where=str(dataset))
@@ -185,7 +190,7 @@ def calibrate(
 
     artifacts.check_output(out, force=force, inputs=[dataset])
     manifest = artifacts.read_artifact(dataset, "dataset")
-    calibration = calibrate_frame(_interactions(dataset), until, seed=seed)
+    calibration = calibrate_frame(interactions(dataset), until, seed=seed)
     payload = artifacts.new_manifest(
         "world",
         name=out.name,
@@ -219,7 +224,7 @@ def load(world_dir: Path, dataset: Path) -> tuple[Calibration, dict[str, Any]]:
             f"world {world_dir} was calibrated on dataset {manifest['dataset']['digest']}, "
             f"but the simulation's dataset is {digest}"
         )
-    frame = _interactions(dataset)
+    frame = interactions(dataset)
     win = window(frame, None)
     win = Window(win.start, int(manifest["window"]["cutoff_day"]), win.log_days)
     h = cal.histories(frame, win.start, win.cutoff_day)

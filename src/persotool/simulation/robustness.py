@@ -43,7 +43,7 @@ def _calibration(dataset: str, source: str):
 
     if source != "calibrated":
         return fitted.load(Path(source), Path(dataset))[0]
-    frame = fitted._interactions(Path(dataset)).select("user_idx", "timestamp")
+    frame = fitted.interactions(Path(dataset)).select("user_idx", "timestamp")
     return fitted.calibrate_frame(frame, None)
 
 

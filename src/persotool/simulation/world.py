@@ -301,12 +301,9 @@ def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Va
 def _engagement_targets(window: pl.DataFrame, k: int) -> dict[str, Any]:
     """The logs' interactions per active day, capped at the slate size (mean, share of single
     ones), and the share of interactions on the top 10% of items."""
-    per_day = (
-        window.select("user_idx", (pl.col("timestamp").dt.truncate("1d")).alias("day"))
-        .group_by("user_idx", "day")
-        .len()
-    )
-    counts = np.minimum(per_day["len"].to_numpy(), k)
+    from persotool.simulation import fitted
+
+    counts = np.minimum(fitted.per_active_day(window), k)
     return {
         "mean": float(counts.mean()),
         "single_share": float((counts == 1).mean()),
