@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(RUN)/python benchmarks/cli_help.py
 	$(RUN)/python benchmarks/tune.py
 	$(RUN)/python benchmarks/backtest.py
+	$(RUN)/python benchmarks/robustness.py
 
 lint: $(STAMP)
 	$(RUN)/ruff check src tests benchmarks
