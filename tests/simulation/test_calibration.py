@@ -101,6 +101,44 @@ def test_closed_forms_agree_with_a_monte_carlo_of_the_chain():
     assert np.corrcoef(per_user, expected)[0, 1] > 0.97
 
 
+def test_npmle_reaches_the_nonparametric_optimum_and_beats_the_beta_fit():
+    """Two kinds of users no pair of Beta distributions describes: half visit every other day and
+    stay for months, half leave for good after their first day. The EM mixing distribution is at
+    the nonparametric optimum (Lindsay's condition: no node's gradient exceeds 1), fits at least as
+    well as the Beta prior, and forecasts the returns of a continuation of the same chain."""
+    rng = np.random.default_rng(11)
+    n, horizon = 2000, 30
+    stayer = rng.random(n) < 0.5
+    p = np.where(stayer, 0.5, 0.3)
+    theta = np.where(stayer, 0.005, 0.95)
+    r = np.full(n, 1e-5)
+    length = rng.integers(60, 200, n)
+    active = np.ones(n, dtype=bool)
+    days = [[0] for _ in range(n)]
+    returned = np.zeros(n, dtype=bool)
+    for day in range(1, int(length.max()) + horizon):
+        u = rng.random(n)
+        active = np.where(active, u >= theta, u < r)
+        visit = active & (rng.random(n) < p)
+        for user in np.flatnonzero(visit & (day < length)):
+            days[user].append(day)
+        returned |= visit & (day >= length) & (day < length + horizon)
+    frame = _frame([np.array(d) + 200 - m for d, m in zip(days, length, strict=True)])
+    h = cal.histories(frame, datetime(2024, 1, 1, tzinfo=UTC), 200)
+    grid = cal.Grid.default()
+    lik = cal.node_likelihood(h, grid)
+    fit = cal.fit(h, grid, lik)
+    log_prior, log_lik = cal.npmle(fit, h, lik, grid, iterations=1000, tol=0)
+    assert log_lik >= fit.log_likelihood
+    counts = np.bincount(h.history).astype(np.float64)
+    joint = np.exp(lik.log_lik + log_prior[None])
+    gradient = (counts / joint.sum(axis=1)) @ np.exp(lik.log_lik) / counts.sum()
+    assert gradient.max() < 1.01
+    assert np.exp(log_prior).sum() == pytest.approx(1.0)
+    forecast = cal.return_probability(fit, lik, grid, horizon, log_prior)[h.history]
+    assert forecast.mean() == pytest.approx(returned.mean(), abs=0.03)
+
+
 def test_posterior_state_follows_recency():
     """Two users with the same activity (every other day for 100 days), one silent for the last
     day before the cutoff, one for the last 102: the first is likely still active, the second not."""

@@ -298,6 +298,31 @@ def fit(h: Histories, grid: Grid | None = None, lik: Likelihood | None = None) -
     )
 
 
+def npmle(
+    fit: Fit, h: Histories, lik: Likelihood, grid: Grid, *, iterations: int = 2000, tol: float = 1e-7
+) -> tuple[np.ndarray, float]:
+    """The nonparametric maximum-likelihood mixing distribution over the grid's nodes (EM started
+    halfway between the fitted Beta prior and uniform): the best any heterogeneity distribution can do with the visit
+    model's structure. If its forecasts miss as the Beta fit's do, the misfit lies in the structure
+    (constant daily chances), not in the Beta family. Returns its log masses and log-likelihood;
+    EM stops when an iteration gains less than `tol` per user."""
+    counts = np.bincount(h.history, minlength=len(h.silence)).astype(np.float64)
+    top = lik.log_lik.max(axis=1, keepdims=True)
+    scaled = np.exp(lik.log_lik - top)
+    offset = float((counts * top.ravel()).sum())
+    # every node starts with mass (EM's multiplicative steps never revive a node at zero)
+    w = 0.5 * np.exp(grid.log_prior(fit.vector)) + 0.5 / len(grid)
+    previous = -np.inf
+    for _ in range(iterations):
+        per_history = np.maximum(scaled @ w, 1e-300)
+        value = float((counts * np.log(per_history)).sum())
+        if value - previous < tol * counts.sum():
+            break
+        previous = value
+        w = w * ((counts / per_history) @ scaled) / counts.sum()
+    return np.log(np.maximum(w, 1e-300)), value + offset
+
+
 @dataclass
 class Draws:
     """Each simulated user's state at the cutoff and habits, drawn from their history's posterior."""
@@ -308,9 +333,10 @@ class Draws:
     r: np.ndarray
 
 
-def node_posterior(fit: Fit, lik: Likelihood, grid: Grid) -> np.ndarray:
-    """(distinct, nodes) each history's posterior over the nodes."""
-    log_post = lik.log_lik + grid.log_prior(fit.vector)[None]
+def node_posterior(fit: Fit, lik: Likelihood, grid: Grid, log_prior: np.ndarray | None = None) -> np.ndarray:
+    """(distinct, nodes) each history's posterior over the nodes, under the fitted Beta prior or
+    another `log_prior` over the nodes (e.g. `npmle`'s)."""
+    log_post = lik.log_lik + (grid.log_prior(fit.vector) if log_prior is None else log_prior)[None]
     return np.exp(log_post - special.logsumexp(log_post, axis=1, keepdims=True))
 
 
@@ -354,10 +380,12 @@ def _cell_sizes(grid: Grid) -> tuple[float, float, float]:
     return step(grid.p, special.logit), step(grid.theta, np.log), step(grid.r, np.log)
 
 
-def return_probability(fit: Fit, lik: Likelihood, grid: Grid, horizon: int) -> np.ndarray:
+def return_probability(
+    fit: Fit, lik: Likelihood, grid: Grid, horizon: int, log_prior: np.ndarray | None = None
+) -> np.ndarray:
     """(distinct,) the model's chance that each history has an active day in the next `horizon`
     days: 1 - P(every day silent), averaged over the posterior of node and state."""
-    post = node_posterior(fit, lik, grid)
+    post = node_posterior(fit, lik, grid, log_prior)
     s00, s01, s10, s11 = _powers(grid, np.array([horizon]))
     silent_from_active = (s00 + s01)[0]
     silent_from_dormant = (s10 + s11)[0]
@@ -365,11 +393,13 @@ def return_probability(fit: Fit, lik: Likelihood, grid: Grid, horizon: int) -> n
     return 1 - (post * silent).sum(axis=1)
 
 
-def expected_active_days(fit: Fit, lik: Likelihood, grid: Grid, horizon: int) -> np.ndarray:
+def expected_active_days(
+    fit: Fit, lik: Likelihood, grid: Grid, horizon: int, log_prior: np.ndarray | None = None
+) -> np.ndarray:
     """(distinct,) expected active days in the next `horizon` days: p times the expected days
     spent active, from the two-state chain's closed form (stationary share r / (theta + r), which
     the chain approaches at rate 1 - theta - r per day)."""
-    post = node_posterior(fit, lik, grid)
+    post = node_posterior(fit, lik, grid, log_prior)
     p, th, r = grid.p, grid.theta, grid.r
     share = r / (th + r)
     rho = 1 - th - r
