@@ -19,7 +19,16 @@ from results_file import machine, write_results
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results" / "backtest.json"
-KEEP = ("real", "simulated", "model (closed form)", "persistence", "historical rate", "noise", "verdict")
+KEEP = (
+    "real",
+    "simulated",
+    "model (closed form)",
+    "model (best mixing)",
+    "persistence",
+    "historical rate",
+    "noise",
+    "verdict",
+)
 
 
 def _summary(result: dict) -> dict:

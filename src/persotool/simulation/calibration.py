@@ -299,7 +299,7 @@ def fit(h: Histories, grid: Grid | None = None, lik: Likelihood | None = None) -
 
 
 def npmle(
-    fit: Fit, h: Histories, lik: Likelihood, grid: Grid, *, iterations: int = 2000, tol: float = 1e-7
+    fit: Fit, h: Histories, lik: Likelihood, grid: Grid, *, iterations: int = 300, tol: float = 1e-6
 ) -> tuple[np.ndarray, float]:
     """The nonparametric maximum-likelihood mixing distribution over the grid's nodes (EM started
     halfway between the fitted Beta prior and uniform): the best any heterogeneity distribution can do with the visit
