@@ -19,26 +19,19 @@ from results_file import machine, write_results
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results" / "backtest.json"
-KEEP = (
-    "real",
-    "simulated",
-    "model (closed form)",
-    "model (best mixing)",
-    "persistence",
-    "historical rate",
-    "noise",
-    "verdict",
-)
 
 
 def _summary(result: dict) -> dict:
+    from persotool.simulation.backtest import SOURCES
+
+    keep = (*SOURCES, "noise", "verdict")
     return {
         "window": result["window"],
         "verdict": result["verdict"],
         "notes": result["notes"],
         "seconds": result["seconds"],
         "user_days_per_second": result["user_days_per_second"],
-        "quantities": {q["quantity"]: {k: q.get(k) for k in KEEP if k in q} for q in result["quantities"]},
+        "quantities": {q["quantity"]: {k: q.get(k) for k in keep if k in q} for q in result["quantities"]},
     }
 
 

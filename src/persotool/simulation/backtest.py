@@ -46,6 +46,7 @@ from persotool.simulation.world import top_share
 
 NAIVE = ("persistence", "historical rate", "nobody returns")
 BEST_MIXING = "model (best mixing)"  # the closed form under the nonparametric mixing distribution
+SOURCES = ("real", "simulated", "model (closed form)", BEST_MIXING, *NAIVE)  # each quantity's figures
 VERDICTS = ("better than the naive forecast", "within noise", "close", "misfit")
 # Beyond the noise floor but practically small: large logs make the floor smaller than any
 # difference that would change a decision, so a relative error of at most 25% (aggregates) or a KS

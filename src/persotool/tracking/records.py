@@ -328,23 +328,13 @@ def record_world(tracking, out: Path) -> str:
     )
 
 
-BACKTEST_SOURCES = (
-    "real",
-    "simulated",
-    "model (closed form)",
-    "model (best mixing)",
-    "persistence",
-    "historical rate",
-    "nobody returns",
-)
-
-
 def record_backtest(tracking, out: Path) -> str:
     """Record a back-test directory's MLflow run: every quantity for the simulator and each naive
     forecast, and the verdicts as tags."""
     import re
 
     from persotool.data.artifacts import read_artifact
+    from persotool.simulation.backtest import SOURCES
     from persotool.tracking import RunSpec, flatten, record_run
 
     def metric_key(name: str) -> str:
@@ -355,7 +345,7 @@ def record_backtest(tracking, out: Path) -> str:
     tags = {"persotool.dataset_digest": manifest["dataset"]["digest"], "persotool.output": str(out.resolve())}
     for q in manifest["quantities"]:
         key = metric_key(q["quantity"])
-        for source in BACKTEST_SOURCES:
+        for source in SOURCES:
             value = q.get(source)
             if isinstance(value, int | float) and value == value:
                 metrics[f"{key}.{metric_key(source)}"] = float(value)
