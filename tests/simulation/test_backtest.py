@@ -197,6 +197,7 @@ def test_backtest_is_recorded_in_mlflow(synth, tmp_path):
     real = run.data.metrics["share_of_users_returning.real"]
     assert 0 < real < 1
     assert "share_of_users_returning.persistence" in run.data.metrics
+    assert "share_of_users_returning.model_best_mixing" in run.data.metrics
 
 
 def test_every_truth_family_ranks_logged_items_above_others(synth):

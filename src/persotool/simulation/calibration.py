@@ -301,26 +301,26 @@ def fit(h: Histories, grid: Grid | None = None, lik: Likelihood | None = None) -
 def npmle(
     fit: Fit, h: Histories, lik: Likelihood, grid: Grid, *, iterations: int = 300, tol: float = 1e-6
 ) -> tuple[np.ndarray, float]:
-    """The nonparametric maximum-likelihood mixing distribution over the grid's nodes (EM started
-    halfway between the fitted Beta prior and uniform): the best any heterogeneity distribution can do with the visit
-    model's structure. If its forecasts miss as the Beta fit's do, the misfit lies in the structure
-    (constant daily chances), not in the Beta family. Returns its log masses and log-likelihood;
-    EM stops when an iteration gains less than `tol` per user."""
+    """The nonparametric maximum-likelihood mixing distribution over the grid's nodes, by EM
+    started halfway between the fitted Beta prior and uniform: the best any heterogeneity
+    distribution can do with the visit model's structure. If its forecasts miss as the Beta fit's
+    do, the misfit lies in the structure (constant daily chances), not in the Beta family. Returns
+    its log masses and log-likelihood; EM stops when a step gains less than `tol` per user."""
     counts = np.bincount(h.history, minlength=len(h.silence)).astype(np.float64)
     top = lik.log_lik.max(axis=1, keepdims=True)
     scaled = np.exp(lik.log_lik - top)
-    offset = float((counts * top.ravel()).sum())
     # every node starts with mass (EM's multiplicative steps never revive a node at zero)
     w = 0.5 * np.exp(grid.log_prior(fit.vector)) + 0.5 / len(grid)
-    previous = -np.inf
+    per_history = np.maximum(scaled @ w, 1e-300)
+    value = float((counts * np.log(per_history)).sum())
     for _ in range(iterations):
-        per_history = np.maximum(scaled @ w, 1e-300)
-        value = float((counts * np.log(per_history)).sum())
-        if value - previous < tol * counts.sum():
-            break
-        previous = value
         w = w * ((counts / per_history) @ scaled) / counts.sum()
-    return np.log(np.maximum(w, 1e-300)), value + offset
+        per_history = np.maximum(scaled @ w, 1e-300)
+        new = float((counts * np.log(per_history)).sum())
+        gained, value = new - value, new
+        if gained < tol * counts.sum():
+            break
+    return np.log(np.maximum(w, 1e-300)), value + float((counts * top.ravel()).sum())
 
 
 @dataclass

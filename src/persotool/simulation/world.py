@@ -300,7 +300,8 @@ def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Va
 
 def _engagement_targets(window: pl.DataFrame, k: int) -> dict[str, Any]:
     """The logs' interactions per active day after users' first (`fitted.per_active_day`), capped at
-    the slate size (mean, share of single ones), and the share of interactions on the top 10% of items."""
+    the slate size (mean, share of single ones), and the share of interactions on the top 10% of
+    items."""
     from persotool.simulation import fitted
 
     counts = np.minimum(fitted.per_active_day(window), k)
