@@ -322,17 +322,9 @@ def compare(frame, calibration, built, state, cfg: BacktestConfig, clones: int) 
     if 0 < total < sim["item_counts"].sum():
         thin = np.random.default_rng(np.random.SeedSequence([cfg.seed, 67]))
         sim["item_counts"] = thin.multivariate_hypergeometric(sim["item_counts"].astype(np.int64), total)
-    analytic_return = cal.return_probability(calibration.fit, calibration.likelihood, calibration.grid, horizon)[
-        h.history
-    ]
-    analytic_days = cal.expected_active_days(calibration.fit, calibration.likelihood, calibration.grid, horizon)[
-        h.history
-    ]
     best_prior, _ = cal.npmle(calibration.fit, h, calibration.likelihood, calibration.grid)
-    best_return, best_days = (
-        forecast(calibration.fit, calibration.likelihood, calibration.grid, horizon, best_prior)[h.history]
-        for forecast in (cal.return_probability, cal.expected_active_days)
-    )
+    analytic_return, analytic_days = _closed_forms(calibration, horizon, None)
+    best_return, best_days = _closed_forms(calibration, horizon, best_prior)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 59]))
     n = len(h)
     boots = [rng.integers(0, n, n) for _ in range(cfg.bootstrap)]
@@ -468,6 +460,17 @@ def _item_noise(counts: np.ndarray, rng, reps: int) -> float:
     p = counts / total
     shares = [top_share(rng.multinomial(total, p)) for _ in range(min(reps, 200))]
     return 1.96 * float(np.std(shares))
+
+
+def _closed_forms(calibration: fitted.Calibration, horizon: int, log_prior) -> tuple[np.ndarray, np.ndarray]:
+    """Each known user's chance of returning and expected active days over `horizon`, under the
+    fitted Beta prior (`log_prior` None) or another prior over the nodes; one posterior for both."""
+    fit, lik, grid, rows = calibration.fit, calibration.likelihood, calibration.grid, calibration.histories.history
+    post = cal.node_posterior(fit, lik, grid, log_prior)
+    return (
+        cal.return_probability(fit, lik, grid, horizon, post=post)[rows],
+        cal.expected_active_days(fit, lik, grid, horizon, post=post)[rows],
+    )
 
 
 def _structure_notes(rows: list[dict[str, Any]]) -> list[str]:

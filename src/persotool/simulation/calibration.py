@@ -381,11 +381,18 @@ def _cell_sizes(grid: Grid) -> tuple[float, float, float]:
 
 
 def return_probability(
-    fit: Fit, lik: Likelihood, grid: Grid, horizon: int, log_prior: np.ndarray | None = None
+    fit: Fit,
+    lik: Likelihood,
+    grid: Grid,
+    horizon: int,
+    log_prior: np.ndarray | None = None,
+    *,
+    post: np.ndarray | None = None,
 ) -> np.ndarray:
     """(distinct,) the model's chance that each history has an active day in the next `horizon`
-    days: 1 - P(every day silent), averaged over the posterior of node and state."""
-    post = node_posterior(fit, lik, grid, log_prior)
+    days: 1 - P(every day silent), averaged over the posterior of node and state (`post`, when the
+    caller has it from `node_posterior`)."""
+    post = node_posterior(fit, lik, grid, log_prior) if post is None else post
     s00, s01, s10, s11 = _powers(grid, np.array([horizon]))
     silent_from_active = (s00 + s01)[0]
     silent_from_dormant = (s10 + s11)[0]
@@ -394,12 +401,18 @@ def return_probability(
 
 
 def expected_active_days(
-    fit: Fit, lik: Likelihood, grid: Grid, horizon: int, log_prior: np.ndarray | None = None
+    fit: Fit,
+    lik: Likelihood,
+    grid: Grid,
+    horizon: int,
+    log_prior: np.ndarray | None = None,
+    *,
+    post: np.ndarray | None = None,
 ) -> np.ndarray:
     """(distinct,) expected active days in the next `horizon` days: p times the expected days
     spent active, from the two-state chain's closed form (stationary share r / (theta + r), which
-    the chain approaches at rate 1 - theta - r per day)."""
-    post = node_posterior(fit, lik, grid, log_prior)
+    the chain approaches at rate 1 - theta - r per day); `post` as in `return_probability`."""
+    post = node_posterior(fit, lik, grid, log_prior) if post is None else post
     p, th, r = grid.p, grid.theta, grid.r
     share = r / (th + r)
     rho = 1 - th - r

@@ -120,11 +120,11 @@ class Calibration:
                 "visit_chance": (post @ self.grid.p)[rows],
                 "leaving_chance": (post @ self.grid.theta)[rows],
                 "return_chance": (post @ self.grid.r)[rows],
-                f"return_probability_{horizon}d": cal.return_probability(self.fit, self.likelihood, self.grid, horizon)[
-                    rows
-                ],
+                f"return_probability_{horizon}d": cal.return_probability(
+                    self.fit, self.likelihood, self.grid, horizon, post=post
+                )[rows],
                 f"expected_active_days_{horizon}d": cal.expected_active_days(
-                    self.fit, self.likelihood, self.grid, horizon
+                    self.fit, self.likelihood, self.grid, horizon, post=post
                 )[rows],
             }
         )
