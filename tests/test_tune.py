@@ -162,7 +162,8 @@ def test_kill_9_mid_trial_then_rerun_loses_nothing(movielens_split: Path, tmp_pa
             trials = _study_trials(journal, "killed")
         except Exception:  # the study is not created yet
             continue
-        if any(t.state.name == "RUNNING" and t.number == 1 and "worker" in t.user_attrs for t in trials):
+        # running, with its parameters drawn (killed between `ask` and the draw, it has none to retry)
+        if any(t.state.name == "RUNNING" and t.number == 1 and "worker" in t.user_attrs and t.params for t in trials):
             break
     worker.send_signal(signal.SIGKILL)
     worker.wait()

@@ -65,11 +65,16 @@ def test_existing_output_needs_force(tmp_path: Path) -> None:
     assert result.exit_code == 7
     assert "already exists (use --force" in result.stderr
     assert (out / "keep.txt").read_text() == "mine"
-    forced = run_cli("ingest", DATA / "good" / "tiny.csv", "--preset", "movielens", "-o", out, "--no-track", "--force")
+    args = ("ingest", DATA / "good" / "tiny.csv", "--preset", "movielens", "--no-track", "--force")
+    refused = run_cli(*args, "-o", out)  # not persotool's: --force does not delete a user's files
+    assert refused.exit_code == 7, refused.stderr
+    assert (out / "keep.txt").read_text() == "mine"
+    ours = tmp_path / "ours"
+    assert run_cli(*args, "-o", ours).exit_code == 0
+    forced = run_cli(*args, "-o", ours)
     assert forced.exit_code == 0, forced.stderr
-    assert not (out / "keep.txt").exists()
-    assert (out / "manifest.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    assert (ours / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "ours"]
 
 
 def test_missing_columns_flags_is_config_error(tmp_path: Path) -> None:

@@ -52,31 +52,120 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def directory_digest(files: dict[str, str]) -> str:
-    """Digest of a set of files from their names and content digests."""
+    """Digest of a set of files from their names and content digests (a dataset's: it has no
+    parent artifact, and its files hold everything its config changes)."""
     joined = "\n".join(f"{name}:{files[name]}" for name in sorted(files))
     return hashlib.sha256(joined.encode()).hexdigest()[:16]
 
 
-def check_output(out: Path, *, force: bool = False, inputs: tuple[Path, ...] | list[Path] = ()) -> None:
-    """Refuse, before any work, an output that cannot be written safely: one that exists (unless
-    `force`), the current directory or one above it, an input, a directory holding an input, or a
-    directory inside an input directory."""
+def lineage_digest(files: dict[str, str], *, parents: dict[str, str] | None = None, config: Any = None) -> str:
+    """The digest that identifies an artifact: its files' content digests, its parents' digests
+    (the artifacts, or raw source files, it was made from) and its resolved config. Two outputs
+    made from different inputs or with different settings never share one, even when their
+    files happen to be identical."""
+    canonical = json.dumps(
+        {"files": files, "parents": parents or {}, "config": config},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def persotool_kind(path: Path) -> str | None:
+    """The kind of persotool output `path` is (its manifest says so), or None when it is not one:
+    no manifest.json, or one that persotool did not write (a web app's manifest.json, say)."""
+    manifest_path = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(manifest, dict) or "persotool_version" not in manifest:
+        return None
+    kind = manifest.get("kind")
+    return kind if kind in SCHEMA_VERSIONS else None
+
+
+def lineage(path: Path, *, depth: int = 8) -> list[Path]:
+    """The directories an artifact was made from, transitively (a model's split and that split's
+    dataset...), as its manifests name them; an output must not replace any of them either."""
+    found: list[Path] = []
+    todo = [Path(path)]
+    while todo and depth:
+        depth -= 1
+        current = todo.pop()
+        try:
+            manifest = json.loads((current / MANIFEST).read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        if not isinstance(manifest, dict):
+            continue
+        for ref in manifest.values():
+            if isinstance(ref, dict) and isinstance(ref.get("path"), str) and "digest" in ref:
+                parent = Path(ref["path"])
+                if parent not in found:
+                    found.append(parent)
+                    todo.append(parent)
+    return found
+
+
+def check_location(out: Path, inputs: tuple[Path, ...] | list[Path] = ()) -> None:
+    """Refuse an output that is the current directory or one above it, an input (or what an input
+    was made from), a directory holding one, or a directory inside one."""
     out = Path(out)
     where = str(out)
     resolved = out.resolve()
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
         raise OutputError("is the current directory or one above it; name a new directory for the output", where=where)
-    for source in inputs:
+    sources = [Path(s) for s in inputs]
+    sources += [p for s in list(sources) if Path(s).is_dir() for p in lineage(Path(s))]
+    for source in sources:
         path = Path(source).resolve()
         if path == resolved or resolved in path.parents:
             raise OutputError(f"would replace the input {source}; write the output somewhere else", where=where)
         if path.is_dir() and path in resolved.parents:
             raise OutputError(f"is inside the input directory {source}; write the output somewhere else", where=where)
+
+
+def replaceable(out: Path, *, markers: tuple[str, ...] = ()) -> bool:
+    """Whether `force` may replace the existing directory `out`: only what persotool wrote (a
+    persotool manifest, or one of `markers`, the files an unfinished output of the stage holds)
+    or an empty directory. Anything else may be a user's own data."""
+    out = Path(out)
+    if persotool_kind(out) is not None or any((out / marker).is_file() for marker in markers):
+        return True
+    try:
+        return not any(out.iterdir())
+    except OSError:
+        return False
+
+
+NOT_OURS = (
+    "holds files persotool did not write (no persotool manifest.json); `force` replaces only a "
+    "persotool output: move it away yourself or choose another output"
+)
+
+
+def check_output(
+    out: Path,
+    *,
+    force: bool = False,
+    inputs: tuple[Path, ...] | list[Path] = (),
+    markers: tuple[str, ...] = (),
+) -> None:
+    """Refuse, before any work, an output that cannot be written safely: one that exists (unless
+    `force` and persotool wrote it), the current directory or one above it, an input or what an
+    input was made from, a directory holding an input, or a directory inside an input directory."""
+    out = Path(out)
+    where = str(out)
+    check_location(out, inputs)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError("exists and is not a directory", where=where)
     if out.exists() and not force:
         raise OutputError("already exists (use `force` to replace it)", where=where)
+    if out.exists() and not replaceable(out, markers=markers):
+        raise OutputError(NOT_OURS, where=where)
 
 
 @contextlib.contextmanager
@@ -132,6 +221,8 @@ def atomic_directory(out: Path, *, force: bool = False, inputs: tuple[Path, ...]
             yield tmp
             if out.exists() and not force:
                 raise OutputError("was created by another command while this one worked; not replaced", where=str(out))
+            if out.exists() and not replaceable(out):
+                raise OutputError(NOT_OURS, where=str(out))
             if out.exists():
                 old = parent / f".{out.name}.old-{os.getpid()}"
                 out.rename(old)

@@ -223,7 +223,7 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
         manifest = artifacts.new_manifest(
             "split",
             name=Path(out).name,
-            split_digest=artifacts.directory_digest(files),
+            split_digest=artifacts.lineage_digest(files, parents={"dataset": source["dataset_digest"]}, config=config),
             dataset={
                 "path": str(Path(dataset).resolve()),
                 "digest": source["dataset_digest"],

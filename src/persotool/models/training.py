@@ -119,7 +119,11 @@ def save(model: Recommender, out: Path, split: Split, info: dict[str, Any], *, f
             name=Path(out).name,
             model=info["model"],
             params=info["params"],
-            model_digest=artifacts.directory_digest(files),
+            model_digest=artifacts.lineage_digest(
+                files,
+                parents={"split": split.manifest["split_digest"]},
+                config={"model": info["model"], "params": info["params"]},
+            ),
             split={"path": str(split.path.resolve()), "digest": split.manifest["split_digest"]},
             dataset=split.manifest["dataset"],
             fit_seconds=info["fit_seconds"],

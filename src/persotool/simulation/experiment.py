@@ -28,12 +28,23 @@ class Experiment:
     robust: pl.DataFrame | None = None  # combined over the worlds
 
 
+def inputs_of(dataset: Path, cfg: SimulationConfig) -> list[Path]:
+    """What a simulation reads: the dataset, the arms' model directories, the world directory
+    and the synthetic ground truth. The output may replace none of them."""
+    paths = [Path(dataset), *(Path(arm.model) for arm in cfg.arms if arm.model is not None)]
+    if cfg.world.world_dir is not None:
+        paths.append(cfg.world.world_dir)
+    if cfg.world.ground_truth is not None:
+        paths.append(Path(cfg.world.ground_truth))
+    return paths
+
+
 def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool = False) -> Experiment:
     from persotool.data import artifacts
 
     started = time.perf_counter()
     if out is not None:
-        artifacts.check_output(out, force=force, inputs=[dataset])
+        artifacts.check_output(out, force=force, inputs=inputs_of(dataset, cfg))
     dataset_manifest = artifacts.read_artifact(dataset, "dataset")
     built = world.build(dataset, cfg)
     world_seconds = time.perf_counter() - started
@@ -86,7 +97,7 @@ def write(experiment: Experiment, out: Path, *, force: bool = False) -> None:
     from persotool.simulation import report
 
     a = experiment.analysis
-    inputs = [Path(experiment.manifest["dataset"]["path"])]
+    inputs = inputs_of(Path(experiment.manifest["dataset"]["path"]), experiment.config)
     with artifacts.atomic_directory(out, force=force, inputs=inputs) as tmp:
         a.results.write_csv(tmp / "results.csv")
         payload = summary(experiment)

@@ -19,32 +19,84 @@ def run(split_path: Path, cfg: TuneConfig, out: Path, *, force: bool = False, pr
     from persotool.errors import ConfigError
     from persotool.tuning import study as st
 
+    out = Path(out)
+    _check_output(out, force, split_path)
     split = Split(split_path)
     if split.valid is None or not len(split.valid):
         raise ConfigError("tuning measures trials on the split's validation part: split with `valid`")
     space = load_space(cfg.space, cfg.model)
-    out = Path(out)
-    _prepare(out, force, split_path)
-    study, where, lock = st.open_study(cfg, space, split.manifest["split_digest"], out)
+    digest = split.manifest["split_digest"]
+    _check_own_split(out, force, digest)
+    created = _prepare(out, force)
+    try:
+        study, where, lock = st.open_study(cfg, space, digest, out)
+    except BaseException:
+        if created:  # nothing of the study was written: leave no empty output behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     objective = st.objective_for(cfg, space, split)
     st.run_trials(cfg, study, lock, objective, on_trial=progress)
     return write(out, study, cfg, space, split, where)
 
 
-def _prepare(out: Path, force: bool, split_path: Path) -> None:
-    """A tuning directory is reused: rerunning continues its study. Anything else in the way is an
-    error; `force` starts over."""
+def _is_tuning(out: Path) -> bool:
+    """A tuning directory: its manifest says so, or it holds the study journal of a run that has
+    not written its manifest yet (killed during its first trials)."""
+    from persotool.data import artifacts
+
+    return artifacts.persotool_kind(out) == "tuning" or (out / JOURNAL).is_file()
+
+
+def _check_output(out: Path, force: bool, split_path: Path) -> None:
+    """The output guard every stage uses, with one difference: an existing tuning directory is
+    not in the way, it is continued (rerunning resumes the study)."""
+    from persotool.data import artifacts
     from persotool.errors import OutputError
 
-    if out.resolve() == Path(split_path).resolve():
-        raise OutputError("the output directory is the split itself", where=str(out))
+    artifacts.check_location(out, [split_path])
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError("exists and is not a directory", where=str(out))
+    if not out.exists() or _is_tuning(out):
+        return
+    if not any(out.iterdir()):
+        return
+    if not force:
+        raise OutputError("exists and is not a tuning directory; pass `force` to replace it", where=str(out))
+    if not artifacts.replaceable(out):
+        raise OutputError(artifacts.NOT_OURS, where=str(out))
+
+
+def _check_own_split(out: Path, force: bool, digest: str) -> None:
+    """A tuning directory belongs to the split its study tunes on: continuing it with another
+    split would mix their trials and replace the other study's best.toml."""
+    import json
+
+    from persotool.data import artifacts
+    from persotool.errors import OutputError
+
+    if force or artifacts.persotool_kind(out) != "tuning":
+        return
+    recorded = json.loads((out / artifacts.MANIFEST).read_text()).get("split", {}).get("digest")
+    if recorded != digest:
+        raise OutputError(
+            f"holds the study of another split ({recorded}, this split is {digest}); "
+            "choose another output, or `force` to start over",
+            where=str(out),
+        )
+
+
+def _prepare(out: Path, force: bool) -> bool:
+    """Make the output ready for the study (emptied with `force`); True when this call created it."""
+    from persotool.errors import OutputError
+
     if out.exists() and force:
         shutil.rmtree(out)
-    if out.exists():
-        ours = (out / "manifest.json").is_file() or (out / JOURNAL).is_file()
-        if not out.is_dir() or (not ours and any(out.iterdir())):
-            raise OutputError("exists and is not a tuning directory; pass `force` to replace it", where=str(out))
-    out.mkdir(parents=True, exist_ok=True)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory ({exc.strerror})", where=str(out)) from None
+    return created
 
 
 def trials_table(study, cfg: TuneConfig):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from persotool.config import Strict
-from persotool.errors import ConfigError
+from persotool.errors import ConfigError, OutputError
 
 GRACE_SECONDS = 120  # a running trial silent for this long is stale
 HEARTBEAT_SECONDS = 10
@@ -217,6 +217,15 @@ def open_study(cfg: TuneConfig, space, split_digest: str, out: Path):
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=5)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     with lock():
+        if cfg.storage is None:  # the output's own journal holds this split's study, no other
+            for other in storage.get_all_studies():
+                digest = other.user_attrs.get("persotool.split")
+                if digest is not None and digest != split_digest:
+                    raise OutputError(
+                        f"holds the study of another split ({digest}, this split is {split_digest}); "
+                        "choose another output, or `force` to start over",
+                        where=str(out),
+                    )
         study = optuna.create_study(
             study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=directions, load_if_exists=True
         )

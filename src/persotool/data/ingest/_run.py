@@ -406,6 +406,7 @@ def _manifest(spec, out, tmp, files, fmt_by_file, attribute_sources, counts, tim
     return artifacts.new_manifest(
         "dataset",
         name=Path(out).name,
+        # content only: the same events from other files (reordered, recompressed) are the same dataset
         dataset_digest=artifacts.directory_digest(file_digests),
         config=config,
         config_hash=artifacts.config_hash(config),
