@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-# what changes from run to run by itself: timings, absolute paths, versions, run ids
-VOLATILE = ("seconds", "second", "fit_s", "eval_s", "path", "persotool_version", "mlflow", "started", "ended")
+# what changes from run to run by itself: timings, absolute paths, versions, run ids, worker pids
+VOLATILE = ("worker", "seconds", "second", "fit_s", "eval_s", "path", "persotool_version", "mlflow", "started", "ended")
 
 
 def _volatile(key: str) -> bool:
