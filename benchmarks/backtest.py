@@ -22,7 +22,7 @@ RESULTS = HERE / "results" / "backtest.json"
 
 
 def _summary(result: dict) -> dict:
-    from persotool.simulation.backtest import SOURCES
+    from persotool.stages.backtest.run import SOURCES
 
     keep = (*SOURCES, "noise", "verdict")
     return {
@@ -37,10 +37,11 @@ def _summary(result: dict) -> dict:
 
 def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from persotool.config import IngestConfig, load_toml
-    from persotool.data.ingest import ingest
-    from persotool.data.synth import SynthConfig, write
-    from persotool.simulation import backtest, fitted
+    from persotool.kernels.config import IngestConfig, load_toml
+    from persotool.kernels.simulation import calibration as fitted
+    from persotool.stages.backtest import run as backtest
+    from persotool.stages.ingest import ingest
+    from persotool.stages.synth.run import SynthConfig, write
 
     data = HERE / "data" / "backtest"
     movielens = data / "movielens"

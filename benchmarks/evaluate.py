@@ -82,8 +82,8 @@ def main() -> None:
     from lightfm import LightFM
     from lightfm.evaluation import auc_score, precision_at_k, recall_at_k
 
-    from persotool.evaluation.evaluator import evaluate
-    from persotool.models.factorization import LightFMModel
+    from persotool.kernels.metrics.ranking import evaluate
+    from persotool.kernels.models.factorization import LightFMModel
 
     t0 = time.perf_counter()
     train, test, truth = make_data(args.users, args.items, args.per_user)

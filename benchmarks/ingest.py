@@ -49,7 +49,7 @@ def make_log(rows: int, layout: str) -> Path:
     folder = DATA / f"synth-{rows}-{layout}"
     if (folder / "events.csv").is_file():
         return folder
-    from persotool.data.synth import SynthConfig, write
+    from persotool.stages.synth.run import SynthConfig, write
 
     cfg = SynthConfig(
         users=max(rows // 200, 100),
@@ -64,8 +64,8 @@ def make_log(rows: int, layout: str) -> Path:
 
 
 def variant_persotool(folder: Path, out: Path) -> dict:
-    from persotool.config import IngestConfig, load_toml
-    from persotool.data.ingest import ingest
+    from persotool.kernels.config import IngestConfig, load_toml
+    from persotool.stages.ingest import ingest
 
     spec = IngestConfig.model_validate(load_toml(folder / "schema.toml"))
     manifest = ingest(spec, [str(folder / "events.csv")], out / "dataset", force=True)

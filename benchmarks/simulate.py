@@ -30,11 +30,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    from persotool.config import IngestConfig, load_config, load_toml
-    from persotool.data.ingest import ingest
-    from persotool.data.synth import SynthConfig, write
-    from persotool.simulation import engine, world
-    from persotool.simulation.config import SimulationConfig
+    from persotool.kernels.config import IngestConfig, load_config, load_toml
+    from persotool.kernels.simulation import engine, world
+    from persotool.kernels.simulation.spec import SimulationConfig
+    from persotool.stages.ingest import ingest
+    from persotool.stages.synth.run import SynthConfig, write
 
     data = HERE / "data" / f"simworld-{args.users}-{args.items}-{args.factors}"
     synth, dataset = data / "synth", data / "dataset"

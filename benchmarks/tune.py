@@ -32,10 +32,10 @@ def main() -> None:
     import optuna
 
     import persotool as pt
-    from persotool.data.splits import Split
-    from persotool.evaluation.evaluator import evaluate_model
-    from persotool.models import training
-    from persotool.tuning.space import load_space
+    from persotool.kernels.metrics.ranking import evaluate_model
+    from persotool.kernels.models import fitting as training
+    from persotool.stages.split.run import Split
+    from persotool.stages.tune.space import load_space
 
     space_path = ROOT / "configs" / "spaces" / "ease.toml"
     space = load_space(space_path)

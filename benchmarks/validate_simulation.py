@@ -51,12 +51,12 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import numpy as np
 
-    from persotool.config import IngestConfig, load_config
-    from persotool.data.ingest import ingest
-    from persotool.data.presets import preset
-    from persotool.simulation import engine, world
-    from persotool.simulation.analysis import analyse
-    from persotool.simulation.config import SimulationConfig
+    from persotool.kernels.config import IngestConfig, load_config
+    from persotool.kernels.simulation import engine, world
+    from persotool.kernels.simulation.spec import SimulationConfig
+    from persotool.stages.ingest import ingest
+    from persotool.stages.ingest.presets import preset
+    from persotool.stages.simulate.analysis import analyse
 
     started = time.perf_counter()
     alpha = 0.05

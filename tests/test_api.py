@@ -65,7 +65,7 @@ def test_cli_and_api_write_identical_artifacts(tmp_path: Path) -> None:
 
 def test_default_metric_list_in_help_matches_the_library() -> None:
     from persotool.cli.evaluate import DEFAULT_METRICS
-    from persotool.evaluation.session import DEFAULT_METRICS as LIBRARY
+    from persotool.stages.evaluate.run import DEFAULT_METRICS as LIBRARY
 
     assert tuple(DEFAULT_METRICS.split(",")) == LIBRARY
 

@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from persotool.evaluation import beyond
-from persotool.evaluation.segments import segment_table
+from persotool.kernels.metrics import beyond
+from persotool.kernels.metrics.segments import segment_table
 from tests.conftest import MOVIELENS, run_cli
 
 
@@ -141,7 +141,7 @@ def test_readme_outside_lists_example_runs_with_default_metrics(tmp_path: Path) 
 
 
 def test_json_output_never_holds_nan(tmp_path: Path) -> None:
-    from persotool.data.artifacts import finite_json
+    from persotool.kernels.storage import finite_json
 
     cleaned = finite_json({"a": math.nan, "b": [1.0, math.inf], "c": {"d": 2.0}})
     assert cleaned["a"] is None and cleaned["b"] == [1.0, None] and cleaned["c"] == {"d": 2.0}

@@ -17,7 +17,7 @@ import pytest
 
 import persotool as pt
 from persotool.errors import ConfigError
-from persotool.tuning.space import load_space
+from persotool.stages.tune.space import load_space
 from tests.conftest import MOVIELENS, REPO, run_cli
 
 PERSOTOOL = Path(sys.executable).parent / "persotool"
@@ -323,8 +323,8 @@ def test_models_without_early_stopping_validate_each_epoch_for_the_pruner(small_
             # the last epoch's validation is the model the trial measured
             assert trial.intermediate_values[7] == pytest.approx(trial.values[0])
     # plain training does not pay for it
-    from persotool.data.splits import Split
-    from persotool.models import training
+    from persotool.kernels.models import fitting as training
+    from persotool.stages.split.run import Split
 
     _, info = training.train(Split(small_split), model, {"iterations": 8, "factors": 8})
     assert "valid_ndcg@10" not in info["history"]

@@ -121,8 +121,8 @@ def test_key_value_options_fail_with_one_line(world, tmp_path: Path, args: list[
 
 
 def test_one_config_loader_reaches_into_tables(tmp_path: Path) -> None:
-    from persotool.config import load_config
-    from persotool.simulation.config import SimulationConfig
+    from persotool.kernels.config import load_config
+    from persotool.kernels.simulation.spec import SimulationConfig
 
     toml = tmp_path / "sim.toml"
     toml.write_text(

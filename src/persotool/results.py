@@ -13,8 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from persotool import render
-from persotool.data import artifacts
+from persotool.kernels import render
+from persotool.kernels import storage as artifacts
 
 
 class Artifact(render.View):
@@ -94,7 +94,7 @@ class Dataset(Artifact):
 
     def summary(self) -> dict[str, Any]:
         """The flat summary `ingest --json` prints."""
-        from persotool.data.ingest import summary
+        from persotool.stages.ingest import summary
 
         return summary(self.manifest.to_dict(), self.path)
 
@@ -103,7 +103,7 @@ class Dataset(Artifact):
 
     def info(self) -> render.View:
         """Counts, sparsity, activity distributions, time range and rejects (`datasets info`)."""
-        from persotool.data.info import DatasetInfo
+        from persotool.stages.ingest.info import DatasetInfo
 
         return DatasetInfo(self.path)
 
@@ -130,7 +130,7 @@ class Split(Artifact):
 
     @cached_property
     def _loaded(self):
-        from persotool.data.splits import Split as Loaded
+        from persotool.stages.split.run import Split as Loaded
 
         return Loaded(self.path)
 
@@ -189,7 +189,7 @@ class TrainedModel(Artifact):
 
     @cached_property
     def model(self):
-        from persotool.models.base import load
+        from persotool.kernels.models.base import load
 
         return load(self.path)
 
@@ -321,7 +321,7 @@ class Benchmark(Artifact):
 
     @cached_property
     def config(self):
-        from persotool.evaluation.benchmark import BenchmarkConfig
+        from persotool.stages.benchmark.run import BenchmarkConfig
 
         return BenchmarkConfig.model_validate(self.manifest.config)
 
@@ -336,7 +336,7 @@ class Benchmark(Artifact):
         }
 
     def blocks(self) -> list[render.Block]:
-        from persotool.evaluation.benchmark import significance_marks
+        from persotool.stages.benchmark.run import significance_marks
 
         cfg = self.config
         marks = significance_marks(self.tests)
@@ -399,7 +399,7 @@ class Experiment(Artifact):
 
     @cached_property
     def config(self):
-        from persotool.simulation.config import SimulationConfig
+        from persotool.kernels.simulation.spec import SimulationConfig
 
         return SimulationConfig.model_validate(self.manifest.config)
 
@@ -410,7 +410,7 @@ class Experiment(Artifact):
         return list(getattr(self.manifest, "warnings", None) or [])
 
     def blocks(self) -> list[render.Block]:
-        from persotool.simulation.report import blocks
+        from persotool.stages.simulate.report import blocks
 
         return blocks(self.summary, self.results, self.config)
 
@@ -474,7 +474,7 @@ class Tuning(Artifact):
 
     @property
     def best_params(self) -> dict[str, Any]:
-        from persotool.config import load_toml
+        from persotool.kernels.config import load_toml
 
         return load_toml(self.best_config)["params"] if self.best_config else {}
 

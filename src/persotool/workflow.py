@@ -93,9 +93,9 @@ def ingest_config(
 ):
     """The IngestConfig of preset < schema file < options, validated. `options` are INGEST_OPTIONS
     (None leaves the preset's or schema's value)."""
-    from persotool.config import IngestConfig, deep_merge, load_toml, validate
-    from persotool.data.presets import preset as preset_config
     from persotool.errors import ConfigError
+    from persotool.kernels.config import IngestConfig, deep_merge, load_toml, validate
+    from persotool.stages.ingest.presets import preset as preset_config
 
     unknown = sorted(set(options) - set(INGEST_OPTIONS))
     if unknown:
@@ -138,7 +138,7 @@ def ingest_config(
 def ingest(sources, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Dataset:
     """Raw logs (files, globs, directories) -> a dataset directory at `out`. `config` is an
     IngestConfig; without one, `preset`, `schema` and INGEST_OPTIONS build it."""
-    from persotool.data.ingest import ingest as run
+    from persotool.stages.ingest import ingest as run
 
     spec = config if config is not None else ingest_config(sources, **options)
     run(spec, _paths(sources), Path(out), force=force)
@@ -147,9 +147,9 @@ def ingest(sources, out: Path | str, config=None, *, force: bool = False, track=
 
 def split(dataset, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Split:
     """A dataset -> train / valid / test at `out`. `config` is a SplitConfig, or its fields as keywords."""
-    from persotool.config import load_config
-    from persotool.data.splits import SplitConfig
-    from persotool.data.splits import split as run
+    from persotool.kernels.config import load_config
+    from persotool.stages.split.run import SplitConfig
+    from persotool.stages.split.run import split as run
 
     given = {k: v for k, v in options.items() if v is not None}
     cfg = config if isinstance(config, SplitConfig) else load_config(SplitConfig, config, given)
@@ -171,11 +171,11 @@ def train(
 ) -> TrainedModel:
     """Fit `model` (a registry name, or the one `config` names) on the split's training part, with
     early stopping on its validation part, and save it at `out`."""
-    from persotool.config import model_config
-    from persotool.data.artifacts import check_output
-    from persotool.data.splits import Split as Loaded
     from persotool.errors import ConfigError
-    from persotool.models import training
+    from persotool.kernels.config import model_config
+    from persotool.kernels.models import fitting as training
+    from persotool.kernels.storage import check_output
+    from persotool.stages.split.run import Split as Loaded
 
     if out is None:
         raise ConfigError("train needs an output directory for the model")
@@ -207,7 +207,7 @@ def evaluate(
     """Full-ranking metrics of a trained model on its split (or `split`, of the same dataset), or
     of another system's ranked lists (`recommendations` and `truth` files). Without `out` the
     evaluation lives in a temporary directory until the returned object is dropped."""
-    from persotool.evaluation import session
+    from persotool.stages.evaluate import run as session
 
     return session.evaluate(
         model=None if model is None else _path(model),
@@ -243,7 +243,7 @@ def benchmark(
     (label -> model config file, e.g. a tuning's best.toml), `only` a subset of its models (the
     baseline is kept); `progress(label, stage)` is told when each model starts training
     and evaluating."""
-    from persotool.evaluation import benchmark as bench
+    from persotool.stages.benchmark import run as bench
 
     if isinstance(config, bench.BenchmarkConfig):
         cfg = config.model_copy(update=overrides) if overrides else config
@@ -260,10 +260,10 @@ def benchmark(
 def simulate(dataset, config=None, out: Path | str | None = None, *, force: bool = False, track=None, **overrides):
     """A simulated A/B/n test on a world calibrated from `dataset`; `config` is a SimulationConfig
     or a TOML file, `overrides` its fields."""
-    from persotool.config import load_config
     from persotool.errors import ConfigError
-    from persotool.simulation import experiment as exp
-    from persotool.simulation.config import SimulationConfig
+    from persotool.kernels.config import load_config
+    from persotool.kernels.simulation.spec import SimulationConfig
+    from persotool.stages.simulate import run as exp
 
     if out is None:
         raise ConfigError("simulate needs an output directory")
@@ -274,8 +274,8 @@ def simulate(dataset, config=None, out: Path | str | None = None, *, force: bool
 
 def synth(out: Path | str, config=None, *, force: bool = False, track=None, **options) -> SyntheticLog:
     """A synthetic log with known ground truth; `config` is a SynthConfig, or its fields as keywords."""
-    from persotool.config import load_config
-    from persotool.data.synth import SynthConfig, write
+    from persotool.kernels.config import load_config
+    from persotool.stages.synth.run import SynthConfig, write
 
     given = {k: v for k, v in options.items() if v is not None}
     cfg = config if isinstance(config, SynthConfig) else load_config(SynthConfig, config, given)
@@ -289,10 +289,10 @@ def tune(
     """A hyperparameter study on `split`'s validation part, run (or continued) into `out`.
     `config` is a TuneConfig, or its fields as keywords (`space` at least); `progress(number)` hears
     each finished trial. Rerunning continues the study; several workers share one `storage`."""
-    from persotool.config import load_config
     from persotool.errors import ConfigError
-    from persotool.tuning import run
-    from persotool.tuning.study import TuneConfig
+    from persotool.kernels.config import load_config
+    from persotool.stages.tune.run import run
+    from persotool.stages.tune.study import TuneConfig
 
     if out is None:
         raise ConfigError("tune needs an output directory")
@@ -308,7 +308,7 @@ def calibrate(
     """Fit the simulator's user model on `dataset`'s logs up to `until` (a date, a fraction of the
     log's time range, or None for all of it) and write the world directory `out`, which
     `simulate` loads with `[world] source = "OUT"`."""
-    from persotool.simulation import fitted
+    from persotool.kernels.simulation import calibration as fitted
 
     fitted.calibrate(_path(dataset), until, Path(out), seed=seed, force=force)
     return _recorded(World(out), track)
@@ -318,9 +318,9 @@ def backtest(dataset, out: Path | str, config=None, *, force: bool = False, trac
     """Calibrate on `dataset`'s logs before a cutoff, simulate the held-out period and compare with
     what the logs show after it, beside naive forecasts and noise floors. `config` is a
     BacktestConfig or a TOML file; `options` its fields (dotted keys for nested ones)."""
-    from persotool.config import load_config
-    from persotool.data import artifacts
-    from persotool.simulation import backtest as bt
+    from persotool.kernels import storage as artifacts
+    from persotool.kernels.config import load_config
+    from persotool.stages.backtest import run as bt
 
     cfg = config if isinstance(config, bt.BacktestConfig) else load_config(bt.BacktestConfig, config, _given(options))
     artifacts.check_output(Path(out), force=force, inputs=[_path(dataset)])

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 import zstandard
 
-from persotool.config import IngestConfig
-from persotool.data.ingest import ingest
+from persotool.kernels.config import IngestConfig
+from persotool.stages.ingest import ingest
 from tests.conftest import MOVIELENS, run_cli
 
 SPEC = {"columns": {"user": "u", "item": "i", "time": "t"}}
@@ -395,7 +395,7 @@ def test_sort_unique_matches_numpy_unique_rows(wide: bool, sizes: bool, alias: b
     # alias: the packing buffer is the uint64 time-rank column itself
     import numpy as np
 
-    from persotool.data.ingest import kernels as ingest_module
+    from persotool.stages.ingest import _columns as ingest_module
 
     monkeypatch.setattr(ingest_module, "BLOCK", 1000)  # several blocks, and a partial last one
     rng = np.random.default_rng(7 + wide)
@@ -424,7 +424,7 @@ def test_sort_unique_matches_numpy_unique_rows(wide: bool, sizes: bool, alias: b
 def test_time_ranks_index_the_sorted_distinct_timestamps(ordered: bool, monkeypatch) -> None:
     import numpy as np
 
-    from persotool.data.ingest import kernels as ingest_module
+    from persotool.stages.ingest import _columns as ingest_module
 
     monkeypatch.setattr(ingest_module, "BLOCK", 1000)  # the running count carries across blocks
     rng = np.random.default_rng(3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from persotool.data.parsing import parse_consent, parse_time, parse_value
+from persotool.stages.ingest.parsing import parse_consent, parse_time, parse_value
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_epoch_integer_fast_path_agrees_with_the_general_parser(unit: str) -> No
 
 @pytest.mark.parametrize("separator", ["T", " "])
 def test_fixed_layout_iso_fast_path_agrees_with_the_general_parser(separator: str) -> None:
-    from persotool.data.parsing import ISO_FORMATS, _parse_strings_general
+    from persotool.stages.ingest.parsing import ISO_FORMATS, _parse_strings_general
 
     good = [f"2024-01-{d:02d}T{h:02d}:{m:02d}:07.{m * 7:03d}Z" for d in (1, 15, 31) for h in (0, 23) for m in range(40)]
     edge = [

@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from persotool.config import IngestConfig
-from persotool.data.ingest import ingest
-from persotool.data.splits import SplitConfig, k_core, split
 from persotool.errors import ConfigError, DataError
+from persotool.kernels.config import IngestConfig
+from persotool.stages.ingest import ingest
+from persotool.stages.split.run import SplitConfig, k_core, split
 
 
 @pytest.fixture(scope="module")

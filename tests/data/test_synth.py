@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from persotool.data.synth import SynthConfig, generate
+from persotool.stages.synth.run import SynthConfig, generate
 from tests.conftest import run_cli
 
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from persotool.evaluation.comparison import compare, holm, paired_test
+from persotool.kernels.metrics.comparison import compare, holm, paired_test
 
 
 def test_holm_matches_hand_computation() -> None:

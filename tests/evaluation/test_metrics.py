@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import ndcg_score, roc_auc_score
 
 from persotool.errors import ConfigError
-from persotool.evaluation import metrics as m
+from persotool.kernels.metrics import definitions as m
 
 
 def test_hand_computed_single_user() -> None:

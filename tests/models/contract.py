@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from persotool.errors import ModelError
-from persotool.models.base import Recommender, load
+from persotool.kernels.models.base import Recommender, load
 
 N_USERS, N_ITEMS = 40, 30
 

@@ -8,10 +8,10 @@ import pytest
 import scipy.sparse as sp
 
 from persotool.errors import ModelError
-from persotool.models.base import TrainingContext
-from persotool.models.factorization import ALS, BPR, LightFMModel
-from persotool.models.neighbors import EASE, ItemKNN
-from persotool.models.popularity import MostPopular, RandomModel
+from persotool.kernels.models.base import TrainingContext
+from persotool.kernels.models.factorization import ALS, BPR, LightFMModel
+from persotool.kernels.models.neighbors import EASE, ItemKNN
+from persotool.kernels.models.popularity import MostPopular, RandomModel
 from tests.models.contract import N_ITEMS, N_USERS, RecommenderContract, checkerboard
 
 

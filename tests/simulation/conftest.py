@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from persotool.config import load_config
-from persotool.simulation import engine, world
-from persotool.simulation.config import SimulationConfig
+from persotool.kernels.config import load_config
+from persotool.kernels.simulation import engine, world
+from persotool.kernels.simulation.spec import SimulationConfig
 from tests.conftest import MOVIELENS, run_cli
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from persotool.simulation import backtest as bt
+from persotool.stages.backtest import run as bt
 from tests.conftest import run_cli
 
 # the quantities the synthetic log's behaviour parameters determine
@@ -203,9 +203,9 @@ def test_backtest_is_recorded_in_mlflow(synth, tmp_path):
 def test_every_truth_family_ranks_logged_items_above_others(synth):
     """Each family's true affinity, fitted on the logs, prefers what users consumed to random items
     (so the truth agrees with the logs), and no family gives the ALS truth again."""
-    from persotool.models.base import seen_matrix
-    from persotool.simulation import world
-    from persotool.simulation.config import WorldSpec
+    from persotool.kernels.models.base import seen_matrix
+    from persotool.kernels.simulation import world
+    from persotool.kernels.simulation.spec import WorldSpec
 
     _, ds = synth
     frame = pl.read_parquet(ds / "interactions.parquet", columns=["user_idx", "item_idx"])

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from persotool.simulation import calibration as cal
-from persotool.simulation import fitted
+from persotool.kernels.simulation import calibration as fitted
+from persotool.kernels.simulation import visit_model as cal
 
 
 def _frame(days_per_user: list[np.ndarray]) -> pl.DataFrame:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from persotool.simulation import engine, feedback, world
-from persotool.simulation.analysis import analyse
-from persotool.simulation.policies import Candidates
+from persotool.kernels.simulation import engine, feedback, world
+from persotool.kernels.simulation.policies import Candidates
+from persotool.stages.simulate.analysis import analyse
 from tests.simulation.conftest import config, simulate
 
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from persotool.simulation import robustness
+from persotool.stages.simulate import robustness
 from tests.conftest import run_cli
 
 

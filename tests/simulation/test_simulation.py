@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from persotool.simulation import engine
-from persotool.simulation.analysis import analyse, first_exposure, user_table
+from persotool.kernels.simulation import engine
+from persotool.stages.simulate.analysis import analyse, first_exposure, user_table
 from tests.conftest import run_cli
 from tests.simulation.conftest import config as _config
 from tests.simulation.conftest import simulate as _simulate
@@ -237,7 +237,7 @@ def test_retention_churn_and_survival_count_from_first_exposure_by_hand(dataset:
 
 
 def test_sequential_observations_arrive_when_their_window_closes() -> None:
-    from persotool.simulation.analysis import _arrivals
+    from persotool.stages.simulate.analysis import _arrivals
 
     values = np.array([1.0, 3.0, np.nan, 5.0, 7.0])
     ready = np.array([0, 2, 2, 2, 9])
@@ -396,7 +396,7 @@ def test_four_arms_over_several_seeds(dataset: Path, tmp_path: Path) -> None:
     for every arm. (The crash this configuration met depends on the exact arm sizes; the sizes
     that trigger it are pinned in test_statistics.)"""
     import persotool as pt
-    from persotool.simulation import experiment
+    from persotool.stages.simulate import run as experiment
 
     split = pt.split(dataset, tmp_path / "split", strategy="leave-last", min_item_interactions=10)
     models = {

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from persotool.simulation import statistics as st
-from persotool.simulation.analysis import assign
+from persotool.stages.simulate import statistics as st
+from persotool.stages.simulate.analysis import assign
 
 REPLICATES = 300
 # 3-sigma binomial tolerance around a 95% coverage
@@ -168,7 +168,7 @@ def test_minimum_detectable_effect_where_statsmodels_solver_falls_back(n_treatme
 def test_secondary_table_shows_the_test_without_cuped_beside_the_tested_one() -> None:
     import polars as pl
 
-    from persotool.simulation.report import secondary_table
+    from persotool.stages.simulate.report import secondary_table
 
     results = pl.DataFrame(
         [

@@ -80,7 +80,7 @@ def evaluate_command(
     """Full-ranking evaluation (never sampled negatives), beyond-accuracy measures and per-segment CIs."""
     from persotool import workflow
     from persotool.errors import EXIT_GATE
-    from persotool.evaluation import session
+    from persotool.stages.evaluate import run as session
 
     cutoffs = int_list(ks, "--k")
     external = recommendations is not None or truth is not None

@@ -72,7 +72,7 @@ def name_list(text: str | None) -> list[str] | None:
 
 
 def print_json(payload: dict[str, Any]) -> None:
-    from persotool.data.artifacts import finite_json
+    from persotool.kernels.storage import finite_json
 
     text = json.dumps(finite_json(payload), indent=2, default=str, allow_nan=False)
     sys.stdout.write(text + "\n")

@@ -23,8 +23,8 @@ def track_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Record the MLflow run of a finished output directory, e.g. after tracking failed or was off."""
-    from persotool.data.artifacts import MANIFEST
     from persotool.errors import DataError
+    from persotool.kernels.storage import MANIFEST
     from persotool.tracking import preflight, records
 
     if not (output / MANIFEST).is_file():

@@ -9,7 +9,7 @@ from persotool.tracking import Tracking
 
 
 def _colspec() -> list[dict]:
-    from persotool.data.ingest import INTERACTION_SCHEMA
+    from persotool.stages.ingest import INTERACTION_SCHEMA
 
     kinds = {"Int32": "integer", "Int64": "long", "String": "string", "Float64": "double"}
     return [{"name": n, "type": kinds.get(str(d).split("(")[0], "datetime")} for n, d in INTERACTION_SCHEMA.items()]
@@ -20,10 +20,10 @@ def record_ingest(tracking, out: Path) -> str | None:
     import json
     import tempfile
 
-    from persotool.data.artifacts import read_artifact
+    from persotool.kernels.storage import read_artifact
 
     manifest = read_artifact(out, "dataset")
-    from persotool.data.overview import plot_overview
+    from persotool.stages.ingest.overview import plot_overview
     from persotool.tracking import RunSpec, record_run
 
     counts = manifest["counts"]
@@ -67,7 +67,7 @@ def record_split(tracking, out: Path) -> str:
     """Record a split directory's MLflow run (from its manifest: also `persotool track`)."""
     import json
 
-    from persotool.data.artifacts import read_artifact
+    from persotool.kernels.storage import read_artifact
     from persotool.tracking import RunSpec, record_run
 
     manifest = read_artifact(out, "split")
@@ -99,7 +99,7 @@ def record_split(tracking, out: Path) -> str:
 
 def record_training(tracking, out: Path) -> str:
     """Record a model directory's MLflow run (from its manifest: also `persotool track`)."""
-    from persotool.data.artifacts import read_artifact
+    from persotool.kernels.storage import read_artifact
     from persotool.tracking import RunSpec, record_run
 
     manifest = read_artifact(out, "model")
@@ -129,7 +129,7 @@ def record_training(tracking, out: Path) -> str:
 def record_evaluation(tracking, out: Path, *, keep: bool = True) -> str:
     """Record an evaluation directory's MLflow run (from its manifest: also `persotool track`);
     `keep` False: the directory is a scratch copy, not an output to point at later."""
-    from persotool.data.artifacts import read_artifact
+    from persotool.kernels.storage import read_artifact
     from persotool.tracking import RunSpec, record_run
 
     manifest = read_artifact(out, "evaluation")
@@ -154,8 +154,8 @@ def record_benchmark(tracking, out: Path) -> str:
     its manifest and tables: also `persotool track`)."""
     import polars as pl
 
-    from persotool.data.artifacts import read_artifact
-    from persotool.evaluation.benchmark import BenchmarkConfig
+    from persotool.kernels.storage import read_artifact
+    from persotool.stages.benchmark.run import BenchmarkConfig
     from persotool.tracking import RunSpec, metric_key, record_run
 
     manifest = read_artifact(out, "benchmark")
@@ -224,10 +224,10 @@ def record_simulation(tracking, out: Path) -> str:
 
     import polars as pl
 
-    from persotool.data.artifacts import read_artifact
-    from persotool.simulation.config import SimulationConfig
-    from persotool.simulation.experiment import per_arm_metrics
-    from persotool.simulation.report import PLOTS
+    from persotool.kernels.simulation.spec import SimulationConfig
+    from persotool.kernels.storage import read_artifact
+    from persotool.stages.simulate.report import PLOTS
+    from persotool.stages.simulate.run import per_arm_metrics
     from persotool.tracking import RunSpec, flatten, record_run
 
     manifest = read_artifact(out, "simulation")
@@ -296,7 +296,7 @@ def record_simulation(tracking, out: Path) -> str:
 
 def record_world(tracking, out: Path) -> str:
     """Record a world directory's MLflow run: the fitted parameters and their standard errors."""
-    from persotool.data.artifacts import read_artifact
+    from persotool.kernels.storage import read_artifact
     from persotool.tracking import RunSpec, record_run
 
     manifest = read_artifact(out, "world")
@@ -333,8 +333,8 @@ def record_backtest(tracking, out: Path) -> str:
     forecast, and the verdicts as tags."""
     import re
 
-    from persotool.data.artifacts import read_artifact
-    from persotool.simulation.backtest import SOURCES
+    from persotool.kernels.storage import read_artifact
+    from persotool.stages.backtest.run import SOURCES
     from persotool.tracking import RunSpec, flatten, record_run
 
     def metric_key(name: str) -> str:
@@ -372,7 +372,7 @@ def record_backtest(tracking, out: Path) -> str:
 
 def record_synth(tracking, out: Path) -> str:
     """Record a synthetic log directory's MLflow run (from its manifest: also `persotool track`)."""
-    from persotool.data.artifacts import read_artifact
+    from persotool.kernels.storage import read_artifact
     from persotool.tracking import RunSpec, record_run
 
     manifest = read_artifact(out, "synthetic-log")
@@ -403,7 +403,7 @@ def record_tuning(tracking, out: Path) -> str | None:
 
     import polars as pl
 
-    from persotool.data.artifacts import read_artifact
+    from persotool.kernels.storage import read_artifact
     from persotool.tracking import RunSpec, flatten, metric_key, record_tree
 
     manifest = read_artifact(out, "tuning")
@@ -480,8 +480,8 @@ def record(tracking: Tracking, out: Path) -> str | None:
     """Record the run of any persotool output directory; None when tracking is off."""
     import json
 
-    from persotool.data.artifacts import MANIFEST
     from persotool.errors import DataError
+    from persotool.kernels.storage import MANIFEST
 
     if not tracking.enabled:
         return None

@@ -1,1 +1,0 @@
-"""Data stage: reading raw logs, canonical dataset directories, synthetic logs."""

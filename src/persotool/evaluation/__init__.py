@@ -1,1 +1,0 @@
-"""Evaluation: metric functions (accuracy and beyond-accuracy) and the batched full-ranking evaluator."""

@@ -1,1 +1,0 @@
-"""Recommenders behind one small protocol (`fit`, `score`, `recommend`, `save`, `load`)."""

@@ -1,0 +1,215 @@
+"""One evaluation as a library call: a trained model on its split (or another split of its
+dataset), or another system's ranked lists, written as an evaluation directory and returned as an
+`Evaluation` (the CLI's `evaluate` is a thin shell over it)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from persotool.errors import ConfigError
+
+DEFAULT_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "auc")
+LIST_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")  # ranked lists carry no scores: no AUC
+COUNTS = ("users_evaluated", "users_without_relevant")
+
+
+def metric_names(k, metrics, *, lists: bool = False) -> list[str]:
+    """Metric names with their cut-offs: `k` an int or ints, `metrics` names (with or without @k)
+    as a list or a comma-separated string; the default set when None."""
+    from persotool.kernels.metrics.definitions import parse
+
+    cutoffs = sorted({int(x) for x in ([k] if isinstance(k, int) else k)})
+    if metrics is None:
+        metrics = LIST_METRICS if lists else DEFAULT_METRICS
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.split(",")]
+    names = []
+    for metric in [m.strip() for m in metrics if m.strip()]:
+        names += [metric] if "@" in metric or metric == "auc" else [f"{metric}@{c}" for c in cutoffs]
+    for name in names:
+        parse(name)
+    return names
+
+
+def computed_names(names: list[str]) -> list[str]:
+    """Every summary key an evaluation with these metrics reports (for checking gates up front)."""
+    from persotool.kernels.metrics.beyond import NAMES
+
+    widest = max([int(n.split("@")[1]) for n in names if "@" in n] or [10])
+    return [*names, *(f"{b}@{widest}" for b in NAMES), *COUNTS]
+
+
+def evaluate(
+    *,
+    model: Path | None,
+    split: Path | None,
+    k,
+    metrics,
+    on: str,
+    segment_by: str,
+    min_segment_users: int,
+    seed: int,
+    recommendations,
+    truth,
+    out,
+    force: bool,
+    track,
+):
+    import tempfile
+
+    from persotool.kernels.storage import check_output
+    from persotool.results import Evaluation
+
+    external = recommendations is not None or truth is not None
+    names = metric_names(k, metrics, lists=external)
+    inputs = [Path(p) for p in (model, split, recommendations, truth) if p is not None]
+    if out is not None:
+        check_output(Path(out), force=force, inputs=inputs)
+    if external:
+        if recommendations is None or truth is None or model is not None:
+            raise ConfigError("recommendations and truth go together, without a model")
+        result, per_segment, context = _external(Path(recommendations), Path(truth), names)
+    else:
+        if model is None:
+            raise ConfigError("give a model directory, or recommendations and truth")
+        result, per_segment, context = _model(model, split, names, on, segment_by, seed, min_segment_users)
+    flat = {
+        **result.summary,
+        **result.beyond,
+        "users_evaluated": result.users_evaluated,
+        "users_without_relevant": result.users_without_relevant,
+    }
+    tables = {"per_user": result.per_user, "segments": per_segment}
+    scratch = None
+    if out is None:
+        scratch = tempfile.TemporaryDirectory(prefix="persotool-evaluation-")
+        target = Path(scratch.name) / "evaluation"
+    else:
+        target = Path(out)
+    _write(target, tables, flat, context, force, inputs)
+    evaluation = Evaluation(target, scratch=scratch)
+    if track is not None and track.enabled:
+        from persotool.tracking import records
+
+        evaluation.mlflow_run_id = records.record_evaluation(track, target, keep=out is not None)
+    return evaluation
+
+
+def _model(
+    model_dir: Path, split_dir: Path | None, names: list[str], on: str, segment_by: str, seed: int, min_users: int
+):
+    from persotool.errors import ConfigError
+    from persotool.kernels.metrics import segments
+    from persotool.kernels.metrics.ranking import evaluate_model
+    from persotool.kernels.models.base import load
+    from persotool.kernels.models.fitting import feature_matrix
+    from persotool.kernels.storage import read_artifact
+    from persotool.stages.split.run import Split
+
+    manifest = read_artifact(model_dir, "model")
+    model = load(model_dir)
+    split = Split(split_dir or Path(manifest["split"]["path"]))
+    check_lineage(manifest, split, model_dir)
+    truth = split.test if on == "test" else split.valid
+    if truth is None or on not in ("test", "valid"):
+        raise ConfigError(
+            f"`on` {on!r}: the split has no such part (test, or valid when it was cut with a validation part)"
+        )
+    vectors, _ = feature_matrix(split.dataset_path, "item", split.n_items)
+    result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=seed)
+    labels = segments.labels_for(segment_by, split.train, split.dataset_path)
+    per_segment = segments.segment_table(result.per_user, labels, list(result.summary), seed=seed, min_users=min_users)
+    context = {
+        "model": manifest["model"],
+        "model_dir": str(model_dir),
+        "split": str(split.path),
+        "on": on,
+        "segment_by": segment_by,
+        "model_digest": manifest["model_digest"],
+        "dataset_digest": split.manifest["dataset"]["digest"],
+    }
+    return result, per_segment, context
+
+
+def check_lineage(manifest: dict, split, model_dir: Path) -> None:
+    """A model meets only data of the dataset it was trained on: its user and item indices mean
+    nothing elsewhere (another dataset of the same shape would give plausible, wrong metrics)."""
+    from persotool.errors import DataError
+
+    trained_on, offered = manifest["dataset"]["digest"], split.manifest["dataset"]["digest"]
+    if trained_on != offered:
+        raise DataError(
+            f"was trained on dataset {trained_on} ({manifest['dataset'].get('name')}), but split {split.path} is of "
+            f"dataset {offered} ({split.manifest['dataset'].get('name')}); evaluate it on a split of its own dataset",
+            where=str(model_dir),
+        )
+    if manifest["split"]["digest"] != split.manifest["split_digest"]:
+        print(
+            f"persotool: note: {model_dir} was trained on split {manifest['split']['digest']}, not on "
+            f"{split.path}; test interactions of this split may be in the model's training data",
+            file=sys.stderr,
+        )
+
+
+def _external(recs_path: Path, truth_path: Path, names: list[str]):
+    import polars as pl
+
+    from persotool.errors import DataError
+    from persotool.kernels.metrics import segments
+    from persotool.kernels.metrics.ranking import evaluate_lists
+
+    recs = _read_table(recs_path, ["user_id", "item_id", "rank"], "recommendations")
+    truth = _read_table(truth_path, ["user_id", "item_id"], "truth")
+    recs = recs.with_columns(
+        pl.col("user_id", "item_id").cast(pl.String), rank=pl.col("rank").cast(pl.Int64, strict=False)
+    )
+    if recs["rank"].null_count():
+        raise DataError("rank must be an integer (1 = best)", where=str(recs_path))
+    relevant = (
+        pl.col("relevance").cast(pl.Float64, strict=False).fill_null(0) > 0
+        if "relevance" in truth.columns
+        else pl.lit(True)
+    )
+    truth = truth.with_columns(pl.col("user_id", "item_id").cast(pl.String), relevant=relevant)
+    users = pl.concat([recs["user_id"], truth["user_id"]]).unique().sort()
+    items = pl.concat([recs["item_id"], truth["item_id"]]).unique().sort()
+    user_enum, item_enum = pl.Enum(users.to_list()), pl.Enum(items.to_list())
+
+    def coded(frame):
+        return frame.with_columns(
+            user_idx=pl.col("user_id").cast(user_enum).to_physical().cast(pl.Int64),
+            item_idx=pl.col("item_id").cast(item_enum).to_physical().cast(pl.Int64),
+        )
+
+    result = evaluate_lists(coded(recs), coded(truth), names, n_items=len(items))
+    result.beyond = {k: v for k, v in result.beyond.items() if not k.startswith(("novelty", "popularity"))}
+    per_segment = pl.DataFrame(schema=segments.SEGMENT_SCHEMA)
+    context = {"recommendations": str(recs_path), "truth": str(truth_path)}
+    return result, per_segment, context
+
+
+def _write(out: Path, tables: dict, flat: dict, context: dict, force: bool, inputs: list[Path]) -> None:
+    from persotool.kernels import storage as artifacts
+
+    with artifacts.atomic_directory(out, force=force, inputs=inputs) as tmp:
+        for name, table in tables.items():
+            table.write_parquet(tmp / f"{name}.parquet")
+        tables["segments"].write_csv(tmp / "segments.csv")
+        manifest = artifacts.new_manifest("evaluation", name=out.name, summary=flat, context=context)
+        artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
+
+
+def _read_table(path: Path, columns: list[str], what: str):
+    import polars as pl
+
+    from persotool.errors import DataError
+
+    try:
+        frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema=False)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise DataError(f"cannot read {what} ({str(exc).splitlines()[0]})", where=str(path)) from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{what} needs columns {', '.join(columns)}; missing {', '.join(missing)}", where=str(path))
+    return frame
