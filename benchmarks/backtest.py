@@ -22,7 +22,7 @@ RESULTS = HERE / "results" / "backtest.json"
 
 
 def _summary(result: dict) -> dict:
-    from persotool.stages.backtest.run import SOURCES
+    from persotool.stages.backtest.compare import SOURCES
 
     keep = (*SOURCES, "noise", "verdict")
     return {
@@ -37,18 +37,21 @@ def _summary(result: dict) -> dict:
 
 def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from persotool.kernels.config import IngestConfig, load_toml
-    from persotool.kernels.simulation import calibration as fitted
+    from persotool.kernels.config import load_toml
     from persotool.stages.backtest import run as backtest
-    from persotool.stages.ingest import ingest
-    from persotool.stages.synth.run import SynthConfig, write
+    from persotool.stages.backtest.config import BacktestConfig
+    from persotool.stages.calibrate.run import calibrate
+    from persotool.stages.ingest.config import IngestConfig
+    from persotool.stages.ingest.run import ingest
+    from persotool.stages.synth.config import SynthConfig
+    from persotool.stages.synth.run import write
 
     data = HERE / "data" / "backtest"
     movielens = data / "movielens"
     if not (movielens / "manifest.json").is_file():
         import persotool as pt
 
-        pt.ingest(REPO / "datasets" / "movielens-small" / "ratings.csv", movielens, preset="movielens", force=True)
+        pt.ingest(REPO / "datasets" / "movielens-small" / "ratings.csv", out=movielens, preset="movielens", force=True)
     synth, synth_ds = data / "synth", data / "synth-dataset"
     if not (synth_ds / "manifest.json").is_file():
         write(SynthConfig(users=3000, items=1000, days=150, events=300_000, seed=1), synth, force=True)
@@ -59,7 +62,7 @@ def main() -> None:
             force=True,
         )
     started = time.perf_counter()
-    world = fitted.calibrate(movielens, None, data / "world", force=True)
+    world = calibrate(movielens, None, data / "world", force=True)
     calibrate_seconds = time.perf_counter() - started
     print(f"calibrate: {calibrate_seconds:.1f}s", file=sys.stderr)
     report = {
@@ -70,7 +73,7 @@ def main() -> None:
     }
     for name, dataset, cutoff in (("movielens", movielens, 0.8), ("synthetic", synth_ds, 0.7)):
         t = time.perf_counter()
-        result = backtest.run(dataset, backtest.BacktestConfig(cutoff=cutoff))
+        result = backtest.forecast(dataset, BacktestConfig(cutoff=cutoff))
         print(f"backtest {name}: {time.perf_counter() - t:.1f}s", file=sys.stderr)
         report[f"backtest_{name}"] = _summary(result)
     write_results(RESULTS, report)

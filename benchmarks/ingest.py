@@ -49,7 +49,8 @@ def make_log(rows: int, layout: str) -> Path:
     folder = DATA / f"synth-{rows}-{layout}"
     if (folder / "events.csv").is_file():
         return folder
-    from persotool.stages.synth.run import SynthConfig, write
+    from persotool.stages.synth.config import SynthConfig
+    from persotool.stages.synth.run import write
 
     cfg = SynthConfig(
         users=max(rows // 200, 100),
@@ -64,8 +65,9 @@ def make_log(rows: int, layout: str) -> Path:
 
 
 def variant_persotool(folder: Path, out: Path) -> dict:
-    from persotool.kernels.config import IngestConfig, load_toml
-    from persotool.stages.ingest import ingest
+    from persotool.kernels.config import load_toml
+    from persotool.stages.ingest.config import IngestConfig
+    from persotool.stages.ingest.run import ingest
 
     spec = IngestConfig.model_validate(load_toml(folder / "schema.toml"))
     manifest = ingest(spec, [str(folder / "events.csv")], out / "dataset", force=True)

@@ -30,9 +30,11 @@ def _prepare(data: Path) -> tuple[Path, Path]:
 
     dataset, split, model = data / "movielens", data / "split", data / "lightfm-warp"
     if not (dataset / "manifest.json").is_file():
-        pt.ingest(REPO / "datasets" / "movielens-small" / "ratings.csv", dataset, preset="movielens", force=True)
+        pt.ingest(REPO / "datasets" / "movielens-small" / "ratings.csv", out=dataset, preset="movielens", force=True)
     if not (split / "manifest.json").is_file():
-        pt.split(dataset, split, strategy="leave-last", leave_last=10, valid=True, min_item_interactions=5, force=True)
+        pt.split(
+            dataset, out=split, strategy="leave-last", leave_last=10, valid=True, min_item_interactions=5, force=True
+        )
     if not (model / "manifest.json").is_file():
         pt.train(split, out=model, config=REPO / "configs" / "models" / "lightfm.toml", force=True)
     return dataset, model

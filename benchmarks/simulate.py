@@ -30,11 +30,13 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    from persotool.kernels.config import IngestConfig, load_config, load_toml
+    from persotool.kernels.config import load_config, load_toml
     from persotool.kernels.simulation import engine, world
     from persotool.kernels.simulation.spec import SimulationConfig
-    from persotool.stages.ingest import ingest
-    from persotool.stages.synth.run import SynthConfig, write
+    from persotool.stages.ingest.config import IngestConfig
+    from persotool.stages.ingest.run import ingest
+    from persotool.stages.synth.config import SynthConfig
+    from persotool.stages.synth.run import write
 
     data = HERE / "data" / f"simworld-{args.users}-{args.items}-{args.factors}"
     synth, dataset = data / "synth", data / "dataset"
@@ -65,7 +67,7 @@ def main() -> None:
     started = time.perf_counter()
     built = world.build(dataset, cfg)
     world_seconds = time.perf_counter() - started
-    sim = engine.run(built, cfg, built.calibration["dataset_digest"])
+    sim = engine.run_days(built, cfg, built.calibration["dataset_digest"])
     total = time.perf_counter() - started
     user_days = sim.user_days
     report = {

@@ -32,9 +32,9 @@ def main() -> None:
     import optuna
 
     import persotool as pt
+    from persotool.kernels import training
     from persotool.kernels.metrics.ranking import evaluate_model
-    from persotool.kernels.models import fitting as training
-    from persotool.stages.split.run import Split
+    from persotool.stages.split.result import Split
     from persotool.stages.tune.space import load_space
 
     space_path = ROOT / "configs" / "spaces" / "ease.toml"
@@ -42,8 +42,8 @@ def main() -> None:
     report: dict = {"machine": machine(), "trials": args.trials, "model": "ease", "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ds = pt.ingest(ROOT / "datasets" / "movielens-small" / "ratings.csv", work / "ds", preset="movielens")
-        sp = pt.split(ds, work / "split", strategy="leave-last", leave_last=10, valid=True, min_item_interactions=5)
+        ds = pt.ingest(ROOT / "datasets" / "movielens-small" / "ratings.csv", out=work / "ds", preset="movielens")
+        sp = pt.split(ds, out=work / "split", strategy="leave-last", leave_last=10, valid=True, min_item_interactions=5)
         split = Split(sp.path)
 
         def bare() -> tuple[float, float]:

@@ -51,11 +51,12 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import numpy as np
 
-    from persotool.kernels.config import IngestConfig, load_config
+    from persotool.kernels.config import load_config
     from persotool.kernels.simulation import engine, world
     from persotool.kernels.simulation.spec import SimulationConfig
-    from persotool.stages.ingest import ingest
+    from persotool.stages.ingest.config import IngestConfig
     from persotool.stages.ingest.presets import preset
+    from persotool.stages.ingest.run import ingest
     from persotool.stages.simulate.analysis import analyse
 
     started = time.perf_counter()
@@ -79,7 +80,7 @@ def main() -> None:
             overrides |= {f"analysis.{k}": v for k, v in analysis.items()}
             cfg = load_config(SimulationConfig, None, overrides)
             built = world.build(dataset, cfg)
-            return cfg, built, engine.run(built, cfg, built.calibration["dataset_digest"])
+            return cfg, built, engine.run_days(built, cfg, built.calibration["dataset_digest"])
 
         designs = {
             "two_equal_arms": [("a", 0.5), ("b", 0.5)],

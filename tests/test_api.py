@@ -43,20 +43,22 @@ def test_import_is_light() -> None:
 def test_cli_and_api_write_identical_artifacts(tmp_path: Path) -> None:
     ratings = MOVIELENS / "ratings.csv"
     assert run_cli("ingest", ratings, "--preset", "movielens", "-o", tmp_path / "cli-ds", "--no-track").exit_code == 0
-    api_ds = pt.ingest(ratings, tmp_path / "api-ds", preset="movielens")
+    api_ds = pt.ingest(ratings, out=tmp_path / "api-ds", preset="movielens")
     cli_manifest = json.loads((tmp_path / "cli-ds" / "manifest.json").read_text())
     assert api_ds.digest == cli_manifest["dataset_digest"]
     assert api_ds.manifest.config_hash == cli_manifest["config_hash"]
 
     args = ["--strategy", "leave-last", "--leave-last", "5", "--min-item-interactions", "10", "--no-track"]
     assert run_cli("split", tmp_path / "cli-ds", "-o", tmp_path / "cli-split", *args).exit_code == 0
-    api_split = pt.split(api_ds, tmp_path / "api-split", strategy="leave-last", leave_last=5, min_item_interactions=10)
+    api_split = pt.split(
+        api_ds, out=tmp_path / "api-split", strategy="leave-last", leave_last=5, min_item_interactions=10
+    )
     assert api_split.digest == json.loads((tmp_path / "cli-split" / "manifest.json").read_text())["split_digest"]
     assert api_split.dataset.digest == api_ds.digest
 
     cli_model = run_cli("train", tmp_path / "cli-split", "--model", "ease", "-o", tmp_path / "cli-ease", "--no-track")
     assert cli_model.exit_code == 0, cli_model.stderr
-    api_model = pt.train(api_split, "ease", tmp_path / "api-ease")
+    api_model = pt.train(api_split, out=tmp_path / "api-ease", model="ease")
     cli_files = json.loads((tmp_path / "cli-ease" / "manifest.json").read_text())["files"]
     assert api_model.manifest.files["arrays.npz"] == cli_files["arrays.npz"]
     evaluated = run_cli("evaluate", tmp_path / "cli-ease", "--k", "10", "--metrics", "ndcg", "--json", "--no-track")
@@ -64,10 +66,12 @@ def test_cli_and_api_write_identical_artifacts(tmp_path: Path) -> None:
 
 
 def test_default_metric_list_in_help_matches_the_library() -> None:
-    from persotool.cli.evaluate import DEFAULT_METRICS
     from persotool.stages.evaluate.run import DEFAULT_METRICS as LIBRARY
+    from tests.conftest import run_cli
 
-    assert tuple(DEFAULT_METRICS.split(",")) == LIBRARY
+    shown = " ".join(run_cli("evaluate", "--help").stdout.split())
+    listed = shown.split("(default: ")[1].split(";")[0]
+    assert tuple(name.strip() for name in listed.split(",")) == LIBRARY
 
 
 def test_api_errors_name_options_the_cli_shows_flags(tmp_path: Path) -> None:
@@ -77,7 +81,7 @@ def test_api_errors_name_options_the_cli_shows_flags(tmp_path: Path) -> None:
 
     (tmp_path / "taken").mkdir()
     with pytest.raises(OutputError, match="use `force` to replace it"):
-        pt.ingest(MOVIELENS / "ratings.csv", tmp_path / "taken", preset="movielens")
+        pt.ingest(MOVIELENS / "ratings.csv", out=tmp_path / "taken", preset="movielens")
     cli = run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", tmp_path / "taken", "--no-track")
     assert cli.exit_code == 7 and "use --force to replace it" in cli.stderr
 

@@ -97,9 +97,11 @@ def test_hyperparameters_are_checked_before_training(
     assert not (tmp_path / "m").exists()
 
 
-def test_negative_seed_is_a_usage_error(world: dict[str, Path], tmp_path: Path) -> None:
+def test_negative_seed_is_a_config_error(world: dict[str, Path], tmp_path: Path) -> None:
+    """An option value out of range is a config error (exit 3), on the command line as from Python."""
     result = run_cli("split", world["root"] / "a", "-o", tmp_path / "s", "--seed", "-1", "--no-track")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
+    assert "--seed: Input should be greater than or equal to 0" in result.stderr
 
 
 def test_gate_on_a_metric_not_computed_is_a_usage_error(world: dict[str, Path]) -> None:

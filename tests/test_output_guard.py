@@ -33,12 +33,12 @@ def _log(path: Path, prefix: str) -> Path:
 def _dataset(root: Path, prefix: str = "i") -> Path:
     log = _log(root / f"log-{prefix}.csv", prefix)
     return pt.ingest(
-        log, root / f"ds-{prefix}", user_col="user", item_col="item", time_col="ts", value_col="rating"
+        log, out=root / f"ds-{prefix}", user_col="user", item_col="item", time_col="ts", value_col="rating"
     ).path
 
 
 def _split(dataset: Path, out: Path) -> Path:
-    return pt.split(dataset, out, strategy="leave-last", leave_last=2, valid=True).path
+    return pt.split(dataset, out=out, strategy="leave-last", leave_last=2, valid=True).path
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_force_may_use_an_empty_directory(project: Path) -> None:
 
 
 def test_a_simulation_may_not_replace_the_model_it_simulates(project: Path) -> None:
-    model = pt.train(project / "split", "popular", project / "models" / "popular")
+    model = pt.train(project / "split", out=project / "models" / "popular", model="popular")
     config = project / "sim.toml"
     config.write_text(
         f'name = "guard"\ndays = 3\n[world]\npopulation = 50\n[[arms]]\nname = "a"\npolicy = "random"\nshare = 0.5\n'
@@ -135,9 +135,12 @@ def test_splits_of_different_datasets_have_different_digests(tmp_path: Path) -> 
     b = _split(_dataset(tmp_path, "j"), tmp_path / "split-b")
     assert (a / "train.parquet").read_bytes() == (b / "train.parquet").read_bytes()
     assert pt.Split(a).digest != pt.Split(b).digest
-    assert pt.train(a, "popular", tmp_path / "ma").digest != pt.train(b, "popular", tmp_path / "mb").digest
+    assert (
+        pt.train(a, out=tmp_path / "ma", model="popular").digest
+        != pt.train(b, out=tmp_path / "mb", model="popular").digest
+    )
     # the same split with another config is another split
-    c = pt.split(tmp_path / "ds-i", tmp_path / "split-c", strategy="leave-last", leave_last=3, valid=True)
+    c = pt.split(tmp_path / "ds-i", out=tmp_path / "split-c", strategy="leave-last", leave_last=3, valid=True)
     assert c.digest != pt.Split(a).digest
 
     assert _tune(a, tmp_path / "study").exit_code == 0
@@ -162,7 +165,7 @@ def test_a_tuning_journal_of_another_split_is_not_continued(tmp_path: Path) -> N
 
 
 def test_a_model_digest_covers_its_parameters(project: Path) -> None:
-    one = pt.train(project / "split", "popular", project / "p1", params={"window_days": 10_000})
-    two = pt.train(project / "split", "popular", project / "p2", params={"window_days": 20_000})
+    one = pt.train(project / "split", out=project / "p1", model="popular", params={"window_days": 10_000})
+    two = pt.train(project / "split", out=project / "p2", model="popular", params={"window_days": 20_000})
     assert (one.path / "arrays.npz").read_bytes() == (two.path / "arrays.npz").read_bytes()
     assert one.digest != two.digest

@@ -27,16 +27,18 @@ SPACES = REPO / "configs" / "spaces"
 @pytest.fixture(scope="module")
 def small_split(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tune")
-    log = pt.synth(root / "synth", users=300, items=120, events=9_000, days=40, seed=2)
-    ds = pt.ingest(log.log, root / "ds", schema=log.schema)
-    return pt.split(ds, root / "split", strategy="leave-last", leave_last=2, valid=True).path
+    log = pt.synth(out=root / "synth", users=300, items=120, events=9_000, days=40, seed=2)
+    ds = pt.ingest(log.log, out=root / "ds", schema=log.schema)
+    return pt.split(ds, out=root / "split", strategy="leave-last", leave_last=2, valid=True).path
 
 
 @pytest.fixture(scope="module")
 def movielens_split(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tune-ml")
-    ds = pt.ingest(MOVIELENS / "ratings.csv", root / "ds", preset="movielens")
-    return pt.split(ds, root / "split", strategy="leave-last", leave_last=5, valid=True, min_item_interactions=10).path
+    ds = pt.ingest(MOVIELENS / "ratings.csv", out=root / "ds", preset="movielens")
+    return pt.split(
+        ds, out=root / "split", strategy="leave-last", leave_last=5, valid=True, min_item_interactions=10
+    ).path
 
 
 def test_every_shipped_space_loads_and_names_real_parameters() -> None:
@@ -323,8 +325,8 @@ def test_models_without_early_stopping_validate_each_epoch_for_the_pruner(small_
             # the last epoch's validation is the model the trial measured
             assert trial.intermediate_values[7] == pytest.approx(trial.values[0])
     # plain training does not pay for it
-    from persotool.kernels.models import fitting as training
-    from persotool.stages.split.run import Split
+    from persotool.kernels import training
+    from persotool.stages.split.result import Split
 
     _, info = training.train(Split(small_split), model, {"iterations": 8, "factors": 8})
     assert "valid_ndcg@10" not in info["history"]

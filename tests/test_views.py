@@ -18,10 +18,10 @@ from tests.conftest import run_cli
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("views")
-    log = pt.synth(root / "synth", users=400, items=150, events=12_000, days=60, seed=3)
-    ds = pt.ingest(log.log, root / "ds", schema=log.schema)
-    sp = pt.split(ds, root / "split", strategy="temporal", cutoff="0.3")  # many users start later
-    model = pt.train(sp, "popular", root / "popular")
+    log = pt.synth(out=root / "synth", users=400, items=150, events=12_000, days=60, seed=3)
+    ds = pt.ingest(log.log, out=root / "ds", schema=log.schema)
+    sp = pt.split(ds, out=root / "split", strategy="temporal", cutoff="0.3")  # many users start later
+    model = pt.train(sp, out=root / "popular", model="popular")
     return {"root": root, "ds": ds, "split": sp, "model": model}
 
 
@@ -60,7 +60,7 @@ def test_cold_start_note_names_the_option_as_each_side_spells_it(world, tmp_path
     )
     assert done.exit_code == 0, done.stderr
     assert "persotool: note:" in done.stderr and "--test-users seen keeps users with history only" in done.stderr
-    kept = pt.split(world["ds"], tmp_path / "seen", strategy="temporal", cutoff="0.3", test_users="seen")
+    kept = pt.split(world["ds"], out=tmp_path / "seen", strategy="temporal", cutoff="0.3", test_users="seen")
     assert kept.notes() == []
 
 

@@ -31,6 +31,13 @@ class PersotoolError(Exception):
         return f"{self.where}: {self.message}" if self.where else self.message
 
 
+class QualityGateFailed(PersotoolError):
+    """A result fell short of a quality gate (`result.require(...)`, `--min`): the run itself
+    worked, its output is complete, and the gate says it is not good enough."""
+
+    exit_code = EXIT_GATE
+
+
 class UsageError(PersotoolError):
     """The command line asks for something that cannot mean anything (a typo in a metric name...)."""
 

@@ -1,11 +1,18 @@
-"""The workflow as Python calls, one per stage, each usable alone: the input artifact first, then a
-config object or the keyword options the command-line flags map to, then `out`. Each returns the
-typed artifact it wrote and, given `track` (a `Tracking`, see `tracker()`), records its MLflow run.
-The commands are thin shells over these calls.
+"""The workflow as Python calls, one per stage, all of one shape and recorded the same way:
+
+    pt.<stage>(source, config=None, out=None, *, force=False, track=None, **options) -> its result
+
+`source` is the input artifact (a directory, or the result object of the stage before); `config`
+a config object, a dict or a TOML file; `options` that config's fields as keywords (dotted keys
+reach into tables; None means "the default"); `out` the output directory. Every call goes through
+the stage's output guard and manifest loader, and, given `track` (see `tracker()`), records its
+MLflow run from the output directory alone, as `persotool track` would later. The commands are
+thin shells over these calls.
 
     import persotool as pt
-    ds = pt.ingest("datasets/movielens-small/ratings.csv", "build/ml", preset="movielens")
-    sp = pt.split(ds, "build/split", strategy="leave-last", leave_last=10, valid=True)
+    ds = pt.ingest("datasets/movielens-small/ratings.csv", out="build/ml", preset="movielens")
+    sp = pt.split(ds, out="build/split", strategy="leave-last", leave_last=10, valid=True)
+    pt.evaluate(pt.train(sp, out="build/ease", model="ease")).require({"ndcg@10": 0.05})
 """
 
 from __future__ import annotations
@@ -13,48 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from persotool.results import (
-    Backtest,
-    Benchmark,
-    Dataset,
-    Evaluation,
-    Experiment,
-    Split,
-    SyntheticLog,
-    TrainedModel,
-    Tuning,
-    World,
-)
-
-# Keyword options of `ingest` and where each goes in the IngestConfig (the CLI flags of the same names).
-INGEST_OPTIONS = {
-    "format": "source.format",
-    "delimiter": "source.delimiter",
-    "quote": "source.quote",
-    "header": "source.header",
-    "columns": "source.columns",
-    "user_col": "columns.user",
-    "item_col": "columns.item",
-    "time_col": "columns.time",
-    "time_format": "columns.time_format",
-    "timezone": "columns.timezone",
-    "event_col": "columns.event",
-    "value_col": "columns.value",
-    "consent_col": "columns.consent",
-    "event_weights": "events",
-    "relevance_threshold": "relevance_threshold",
-    "session_gap": "session_gap_minutes",
-    "max_reject_rate": "max_reject_rate",
-    "pseudonymize": "pseudonymize",
-    "key_env": "pseudonym_key_env",
-    "keep_raw_rejects": "keep_raw_rejects",
-    "items": "items.path",
-    "item_key": "items.key",
-    "item_features": "items.features",
-    "users": "users.path",
-    "user_key": "users.key",
-    "user_features": "users.features",
-}
+from persotool import stages
+from persotool.errors import ConfigError
 
 
 def tracker(experiment: str | None = None, *, enabled: bool = True):
@@ -64,266 +31,95 @@ def tracker(experiment: str | None = None, *, enabled: bool = True):
     return preflight(enabled, experiment)
 
 
-def _paths(value) -> list[str]:
-    return [str(value)] if isinstance(value, str | Path) else [str(v) for v in value]
+def configure(name: str, config: Any = None, source: Any = None, **options):
+    """The stage's resolved config, exactly as its call would resolve it (nothing runs)."""
+    return stages.get(name).config_class.resolve(config, options, source=source)
 
 
-def _path(value) -> Path:
-    return value.path if hasattr(value, "path") else Path(value)
+def run(name: str, source: Any = None, config: Any = None, out: Path | str | None = None, **options):
+    """Run stage `name`: resolve its config, run it into `out`, and record its MLflow run when
+    `track` (an enabled `Tracking`) is given. Keyword options `force` and `track` and the stage's
+    runtime callbacks (e.g. `progress`) are not config."""
+    stage = stages.get(name)
+    force, track = bool(options.pop("force", False)), options.pop("track", None)
+    runtime = {key: options.pop(key) for key in stage.runtime if key in options}
+    if out is None and name != "evaluate":
+        if isinstance(config, str | Path) and not Path(config).is_file():
+            raise ConfigError(
+                f"`config` {str(config)!r} is not a config file; the output directory is `out`, "
+                f"the third argument: pt.{name}(source, config, out) or pt.{name}(source, out=...)"
+            )
+        raise ConfigError(f"{name} needs an output directory (`out`)")
+    if source is None and stage.source is not None and name != "evaluate":
+        raise ConfigError(f"{name} needs its input ({stage.source})")
+    cfg = stage.config_class.resolve(config, options, source=source)
+    result = stage.run(_path(source), cfg, None if out is None else Path(out), force=force, **runtime)
+    return record(result, track)
 
 
-def _given(options: dict[str, Any]) -> dict[str, Any]:
-    """The options that were given (None means: the config's default)."""
-    return {key: value for key, value in options.items() if value is not None}
+def record(result, track):
+    """Record a result's MLflow run (a `Tracking` from `tracker()`; None or disabled: nothing)."""
+    if track is None or not track.enabled:
+        return result
+    from persotool.tracking import record_run
+
+    stage = stages.by_kind(result.kind)
+    result.mlflow_run_id = record_run(track, stage.run_spec(result))
+    result.tracked_to = track.describe()
+    return result
 
 
-def _recorded(artifact, track):
-    if track is not None and track.enabled:
-        artifact.record(track)
-    return artifact
+def open_result(path: Path | str):
+    """The result object of any persotool output directory, by the kind its manifest declares."""
+    from persotool.errors import DataError
+    from persotool.kernels.storage import MANIFEST, persotool_kind
+
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        raise DataError(f"is not a persotool output directory (no {MANIFEST})", where=str(path))
+    kind = persotool_kind(path)
+    stage = stages.by_kind(kind) if kind else None
+    if stage is None:
+        raise DataError(f"holds a {kind!r} artifact, which no stage of this persotool writes", where=str(path))
+    return stage.result_class(path)
 
 
-def ingest_config(
-    sources,
-    *,
-    preset: str | None = None,
-    schema: Path | str | None = None,
-    list_separator: str | None = None,
-    **options,
-):
-    """The IngestConfig of preset < schema file < options, validated. `options` are INGEST_OPTIONS
-    (None leaves the preset's or schema's value)."""
-    from persotool.errors import ConfigError
-    from persotool.kernels.config import IngestConfig, deep_merge, load_toml, validate
-    from persotool.stages.ingest.presets import preset as preset_config
-
-    unknown = sorted(set(options) - set(INGEST_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown ingest option {unknown[0]!r}; options: {', '.join(INGEST_OPTIONS)}")
-    sources = _paths(sources)
-    merged: dict = {}
-    where = "options"
-    if preset:
-        merged, where = preset_config(preset, sources[0] if sources else None), f"preset {preset}"
-    if schema:
-        merged, where = deep_merge(merged, load_toml(Path(schema))), str(schema)
-    given: dict = {}
-    for key, value in options.items():
-        if value is None or value == [] or (value is False and key != "header"):
-            continue
-        *parents, leaf = INGEST_OPTIONS[key].split(".")
-        node = given
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = str(value) if isinstance(value, Path) else value
-    merged = deep_merge(merged, given)
-    for table in ("items", "users"):
-        if isinstance(merged.get(table), dict) and "path" in merged[table] and "key" not in merged[table]:
-            raise ConfigError(f"`{table}` needs `{table[:-1]}_key` (the {table[:-1]} id column in that file)")
-    if list_separator is not None:
-        tables = [key for key in ("items", "users") if isinstance(merged.get(key), dict)]
-        if not tables:
-            raise ConfigError("`list_separator` splits attribute cells: give `items` or `users`, or a schema with them")
-        for key in tables:
-            merged[key] = {**merged[key], "separator": list_separator}
-    if "columns" not in merged:
-        raise ConfigError(
-            "say which columns hold the user, item and time: user_col, item_col and time_col, a schema file, "
-            "or the movielens preset"
-        )
-    options_given = {INGEST_OPTIONS[k]: k for k, v in options.items() if v is not None and v != []}
-    return validate(IngestConfig, merged, where, options_given)
+def ingest_config(sources, **options):
+    """The IngestConfig `pt.ingest(sources, **options)` would use (preset < schema < options)."""
+    return configure("ingest", None, sources, **options)
 
 
-def ingest(sources, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Dataset:
-    """Raw logs (files, globs, directories) -> a dataset directory at `out`. `config` is an
-    IngestConfig; without one, `preset`, `schema` and INGEST_OPTIONS build it."""
-    from persotool.stages.ingest import ingest as run
-
-    spec = config if config is not None else ingest_config(sources, **options)
-    run(spec, _paths(sources), Path(out), force=force)
-    return _recorded(Dataset(out), track)
+def _path(value):
+    """A result object stands for its directory; lists (ingest's sources) pass as they are."""
+    return value.path if hasattr(value, "path") and hasattr(value, "manifest") else value
 
 
-def split(dataset, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Split:
-    """A dataset -> train / valid / test at `out`. `config` is a SplitConfig, or its fields as keywords."""
-    from persotool.kernels.config import load_config
-    from persotool.stages.split.run import SplitConfig
-    from persotool.stages.split.run import split as run
+def _verb(name: str):
+    stage = stages.get(name)
 
-    given = {k: v for k, v in options.items() if v is not None}
-    cfg = config if isinstance(config, SplitConfig) else load_config(SplitConfig, config, given)
-    run(_path(dataset), Path(out), cfg, force=force)
-    return _recorded(Split(out), track)
+    if stage.source is None:
 
+        def verb(config=None, out=None, **options):
+            return run(name, None, config, out, **options)
 
-def train(
-    split,
-    model: str | None = None,
-    out: Path | str | None = None,
-    *,
-    params: dict | None = None,
-    config: Path | str | None = None,
-    valid_k: int = 10,
-    use_features: bool = True,
-    force: bool = False,
-    track=None,
-) -> TrainedModel:
-    """Fit `model` (a registry name, or the one `config` names) on the split's training part, with
-    early stopping on its validation part, and save it at `out`."""
-    from persotool.errors import ConfigError
-    from persotool.kernels.config import model_config
-    from persotool.kernels.models import fitting as training
-    from persotool.kernels.storage import check_output
-    from persotool.stages.split.run import Split as Loaded
-
-    if out is None:
-        raise ConfigError("train needs an output directory for the model")
-    name, merged = model_config(config, model, params)
-    split_path = _path(split)
-    check_output(Path(out), force=force, inputs=[split_path])
-    loaded = Loaded(split_path)
-    fitted, info = training.train(loaded, name, merged, valid_k=valid_k, use_features=use_features)
-    training.save(fitted, Path(out), loaded, info, force=force)
-    return _recorded(TrainedModel(out), track)
-
-
-def evaluate(
-    model=None,
-    *,
-    split=None,
-    k=(10,),
-    metrics: list[str] | str | None = None,
-    on: str = "test",
-    segment_by: str = "activity",
-    min_segment_users: int = 20,
-    seed: int = 0,
-    recommendations=None,
-    truth=None,
-    out: Path | str | None = None,
-    force: bool = False,
-    track=None,
-) -> Evaluation:
-    """Full-ranking metrics of a trained model on its split (or `split`, of the same dataset), or
-    of another system's ranked lists (`recommendations` and `truth` files). Without `out` the
-    evaluation lives in a temporary directory until the returned object is dropped."""
-    from persotool.stages.evaluate import run as session
-
-    return session.evaluate(
-        model=None if model is None else _path(model),
-        split=None if split is None else _path(split),
-        k=k,
-        metrics=metrics,
-        on=on,
-        segment_by=segment_by,
-        min_segment_users=min_segment_users,
-        seed=seed,
-        recommendations=recommendations,
-        truth=truth,
-        out=out,
-        force=force,
-        track=track,
-    )
-
-
-def benchmark(
-    split,
-    config,
-    out: Path | str,
-    *,
-    only: list[str] | None = None,
-    add: dict[str, Path | str] | None = None,
-    force: bool = False,
-    track=None,
-    progress=None,
-    **overrides,
-) -> Benchmark:
-    """Train and evaluate every model of `config` (a BenchmarkConfig or a TOML file) on `split`,
-    tested against the baseline; `overrides` are BenchmarkConfig fields, `add` more contenders
-    (label -> model config file, e.g. a tuning's best.toml), `only` a subset of its models (the
-    baseline is kept); `progress(label, stage)` is told when each model starts training
-    and evaluating."""
-    from persotool.stages.benchmark import run as bench
-
-    if isinstance(config, bench.BenchmarkConfig):
-        cfg = config.model_copy(update=overrides) if overrides else config
     else:
-        cfg = bench.load_config(config, overrides)
-    if add:
-        cfg = cfg.adding(add)
-    if only:
-        cfg = cfg.only([*only, *(add or {})])
-    bench.run(_path(split), cfg, Path(out), force=force, progress=progress)
-    return _recorded(Benchmark(out), track)
+
+        def verb(source=None, config=None, out=None, **options):
+            return run(name, source, config, out, **options)
+
+    verb.__name__ = verb.__qualname__ = name
+    verb.__doc__ = (
+        f"{stages.describe(name)}\n\n"
+        f"pt.{name}({'' if stage.source is None else stage.source + ', '}config=None, out=None, *, force=False, "
+        f"track=None, **options): `config` a {stage.config}, a dict or a TOML file, `options` its fields; "
+        f"returns a {stage.result}."
+    )
+    return verb
 
 
-def simulate(dataset, config=None, out: Path | str | None = None, *, force: bool = False, track=None, **overrides):
-    """A simulated A/B/n test on a world calibrated from `dataset`; `config` is a SimulationConfig
-    or a TOML file, `overrides` its fields."""
-    from persotool.errors import ConfigError
-    from persotool.kernels.config import load_config
-    from persotool.kernels.simulation.spec import SimulationConfig
-    from persotool.stages.simulate import run as exp
-
-    if out is None:
-        raise ConfigError("simulate needs an output directory")
-    cfg = config if isinstance(config, SimulationConfig) else load_config(SimulationConfig, config, overrides)
-    exp.run(_path(dataset), cfg, Path(out), force=force)
-    return _recorded(Experiment(out), track)
-
-
-def synth(out: Path | str, config=None, *, force: bool = False, track=None, **options) -> SyntheticLog:
-    """A synthetic log with known ground truth; `config` is a SynthConfig, or its fields as keywords."""
-    from persotool.kernels.config import load_config
-    from persotool.stages.synth.run import SynthConfig, write
-
-    given = {k: v for k, v in options.items() if v is not None}
-    cfg = config if isinstance(config, SynthConfig) else load_config(SynthConfig, config, given)
-    write(cfg, Path(out), force=force)
-    return _recorded(SyntheticLog(out), track)
-
-
-def tune(
-    split, config=None, out: Path | str | None = None, *, force: bool = False, track=None, progress=None, **options
-):
-    """A hyperparameter study on `split`'s validation part, run (or continued) into `out`.
-    `config` is a TuneConfig, or its fields as keywords (`space` at least); `progress(number)` hears
-    each finished trial. Rerunning continues the study; several workers share one `storage`."""
-    from persotool.errors import ConfigError
-    from persotool.kernels.config import load_config
-    from persotool.stages.tune.run import run
-    from persotool.stages.tune.study import TuneConfig
-
-    if out is None:
-        raise ConfigError("tune needs an output directory")
-    given = {k: v for k, v in options.items() if v is not None}
-    cfg = config if isinstance(config, TuneConfig) else load_config(TuneConfig, config, given)
-    run(_path(split), cfg, Path(out), force=force, progress=progress)
-    return _recorded(Tuning(out), track)
-
-
-def calibrate(
-    dataset, out: Path | str, *, until: str | float | None = None, seed: int = 0, force: bool = False, track=None
-) -> World:
-    """Fit the simulator's user model on `dataset`'s logs up to `until` (a date, a fraction of the
-    log's time range, or None for all of it) and write the world directory `out`, which
-    `simulate` loads with `[world] source = "OUT"`."""
-    from persotool.kernels.simulation import calibration as fitted
-
-    fitted.calibrate(_path(dataset), until, Path(out), seed=seed, force=force)
-    return _recorded(World(out), track)
-
-
-def backtest(dataset, out: Path | str, config=None, *, force: bool = False, track=None, **options) -> Backtest:
-    """Calibrate on `dataset`'s logs before a cutoff, simulate the held-out period and compare with
-    what the logs show after it, beside naive forecasts and noise floors. `config` is a
-    BacktestConfig or a TOML file; `options` its fields (dotted keys for nested ones)."""
-    from persotool.kernels import storage as artifacts
-    from persotool.kernels.config import load_config
-    from persotool.stages.backtest import run as bt
-
-    cfg = config if isinstance(config, bt.BacktestConfig) else load_config(bt.BacktestConfig, config, _given(options))
-    artifacts.check_output(Path(out), force=force, inputs=[_path(dataset)])
-    result = bt.run(_path(dataset), cfg)
-    bt.write(result, cfg, Path(out), force=force)
-    return _recorded(Backtest(out), track)
+def __getattr__(name: str):
+    if name in stages.STAGES:
+        verb = _verb(name)
+        globals()[name] = verb
+        return verb
+    raise AttributeError(f"module 'persotool.workflow' has no attribute {name!r}")

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 import zstandard
 
-from persotool.kernels.config import IngestConfig
-from persotool.stages.ingest import ingest
+from persotool.stages.ingest.config import IngestConfig
+from persotool.stages.ingest.run import ingest
 from tests.conftest import MOVIELENS, run_cli
 
 SPEC = {"columns": {"user": "u", "item": "i", "time": "t"}}

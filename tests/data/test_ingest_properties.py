@@ -11,8 +11,8 @@ import polars as pl
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from persotool.kernels.config import IngestConfig
-from persotool.stages.ingest import ingest
+from persotool.stages.ingest.config import IngestConfig
+from persotool.stages.ingest.run import ingest
 
 SPEC = IngestConfig.model_validate(
     {

@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 
 from persotool.errors import ConfigError, DataError
-from persotool.kernels.config import IngestConfig
-from persotool.stages.ingest import ingest
-from persotool.stages.split.run import SplitConfig, k_core, split
+from persotool.stages.ingest.config import IngestConfig
+from persotool.stages.ingest.run import ingest
+from persotool.stages.split.config import SplitConfig
+from persotool.stages.split.run import k_core, run
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,11 @@ def dataset(tmp_path_factory) -> Path:
     spec = IngestConfig.model_validate({"columns": {"user": "u", "item": "i", "time": "t", "value": "v"}})
     ingest(spec, [str(root / "log.csv")], root / "ds")
     return root / "ds"
+
+
+def split(dataset, out, cfg: SplitConfig) -> dict:
+    """The split stage's manifest, as a dict."""
+    return run(dataset, cfg, out).manifest.to_dict()
 
 
 def test_temporal_cutoff_by_fraction_has_no_leakage(dataset: Path, tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from persotool.stages.synth.run import SynthConfig, generate
+from persotool.stages.synth.config import SynthConfig
+from persotool.stages.synth.run import generate
 from tests.conftest import run_cli
 
 

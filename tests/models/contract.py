@@ -10,7 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 from persotool.errors import ModelError
-from persotool.kernels.models.base import Recommender, load
+from persotool.kernels.models.base import Recommender
+from persotool.kernels.models.registry import load
 
 N_USERS, N_ITEMS = 40, 30
 

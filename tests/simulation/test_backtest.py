@@ -13,6 +13,8 @@ import polars as pl
 import pytest
 
 from persotool.stages.backtest import run as bt
+from persotool.stages.backtest.compare import VERDICTS
+from persotool.stages.backtest.config import BacktestConfig
 from tests.conftest import run_cli
 
 # the quantities the synthetic log's behaviour parameters determine
@@ -109,8 +111,8 @@ def test_backtest_on_synthetic_logs_finds_no_misfit_in_visits_and_returns(synth,
 def test_a_misspecified_world_is_reported_as_a_misfit(synth):
     """Users who never leave and come back within days: a world the calibration would never give."""
     _, ds = synth
-    cfg = bt.BacktestConfig(cutoff=0.7, bootstrap=60, behaviour={"churn_hazard": 0.0, "reactivation": 0.3})
-    result = bt.run(ds, cfg)
+    cfg = BacktestConfig(cutoff=0.7, bootstrap=60, behaviour={"churn_hazard": 0.0, "reactivation": 0.3})
+    result = bt.forecast(ds, cfg)
     rows = {q["quantity"]: q for q in result["quantities"]}
     assert rows["share of users returning"]["verdict"] == "misfit"
     assert rows["active days per user"]["verdict"] == "misfit"
@@ -193,7 +195,7 @@ def test_backtest_is_recorded_in_mlflow(synth, tmp_path):
     assert made.exit_code == 0, made.stderr
     run_id = json.loads(made.stdout)["mlflow_run_id"]
     run = mlflow.MlflowClient().get_run(run_id)
-    assert run.data.tags["verdict.share_of_users_returning"] in bt.VERDICTS
+    assert run.data.tags["verdict.share_of_users_returning"] in VERDICTS
     real = run.data.metrics["share_of_users_returning.real"]
     assert 0 < real < 1
     assert "share_of_users_returning.persistence" in run.data.metrics

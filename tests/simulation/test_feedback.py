@@ -11,6 +11,7 @@ import pytest
 
 from persotool.kernels.simulation import engine, feedback, world
 from persotool.kernels.simulation.policies import Candidates
+from persotool.stages.simulate import retrain
 from persotool.stages.simulate.analysis import analyse
 from tests.simulation.conftest import config, simulate
 
@@ -59,7 +60,7 @@ def test_training_matrix_has_a_row_per_logged_user(built) -> None:
 def test_refitted_popularity_counts_each_logged_user_once(built) -> None:
     arm = config([{"name": "p", "policy": "popular", "share": 1}, {"name": "q", "policy": "random", "share": 1}])
     matrix = feedback.training_matrix(built, np.array([0, 0, 1, 2]), np.array([4, 4, 4, 7]), with_logs=False)
-    score, _ = feedback.refit(arm.arms[0], built, matrix, arm.feedback, None)
+    score, _ = retrain.refit(arm.arms[0], built, matrix, arm.feedback, None)
     scores = score(np.array([0, 5]))
     expected = np.zeros(built.n_items, dtype=np.float32)
     for item in (4, 7):
@@ -157,10 +158,10 @@ def test_model_arms_retrain_with_their_own_hyperparameters(dataset: Path, built,
     )
     users, items = np.array([0, 1, 2]), np.array([3, 4, 5])
     matrix = feedback.training_matrix(built, users, items, with_logs=True)
-    score, info = feedback.refit(cfg.arms[0], built, matrix, cfg.feedback, dataset)
+    score, info = retrain.refit(cfg.arms[0], built, matrix, cfg.feedback, dataset)
     assert info == {"epochs": kept}  # no validation inside the simulation: the epochs training kept
     clones = np.flatnonzero(built.source_user == built.source_user[0])[:2]
     scores = score(clones)
     assert scores.shape == (2, built.n_items) and np.array_equal(scores[0], scores[1])  # known by their logged user
-    _, info = feedback.refit(cfg.arms[0], built, matrix, cfg.feedback.model_copy(update={"epochs": 2}), dataset)
+    _, info = retrain.refit(cfg.arms[0], built, matrix, cfg.feedback.model_copy(update={"epochs": 2}), dataset)
     assert info == {"epochs": 2}

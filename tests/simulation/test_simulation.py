@@ -398,17 +398,17 @@ def test_four_arms_over_several_seeds(dataset: Path, tmp_path: Path) -> None:
     import persotool as pt
     from persotool.stages.simulate import run as experiment
 
-    split = pt.split(dataset, tmp_path / "split", strategy="leave-last", min_item_interactions=10)
+    split = pt.split(dataset, out=tmp_path / "split", strategy="leave-last", min_item_interactions=10)
     models = {
-        "lightfm": pt.train(split, "lightfm", tmp_path / "lightfm", params={"epochs": 2, "components": 8}),
-        "als": pt.train(split, "als", tmp_path / "als", params={"iterations": 3}),
-        "ease": pt.train(split, "ease", tmp_path / "ease"),
+        "lightfm": pt.train(split, out=tmp_path / "lightfm", model="lightfm", params={"epochs": 2, "components": 8}),
+        "als": pt.train(split, out=tmp_path / "als", model="als", params={"iterations": 3}),
+        "ease": pt.train(split, out=tmp_path / "ease", model="ease"),
     }
     arms = [{"name": "popular", "policy": "popular", "share": 0.25}]
     arms += [{"name": name, "policy": "model", "model": str(m.path), "share": 0.25} for name, m in models.items()]
     for seed in range(3):
         cfg = _config(arms, seed=seed, days=7, pre_days=3, **{"world.population": 2000})
-        result = experiment.run(dataset, cfg, None)
+        result = experiment.simulate(dataset, cfg, None)
         mde = result.analysis.results["mde"].drop_nulls()
         assert set(result.analysis.results["arm"]) == {"lightfm", "als", "ease"}
         assert len(mde) and (mde.drop_nans() > 0).all()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from persotool.tracking import redact
+from persotool.kernels.uris import redact
 from tests.conftest import DATA, MOVIELENS, run_cli
 
 TINY = DATA / "good" / "tiny.csv"

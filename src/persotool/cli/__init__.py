@@ -108,27 +108,20 @@ def root(
     """persotool command line."""
 
 
-from persotool.cli import benchmark as _benchmark  # noqa: E402
-from persotool.cli import calibrate as _calibrate  # noqa: E402
-from persotool.cli import datasets as _datasets  # noqa: E402
-from persotool.cli import evaluate as _evaluate  # noqa: E402
-from persotool.cli import ingest as _ingest  # noqa: E402
-from persotool.cli import simulate as _simulate  # noqa: E402
-from persotool.cli import split as _split  # noqa: E402
-from persotool.cli import track as _track  # noqa: E402
-from persotool.cli import train as _train  # noqa: E402
-from persotool.cli import tune as _tune  # noqa: E402
+def _register_commands() -> None:
+    """One command per stage (its file `cli/<stage>.py`, found through the stage registry), then
+    `track`. A stage without a command file has none."""
+    import importlib
+    import importlib.util
 
-_ingest.register(app)
-app.add_typer(_datasets.app, name="datasets")
-_split.register(app)
-_train.register(app)
-_evaluate.register(app)
-_tune.register(app)
-_benchmark.register(app)
-_calibrate.register(app)
-_simulate.register(app)
-_track.register(app)
+    from persotool.stages import STAGES
+
+    for name in (*STAGES, "track"):
+        if importlib.util.find_spec(f"persotool.cli.{name}") is not None:
+            importlib.import_module(f"persotool.cli.{name}").register_command(app)
+
+
+_register_commands()
 
 
 def _terminate(signum, frame) -> None:

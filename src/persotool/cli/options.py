@@ -88,9 +88,12 @@ def as_flags(line: str, commands) -> str:
         flags = [opt for opt in param.opts if opt.startswith("--")]
         if not flags or not param.name:
             continue
-        line = line.replace(f"`{param.name}`", flags[0])  # an option the library quotes by name
-        if "_" in param.name:
-            line = re.sub(rf"(?<![\w-]){re.escape(param.name)}(?![\w-])", flags[0], line)
+        name = param.name.removeprefix("opt_")  # a stage option's parameter (see cli.stage)
+        if name.startswith("set_"):
+            name = name.removeprefix("set_").replace("__", ".")
+        line = line.replace(f"`{name}`", flags[0])  # an option the library quotes by name
+        if "_" in name:
+            line = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flags[0], line)
     return line
 
 

@@ -1,6 +1,5 @@
 """`persotool track`: record (or record again) the MLflow run of a finished output directory."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -23,20 +22,25 @@ def track_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Record the MLflow run of a finished output directory, e.g. after tracking failed or was off."""
-    from persotool.errors import DataError
-    from persotool.kernels.storage import MANIFEST
-    from persotool.tracking import preflight, records
+    from persotool import workflow
 
-    if not (output / MANIFEST).is_file():
-        raise DataError(f"is not a persotool output directory (no {MANIFEST})", where=str(output))
-    tracking = preflight(True, experiment)
-    run_id = records.record(tracking, output)
-    kind = json.loads((output / MANIFEST).read_text()).get("kind")
+    result = workflow.open_result(output)
+    tracking = workflow.tracker(experiment)
+    workflow.record(result, tracking)
     if as_json:
-        print_json({"output": str(output), "kind": kind, "mlflow_run_id": run_id, "tracking_uri": tracking.describe()})
+        print_json(
+            {
+                "output": str(output),
+                "kind": result.kind,
+                "mlflow_run_id": result.mlflow_run_id,
+                "tracking_uri": tracking.describe(),
+            }
+        )
     else:
-        console().print(f"Recorded {kind} {output} as MLflow run {run_id} in {tracking.describe()}")
+        console().print(
+            f"Recorded {result.kind} {output} as MLflow run {result.mlflow_run_id} in {tracking.describe()}"
+        )
 
 
-def register(app: typer.Typer) -> None:
+def register_command(app: typer.Typer) -> None:
     app.command("track", epilog=EXAMPLES, cls=Command)(track_command)

@@ -22,20 +22,6 @@ from persotool.errors import DataError, OutputError
 
 MANIFEST = "manifest.json"
 
-# The schema version of each kind of artifact this version of persotool writes and can read.
-SCHEMA_VERSIONS = {
-    "dataset": 1,
-    "synthetic-log": 1,
-    "split": 1,
-    "model": 1,
-    "evaluation": 1,
-    "benchmark": 1,
-    "simulation": 2,
-    "tuning": 1,
-    "world": 1,
-    "backtest": 1,
-}
-
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
@@ -83,7 +69,7 @@ def persotool_kind(path: Path) -> str | None:
     if not isinstance(manifest, dict) or "persotool_version" not in manifest:
         return None
     kind = manifest.get("kind")
-    return kind if kind in SCHEMA_VERSIONS else None
+    return kind if isinstance(kind, str) and isinstance(manifest.get("schema_version"), int) else None
 
 
 def lineage(path: Path, *, depth: int = 8) -> list[Path]:
@@ -272,17 +258,20 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     write_file_atomic(path, lambda tmp: tmp.write_text(text))
 
 
-def new_manifest(kind: str, **fields: Any) -> dict[str, Any]:
+def new_manifest(kind: str, version: int, **fields: Any) -> dict[str, Any]:
+    """A manifest's common head: the kind, its schema version (the stage's result class says
+    which), the persotool version that wrote it; then the stage's own fields."""
     return {
         "kind": kind,
-        "schema_version": SCHEMA_VERSIONS[kind],
+        "schema_version": version,
         "persotool_version": __version__,
         **fields,
     }
 
 
-def read_artifact(path: Path | str, kind: str) -> dict[str, Any]:
-    """Read and validate the manifest of an artifact directory of the given kind."""
+def read_artifact(path: Path | str, kind: str, version: int | None = None) -> dict[str, Any]:
+    """Read the manifest of an artifact directory of the given kind; its schema version is checked
+    when `version` is given (by the stage that owns the kind, through its result class)."""
     path = Path(path)
     manifest_path = path / MANIFEST
     if not path.is_dir():
@@ -296,11 +285,11 @@ def read_artifact(path: Path | str, kind: str) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("kind") != kind:
         found = manifest.get("kind") if isinstance(manifest, dict) else None
         raise DataError(f"is a {found!r} artifact, expected {kind!r}", where=str(path))
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSIONS[kind]:
+    found = manifest.get("schema_version")
+    if version is not None and found != version:
         raise DataError(
-            f"has {kind} schema version {version}, this persotool reads version "
-            f"{SCHEMA_VERSIONS[kind]}; re-create it with persotool {__version__}",
+            f"has {kind} schema version {found}, this persotool reads version "
+            f"{version}; re-create it with persotool {__version__}",
             where=str(path),
         )
     return manifest

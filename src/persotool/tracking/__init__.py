@@ -18,9 +18,10 @@ from typing import Any
 
 from persotool import __version__
 from persotool.errors import TRACKING_OFF, TrackingError
+from persotool.kernels.runspec import RunSpec, flatten, metric_key
+from persotool.kernels.uris import redact
 
 DEFAULT_EXPERIMENT = "persotool"
-MAX_PARAM_LENGTH = 6000
 
 
 @dataclass
@@ -37,46 +38,12 @@ class Tracking:
         return redact(self.uri) if self.enabled else "off"
 
 
-@dataclass
-class RunSpec:
-    """Everything one MLflow run records."""
-
-    name: str
-    command: str
-    params: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    metric_history: dict[str, list[float]] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    artifacts: list[tuple[Path, str | None]] = field(default_factory=list)  # (path, artifact dir)
-    dataset: dict[str, str] | None = None  # name, digest, source, schema, profile
-    children: list[RunSpec] = field(default_factory=list)
-    output: Path | None = None  # the finished output directory this run describes, if any
-    started_ms: int | None = None  # default: when the command began (the run spans its work)
-    ended_ms: int | None = None  # default: when the work ended (recording it is not part of it)
-
-
 def tracking_uri() -> str:
     """The URI MLflow would use: MLFLOW_TRACKING_URI, else its default local sqlite store."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def redact(uri: str) -> str:
-    """A URI as it may be printed: any password replaced by ***."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -239,24 +206,6 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config -> dotted MLflow params (values as text, cut to MLflow's limit)."""
-    flat: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat |= flatten(value, name + ".")
-        else:
-            text = "" if value is None else str(value)
-            flat[name] = text[:MAX_PARAM_LENGTH]
-    return flat
-
-
-def metric_key(name: str) -> str:
-    """MLflow metric names allow no '@': ndcg@10 is recorded as ndcg_at_10."""
-    return name.replace("@", "_at_")
-
-
 def _quiet() -> None:
     import logging
     import warnings
@@ -322,9 +271,22 @@ def _store_lock(tracking: Tracking):
 
 def record_run(tracking: Tracking, spec: RunSpec) -> str | None:
     """Record `spec` (and its children as nested runs); return the parent run id. The recorder
-    process started by `preflight` does it when there is one, else this process."""
+    process started by `preflight` does it when there is one, else this process. The spec's
+    scratch files are removed afterwards, recorded or not."""
+    import shutil
+
+    try:
+        return _record_spec(tracking, spec)
+    finally:
+        for path in spec.scratch:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _record_spec(tracking: Tracking, spec: RunSpec) -> str | None:
     if not tracking.enabled:
         return None
+    if spec.tree is not None:
+        return record_tree(tracking, spec)
     ended = int(time.time() * 1000)
     for run in (spec, *spec.children):
         run.started_ms = run.started_ms or spec.started_ms or tracking.started_ms
@@ -373,13 +335,15 @@ def _one_line(exc: Exception, tracking: Tracking, spec: RunSpec) -> TrackingErro
     return TrackingError(f"could not record the MLflow run at {redact(tracking.uri)}: {first}{_record_later(spec)}")
 
 
-def record_tree(tracking: Tracking, parent: RunSpec, key: str, children: dict[str, RunSpec]) -> str | None:
-    """A run tree that grows: the parent run tagged `persotool.tree = key` is found (or created) and
-    each child not yet under it is added, told apart by its `persotool.leaf` tag. Workers on other
-    machines recording the same key attach to the same parent, and recording twice adds nothing.
-    The parent's tags are refreshed each time (a tag can change; a param cannot)."""
+def record_tree(tracking: Tracking, parent: RunSpec) -> str | None:
+    """A run tree that grows: the parent run tagged `persotool.tree = parent.tree` is found (or
+    created) and each child not yet under it is added, told apart by its `persotool.leaf` tag.
+    Workers on other machines recording the same key attach to the same parent, and recording
+    twice adds nothing. The parent's tags are refreshed each time (a tag can change; a param cannot)."""
     if not tracking.enabled:
         return None
+    key = parent.tree or ""
+    children = {child.leaf or child.name: child for child in parent.children}
     ended = int(time.time() * 1000)
     for run in (parent, *children.values()):
         run.started_ms = run.started_ms or tracking.started_ms

@@ -24,7 +24,7 @@ BATCH = 1024
 
 
 @dataclass
-class Evaluation:
+class RankingScores:
     """Per-user metrics, their means, and the top-K lists they came from."""
 
     per_user: pl.DataFrame
@@ -83,7 +83,7 @@ def evaluate(
     item_vectors: np.ndarray | sp.csr_matrix | None = None,
     batch: int = BATCH,
     seed: int = 0,
-) -> Evaluation:
+) -> RankingScores:
     """Evaluate `score(users) -> (len(users), n_items)` against `truth` (user_idx, item_idx,
     relevant) with training items `seen` excluded from every ranking."""
     specs, max_k, want_auc = _metric_specs(metrics)
@@ -118,7 +118,7 @@ def evaluate(
     summary = {
         label: float(np.nanmean(per_user[label].to_numpy())) if len(per_user) else float("nan") for label, _, _ in specs
     }
-    result = Evaluation(per_user, summary, len(users), without, recs)
+    result = RankingScores(per_user, summary, len(users), without, recs)
     if popularity is not None:
         # Popularity counts training users: novelty's shares are out of the users with training history.
         train_users = int(np.count_nonzero(np.diff(seen.indptr)))
@@ -130,7 +130,7 @@ def evaluate(
 
 def evaluate_model(
     model: Any, truth: pl.DataFrame, metrics: list[str], *, n_items: int, item_features=None, seed: int = 0
-) -> Evaluation:
+) -> RankingScores:
     """A fitted recommender on `truth` with its training items excluded; intra-list diversity uses
     the item features, else the model's item embeddings when it has them."""
     vectors = item_features if item_features is not None else getattr(model, "item_factors_", None)
@@ -148,7 +148,7 @@ def evaluate_model(
 
 def evaluate_lists(
     recommendations: pl.DataFrame, truth: pl.DataFrame, metrics: list[str], *, n_items: int | None = None
-) -> Evaluation:
+) -> RankingScores:
     """Score ranked lists produced by any system: `recommendations` has user_idx, item_idx, rank
     (1 = best); `truth` has user_idx, item_idx and optionally relevant. AUC needs full scores and
     is not available here."""
@@ -175,7 +175,7 @@ def evaluate_lists(
     data |= _per_user_metrics(hits, n_rel, specs) if len(users) else {label: [] for label, _, _ in specs}
     per_user = pl.DataFrame(data).sort("user_idx")
     summary = {label: float(per_user[label].mean()) if len(per_user) else float("nan") for label, _, _ in specs}
-    result = Evaluation(per_user, summary, len(users), without, recs.astype(np.int32))
+    result = RankingScores(per_user, summary, len(users), without, recs.astype(np.int32))
     if n_items:
         counts = np.zeros(n_items)
         result.beyond = beyond.summary(recs.astype(np.int32), popularity=counts, n_items=n_items, item_vectors=None)

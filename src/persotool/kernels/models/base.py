@@ -120,7 +120,7 @@ class Recommender(ABC):
         self.popularity_ = counts
         self.known_users_ = np.asarray(train.getnnz(axis=1) > 0)
         self._fit(train, item_features, user_features, context or TrainingContext())
-        bad = [name for name in self.array_names if not _finite(getattr(self, name, None))]
+        bad = [name for name in self.array_names if not finite(getattr(self, name, None))]
         if bad:
             raise ModelError(
                 f"{self.name} training produced non-finite values (NaN or inf) in {bad[0]}: it diverged; "
@@ -250,7 +250,7 @@ def mask_seen(scores: np.ndarray, seen: sp.csr_matrix, users: np.ndarray) -> Non
     scores[row_of, sub.indices] = -np.inf
 
 
-def _finite(value) -> bool:
+def finite(value) -> bool:
     """No NaN or inf in a float array (or a sparse matrix's values); True for anything else."""
     if sp.issparse(value):
         value = value.data
@@ -259,7 +259,7 @@ def _finite(value) -> bool:
     return bool(np.isfinite(value).all())
 
 
-def _expected_members(cls: type[Recommender], stored: dict[str, Any]) -> set[str]:
+def expected_members(cls: type[Recommender], stored: dict[str, Any]) -> set[str]:
     """The npz members a model of this class writes: its declared arrays (a sparse one as four)."""
     names = {"popularity_", "known_users_", "seen_indptr", "seen_indices"}
     for name in cls.array_names:
@@ -268,7 +268,7 @@ def _expected_members(cls: type[Recommender], stored: dict[str, Any]) -> set[str
     return names
 
 
-def _read_members(path: Path, declared: dict[str, Any], where: str) -> dict[str, np.ndarray]:
+def read_members(path: Path, declared: dict[str, Any], where: str) -> dict[str, np.ndarray]:
     """The members of arrays.npz, each checked against its declared dtype and shape from its .npy
     header (and the header against the member's size) before its data is read: a forged header
     cannot make numpy allocate more than the file holds."""
@@ -312,7 +312,7 @@ def _read_members(path: Path, declared: dict[str, Any], where: str) -> dict[str,
     return arrays
 
 
-def _verify_files(path: Path, where: str) -> None:
+def verify_files(path: Path, where: str) -> None:
     """The model's files match the digests its manifest recorded when it was trained."""
     from persotool.kernels import storage as artifacts
 
@@ -332,79 +332,3 @@ def _verify_files(path: Path, where: str) -> None:
                 "damaged; train the model again",
                 where=where,
             )
-
-
-def load(path: Path) -> Recommender:
-    """Load a model directory written by `Recommender.save` (arrays only, never pickle). The files
-    must match the digests in its manifest, and arrays.npz must hold exactly the arrays model.json
-    declares, with their dtypes and shapes, all finite."""
-    from persotool.kernels.models.registry import MODELS
-
-    path = Path(path)
-    where = str(path)
-    meta_path = path / "model.json"
-    if not meta_path.is_file():
-        raise ModelError("is not a model directory (no model.json)", where=where)
-    _verify_files(path, where)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"model.json is not valid JSON ({exc})", where=where) from None
-    if not isinstance(meta, dict):
-        raise ModelError("model.json is not a JSON object", where=where)
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ModelError(
-            f"was saved in model format {version}; this persotool ({__version__}) reads format "
-            f"{FORMAT_VERSION}: train it again",
-            where=where,
-        )
-    name = meta.get("model")
-    if name not in MODELS:
-        raise ModelError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})", where=where)
-    cls = MODELS[name]
-    n_users, n_items, declared = meta.get("n_users"), meta.get("n_items"), meta.get("arrays")
-    if not all(isinstance(n, int) and n >= 0 for n in (n_users, n_items)) or not isinstance(declared, dict):
-        raise ModelError("model.json lacks n_users, n_items or its array declarations; train it again", where=where)
-    try:
-        model = cls._restore(meta.get("params") or {})
-    except ModelError as exc:
-        raise ModelError(exc.message, where=where) from None
-    expected = _expected_members(cls, declared)
-    if set(declared) != expected:
-        odd = sorted(set(declared) ^ expected)[0]
-        raise ModelError(f"model.json declares arrays a {name} model does not have ({odd!r})", where=where)
-    arrays = _read_members(path, declared, where)
-    model.n_users_, model.n_items_ = n_users, n_items
-    shapes = {
-        "popularity_": (n_items,),
-        "known_users_": (n_users,),
-        "seen_indptr": (n_users + 1,),
-    }
-    for key, shape in shapes.items():
-        if arrays[key].shape != shape:
-            raise ModelError(f"array {key} has shape {arrays[key].shape}, expected {shape}", where=where)
-    try:
-        for key in [k for k in arrays if k.endswith("__shape")]:
-            base = key.removesuffix("__shape")
-            arrays[base] = sp.csr_matrix(
-                (arrays.pop(f"{base}__data"), arrays.pop(f"{base}__indices"), arrays.pop(f"{base}__indptr")),
-                shape=tuple(int(n) for n in arrays.pop(key)),
-            )
-        indptr, indices = arrays.pop("seen_indptr"), arrays.pop("seen_indices")
-        model.seen_ = sp.csr_matrix(
-            (np.ones(len(indices), dtype=np.bool_), indices, indptr), shape=(model.n_users_, model.n_items_)
-        )
-        for value in [model.seen_, *(v for v in arrays.values() if sp.issparse(v))]:
-            value.check_format(full_check=True)
-    except (ValueError, TypeError) as exc:
-        raise ModelError(f"arrays.npz holds an inconsistent sparse matrix ({exc})", where=where) from None
-    for key, value in arrays.items():
-        if not _finite(value):
-            raise ModelError(f"array {key} holds NaN or inf values", where=where)
-        setattr(model, key, value)
-    try:
-        model.check_loaded()
-    except ModelError as exc:
-        raise ModelError(exc.message, where=where) from None
-    return model

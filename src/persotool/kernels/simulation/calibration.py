@@ -1,7 +1,7 @@
-"""Calibration of a world from a dataset's logs, kept in a world directory (`persotool calibrate`).
+"""Calibration of a world from a dataset's logs (the calibrate stage keeps one as a world directory).
 
 A calibration window runs from the log's first day to a cutoff (`until`: a date, a fraction of the
-log's time range, or the end). On it are fitted the visit-and-return model (`calibration.py`) and
+log's time range, or the end). On it are fitted the visit-and-return model (`visit_model.py`) and
 the targets the engagement model is matched to when a simulation builds its world: the logs'
 interactions per active day. The directory holds the fitted parameters and their covariance, the
 fit diagnostics, the window, and a per-user table of what the model concludes about each user;
@@ -11,7 +11,6 @@ from the dataset (checked against its digest), so the directory stays small.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -192,36 +191,6 @@ def interactions(dataset: Path) -> pl.DataFrame:
     return frame
 
 
-def calibrate(
-    dataset: Path, until: str | float | None, out: Path, *, seed: int = 0, force: bool = False
-) -> Calibration:
-    """Fit the calibration on `dataset` up to `until` and write the world directory `out`."""
-    from persotool.kernels import storage as artifacts
-
-    artifacts.check_output(out, force=force, inputs=[dataset])
-    manifest = artifacts.read_artifact(dataset, "dataset")
-    calibration = calibrate_frame(interactions(dataset), until, seed=seed)
-    payload = artifacts.new_manifest(
-        "world",
-        name=out.name,
-        dataset={"path": str(Path(dataset).resolve()), "digest": manifest["dataset_digest"]},
-        window=calibration.window.to_dict(),
-        model=MODEL,
-        fit=calibration.fit.to_dict(),
-        grid={"sizes": [24, 24, 10]},
-        engagement=calibration.engagement,
-        diagnostics=calibration.diagnostics,
-        seed=seed,
-        users=len(calibration.histories),
-        seconds=round(calibration.seconds, 3),
-    )
-    with artifacts.atomic_directory(out, force=force, inputs=[dataset]) as tmp:
-        calibration.users_table().write_parquet(tmp / "users.parquet")
-        _plot(calibration, tmp / "active_days.png")
-        (tmp / artifacts.MANIFEST).write_text(json.dumps(artifacts.finite_json(payload), indent=2) + "\n")
-    return calibration
-
-
 def load(world_dir: Path, dataset: Path) -> tuple[Calibration, dict[str, Any]]:
     """A world directory's calibration, its histories recomputed from `dataset` (which must be
     the dataset it was fitted on)."""
@@ -250,25 +219,3 @@ def load(world_dir: Path, dataset: Path) -> tuple[Calibration, dict[str, Any]]:
         seconds=float(manifest["seconds"]),
     )
     return calibration, manifest
-
-
-def _plot(calibration: Calibration, path: Path) -> None:
-    """Users by active days after the first: observed against the fitted model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    check = calibration.diagnostics["active_days"]
-    x = np.arange(len(check["bins"]))
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(x - 0.2, check["observed"], 0.4, label="logs")
-    ax.bar(x + 0.2, check["expected"], 0.4, label="fitted model")
-    ax.set_xticks(x, check["bins"])
-    ax.set_xlabel("active days after the first, within the window")
-    ax.set_ylabel("users")
-    ax.set_title(f"In-sample check: chi-square p = {check['p_value']:.3g}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from persotool.errors import ConfigError
 from persotool.kernels.simulation import feedback
 from persotool.kernels.simulation.policies import Candidates, candidates
 from persotool.kernels.simulation.spec import ArmSpec, SimulationConfig
-from persotool.kernels.simulation.world import World
+from persotool.kernels.simulation.world import SimulatedWorld
 
 
 @dataclass
-class Draws:
+class DayDraws:
     visit: np.ndarray
     engage: np.ndarray
     proceed: np.ndarray
@@ -45,10 +45,10 @@ class Draws:
     react: np.ndarray
 
 
-def draws_for(seed: int, day: int, n_users: int, k: int) -> Draws:
+def draws_for(seed: int, day: int, n_users: int, k: int) -> DayDraws:
     """The day's uniforms for every user; the same in every arm (common random numbers)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 101, day]))
-    return Draws(
+    return DayDraws(
         visit=rng.random(n_users, dtype=np.float32),
         engage=rng.random((n_users, k), dtype=np.float32),
         proceed=rng.random((n_users, k), dtype=np.float32),
@@ -91,7 +91,7 @@ class ArmState:
             self.n_consumed = self.consumed.sum(axis=1).astype(np.int32)
 
     @classmethod
-    def start(cls, cand: Candidates, world: World, days: int) -> ArmState:
+    def start(cls, cand: Candidates, world: SimulatedWorld, days: int) -> ArmState:
         n, c = cand.items.shape
         r = world.topics.shape[1]
         return cls(
@@ -174,7 +174,7 @@ def _first_available(state: ArmState, rows: np.ndarray, light: np.ndarray, k: in
     return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
 
 
-def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationConfig) -> None:
+def step(state: ArmState, draws: DayDraws, day: int, world: SimulatedWorld, cfg: SimulationConfig) -> None:
     """One day of one arm, for every simulated user at once."""
     beh, k = cfg.behaviour, cfg.slate_size
     visit = state.active & (draws.visit < world.propensity)
@@ -251,12 +251,14 @@ def step(state: ArmState, draws: Draws, day: int, world: World, cfg: SimulationC
         log.setdefault(key, []).append(float(value))
 
 
-def _retrain(state: ArmState, arm: ArmSpec, day: int, world: World, cfg: SimulationConfig, pre_pairs, lineup, dataset):
+def _retrain(
+    state: ArmState, arm: ArmSpec, day: int, world: SimulatedWorld, cfg: SimulationConfig, pre_pairs, lineup, retrain
+):
     """Refit the arm on the pre-period and its own engagements so far, and serve its new lineup."""
     users, items = state.consumed_pairs()
     users, items = np.concatenate([pre_pairs[0], users]), np.concatenate([pre_pairs[1], items])
     matrix = feedback.training_matrix(world, users, items, with_logs=cfg.feedback.with_logs)
-    score, _ = feedback.refit(arm, world, matrix, cfg.feedback, dataset)
+    score = retrain(arm, world, matrix)
     state.relineup(lineup(arm, excluding(users, items), score), world.n_items)
     state.retrained.append(day)
 
@@ -310,9 +312,11 @@ def excluding(users: np.ndarray, items: np.ndarray):
     return exclude
 
 
-def run(world: World, cfg: SimulationConfig, dataset_digest: str, dataset: Path | None = None) -> Simulation:
+def run_days(
+    world: SimulatedWorld, cfg: SimulationConfig, dataset_digest: str, *, retrain: feedback.Retrain | None = None
+) -> Simulation:
     """Pre-period under control, then every arm over `days` days from the same starting state.
-    `dataset` (the world's dataset directory) gives retrained models their features."""
+    With the feedback loop on, `retrain` refits the arms that learn (the simulate stage's)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     cfg = world.behaviour(cfg)
@@ -359,7 +363,9 @@ def run(world: World, cfg: SimulationConfig, dataset_digest: str, dataset: Path 
             r = time.perf_counter()
             for arm in cfg.arms:
                 if arm.retrain and arm.policy in feedback.LEARNING:
-                    _retrain(arms[arm.name], arm, day, world, cfg, (pre_users, pre_items), lineup, dataset)
+                    if retrain is None:
+                        raise ConfigError("the feedback loop (`feedback.every`) needs a way to retrain the arms")
+                    _retrain(arms[arm.name], arm, day, world, cfg, (pre_users, pre_items), lineup, retrain)
             timings["retrain"] += time.perf_counter() - r
         draws = draws_for(cfg.seed, cfg.pre_days + day, world.n_users, cfg.slate_size)
         for state in arms.values():

@@ -19,21 +19,22 @@ coverage and the Gini coefficient of exposure, per day.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from persotool.kernels.simulation.policies import same_for_everyone
-from persotool.kernels.simulation.spec import ArmSpec, FeedbackSpec
-from persotool.kernels.simulation.world import World
+from persotool.kernels.simulation.world import SimulatedWorld
 
 LEARNING = ("model", "popular")
 
 Scorer = Callable[[np.ndarray], np.ndarray]
+# (arm, world, logged users x items matrix to fit on) -> the arm's refitted scorer of simulated
+# users; the simulate stage supplies it, so the day loop never imports model training
+Retrain = Callable[[Any, Any, sp.csr_matrix], Scorer]
 
 
-def training_matrix(world: World, users: np.ndarray, items: np.ndarray, *, with_logs: bool) -> sp.csr_matrix:
+def training_matrix(world: SimulatedWorld, users: np.ndarray, items: np.ndarray, *, with_logs: bool) -> sp.csr_matrix:
     """Logged users x items, 1 where a simulated user drawn from the logged user engaged with the
     item in the simulation (`users`, `items`), or where the logs have it (`with_logs`)."""
     n, m = world.history.shape
@@ -48,30 +49,6 @@ def training_matrix(world: World, users: np.ndarray, items: np.ndarray, *, with_
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return matrix
-
-
-def refit(
-    arm: ArmSpec, world: World, matrix: sp.csr_matrix, spec: FeedbackSpec, dataset: Path | None
-) -> tuple[Scorer, dict[str, int]]:
-    """The arm's policy refitted on `matrix`: a scorer of simulated users and what it trained."""
-    if arm.policy == "popular":
-        return same_for_everyone(np.asarray(matrix.sum(axis=0)).ravel(), world.n_items), {}
-    from persotool.kernels.models.fitting import build, feature_matrix
-    from persotool.kernels.storage import read_artifact
-
-    manifest = read_artifact(arm.model, "model")
-    params = dict(manifest["params"])
-    info: dict[str, int] = {}
-    if "epochs" in params:
-        params["epochs"] = spec.epochs or int(manifest.get("epochs_kept") or params["epochs"])
-        info["epochs"] = params["epochs"]
-    model = build(manifest["model"], params)
-    item_features = user_features = None
-    if params.get("use_features") and dataset is not None:
-        item_features, _ = feature_matrix(dataset, "item", world.n_items)
-        user_features, _ = feature_matrix(dataset, "user", matrix.shape[0])
-    model.fit(matrix, item_features=item_features, user_features=user_features)
-    return lambda users: model.score(world.source_user[users]), info
 
 
 def mean_jaccard(users: np.ndarray, items: np.ndarray, sample: np.ndarray, n_items: int) -> float:
@@ -96,7 +73,7 @@ def mean_jaccard(users: np.ndarray, items: np.ndarray, sample: np.ndarray, n_ite
     return float((jaccard.sum() - n) / (n * (n - 1)))  # each pair twice; the diagonal is n ones
 
 
-def sample_users(world: World, size: int, seed: int) -> np.ndarray:
+def sample_users(world: SimulatedWorld, size: int, seed: int) -> np.ndarray:
     """The fixed users whose consumed sets the homogenization measure compares."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 31]))
     if size >= world.n_users:

@@ -23,7 +23,7 @@ import numpy as np
 from persotool.errors import ConfigError
 from persotool.kernels.models.base import mask_seen, top_k
 from persotool.kernels.simulation.spec import ArmSpec, BehaviourSpec
-from persotool.kernels.simulation.world import World
+from persotool.kernels.simulation.world import SimulatedWorld
 
 BATCH = 2048
 
@@ -40,9 +40,9 @@ def same_for_everyone(scores: np.ndarray, n_items: int) -> Callable[[np.ndarray]
     return lambda users: np.broadcast_to(scores, (len(users), n_items)).copy()
 
 
-def _model_scorer(arm: ArmSpec, world: World, behaviour: BehaviourSpec, rng, dataset_digest: str):
+def _model_scorer(arm: ArmSpec, world: SimulatedWorld, behaviour: BehaviourSpec, rng, dataset_digest: str):
     """A trained model's scores for the logged user each simulated user was drawn from."""
-    from persotool.kernels.models.base import load
+    from persotool.kernels.models.registry import load
     from persotool.kernels.storage import read_artifact
 
     manifest = read_artifact(arm.model, "model")
@@ -57,20 +57,20 @@ def _model_scorer(arm: ArmSpec, world: World, behaviour: BehaviourSpec, rng, dat
     return lambda users: model.score(world.source_user[users]).astype(np.float32)
 
 
-def _popular_scorer(arm, world: World, behaviour, rng, dataset_digest) -> Callable:
+def _popular_scorer(arm, world: SimulatedWorld, behaviour, rng, dataset_digest) -> Callable:
     return same_for_everyone(world.popularity, world.n_items)
 
 
-def _oracle_scorer(arm, world: World, behaviour: BehaviourSpec, rng, dataset_digest) -> Callable:
+def _oracle_scorer(arm, world: SimulatedWorld, behaviour: BehaviourSpec, rng, dataset_digest) -> Callable:
     """The true affinity and quality the simulated users respond to: an upper bound."""
     return lambda users: behaviour.affinity_weight * world.affinity(users) + behaviour.quality_weight * world.quality
 
 
-def _random_scorer(arm, world: World, behaviour, rng, dataset_digest) -> Callable:
+def _random_scorer(arm, world: SimulatedWorld, behaviour, rng, dataset_digest) -> Callable:
     return lambda users: rng.random((len(users), world.n_items), dtype=np.float32)
 
 
-def _logged_scorer(arm, world: World, behaviour, rng, dataset_digest) -> Callable:
+def _logged_scorer(arm, world: SimulatedWorld, behaviour, rng, dataset_digest) -> Callable:
     """Like the logs: Gumbel top-k of exponent x log-popularity samples items in proportion to
     popularity to the power of the world's fitted exponent."""
     log_pop = (world.logged_exponent * np.log(world.popularity + 0.5)).astype(np.float32)
@@ -87,7 +87,7 @@ SCORERS = {
 }
 
 
-def _scorer(arm: ArmSpec, world: World, behaviour: BehaviourSpec, seed: int, dataset_digest: str):
+def _scorer(arm: ArmSpec, world: SimulatedWorld, behaviour: BehaviourSpec, seed: int, dataset_digest: str):
     """scores(simulated users) -> (len, items) float32, higher served first."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 23, sum(map(ord, arm.name))]))
     return SCORERS[arm.policy](arm, world, behaviour, rng, dataset_digest)
@@ -95,7 +95,7 @@ def _scorer(arm: ArmSpec, world: World, behaviour: BehaviourSpec, seed: int, dat
 
 def candidates(
     arm: ArmSpec,
-    world: World,
+    world: SimulatedWorld,
     behaviour: BehaviourSpec,
     size: int,
     *,

@@ -226,9 +226,9 @@ class RobustnessSpec(Strict):
 class SimulationConfig(Strict):
     name: str = Field("experiment", description="experiment name: salts the assignment of users to arms")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
-    days: int = Field(30, ge=1, le=3650)
+    days: int = Field(30, ge=1, le=3650, description="days the test runs")
     pre_days: int = Field(14, ge=0, le=365, description="days simulated under the control arm before the test (CUPED)")
-    slate_size: int = Field(10, ge=1, le=200)
+    slate_size: int = Field(10, ge=1, le=200, description="items shown per visit")
     candidates: int = Field(100, ge=1, description="items per user beyond the slate that a policy lines up")
     control: str | None = Field(None, description="the control arm (default: the first)")
     world: WorldSpec = Field(default_factory=WorldSpec)

@@ -324,7 +324,7 @@ def npmle(
 
 
 @dataclass
-class Draws:
+class UserHabits:
     """Each simulated user's state at the cutoff and habits, drawn from their history's posterior."""
 
     active: np.ndarray  # bool
@@ -349,7 +349,7 @@ def draw(
     rng: np.random.Generator,
     *,
     fresh: bool = False,
-) -> Draws:
+) -> UserHabits:
     """One posterior draw per entry of `users` (rows of the histories; repeats are clones, each
     with its own draw). A node is picked by its posterior weight, then the state at the cutoff by
     the node's chance of being active; values are jittered within the node's cell. `fresh`
@@ -369,7 +369,7 @@ def draw(
     p = special.expit(special.logit(grid.p[node]) + jitter[0] * sizes[0])
     theta = np.minimum(np.exp(np.log(grid.theta[node]) + jitter[1] * sizes[1]), 0.999)
     r = np.minimum(np.exp(np.log(grid.r[node]) + jitter[2] * sizes[2]), 0.999)
-    return Draws(active=active, p=p, theta=theta, r=r)
+    return UserHabits(active=active, p=p, theta=theta, r=r)
 
 
 def _cell_sizes(grid: Grid) -> tuple[float, float, float]:

@@ -41,7 +41,7 @@ DAY_US = 86_400 * 1_000_000
 
 
 @dataclass
-class World:
+class SimulatedWorld:
     user_truth: np.ndarray  # (N, d) float32: simulated users' true taste
     item_truth: np.ndarray  # (items, d) float32
     affinity_mean: float
@@ -199,7 +199,7 @@ class Variant:
     fit: Any = None  # a calibration.Fit drawn from the fit's posterior
 
 
-def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Variant | None = None) -> World:
+def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Variant | None = None) -> SimulatedWorld:
     """The world of `cfg` for the dataset at `dataset` (an ingested dataset directory). A fitted
     `calibration` (from `fitted.calibrate_frame`) is used as given instead of `cfg.world.source`."""
     from persotool.kernels.simulation import calibration as fitted
@@ -266,7 +266,7 @@ def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Va
         hazard = np.full(len(source), behaviour.churn_hazard)
     if behaviour.reactivation is not None:
         reactivation = None  # the engine uses the behaviour's
-    world = World(
+    world = SimulatedWorld(
         user_truth=user_truth,
         item_truth=item_truth,
         affinity_mean=mean,
@@ -347,7 +347,9 @@ PROBE_VISITS = 6
 CONTINUE_GRID = (0.3, 0.45, 0.6, 0.7, 0.8, 0.88, 0.95)
 
 
-def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], rng: np.random.Generator) -> None:
+def _engagement(
+    world: SimulatedWorld, cfg: SimulationConfig, target: dict[str, float], rng: np.random.Generator
+) -> None:
     """Set the world's engagement intercept, each user's expectation, the logged-like policy's
     popularity exponent and (unless given) `continue_after_engagement` by the method of simulated
     moments: a sample of simulated users visits PROBE_VISITS days in a row under the logged-like
@@ -361,7 +363,7 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
 
     behaviour, k = cfg.behaviour, cfg.slate_size
     users = np.sort(rng.choice(world.n_users, size=min(ENGAGEMENT_SAMPLE, world.n_users), replace=False))
-    probe = World(
+    probe = SimulatedWorld(
         **{
             **world.__dict__,
             "propensity": np.ones(len(users)),
@@ -493,7 +495,7 @@ def _engagement(world: World, cfg: SimulationConfig, target: dict[str, float], r
     }
 
 
-def _first_visit(world: World, behaviour, cfg: SimulationConfig, logged) -> tuple[np.ndarray, np.ndarray]:
+def _first_visit(world: SimulatedWorld, behaviour, cfg: SimulationConfig, logged) -> tuple[np.ndarray, np.ndarray]:
     """Each simulated user's expected engagements on a first visit under the logged-like policy
     (one draw of its slate), and their chance of engaging at all, from the examination model in
     closed form."""
@@ -544,7 +546,7 @@ DENSE_TRUTH_CELLS = 200_000_000  # users x items of the score matrix EASE and It
 def _family_factors(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(user, item) embeddings of one truth family fitted on the logged interactions. EASE and
     ItemKNN have none: their score matrix is factorised to `truth_factors` by a truncated SVD."""
-    from persotool.kernels.models.fitting import build
+    from persotool.kernels.models.registry import build
 
     settings = truth_settings(spec, family)
     params = {**settings, "seed": seed} if family in ("als", "lightfm") else settings
@@ -571,7 +573,7 @@ def _family_factors(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: 
     return (u * root).astype(np.float32), (vt.T * root).astype(np.float32)
 
 
-def engagement_notes(world: World) -> list[str]:
+def engagement_notes(world: SimulatedWorld) -> list[str]:
     """A warning when the engagement model could not reach the logs' interactions per active day."""
     c = world.calibration
     if c.get("engagement_target_reached", True):

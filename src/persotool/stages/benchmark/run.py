@@ -6,103 +6,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import Field, field_validator, model_validator
 
 from persotool.errors import ConfigError
-from persotool.kernels.config import Strict
+from persotool.kernels.models.features import feature_matrix
+from persotool.kernels.models.registry import build
+from persotool.stages.benchmark.config import BenchmarkConfig, ModelEntry
 
-
-class ModelEntry(Strict):
-    """One contender: a registry model name with parameters, or a model config file
-    (configs/models/*.toml, resolved relative to the benchmark config) with optional overrides."""
-
-    model: str | None = None
-    config: Path | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelEntry:
-        if self.model is None and self.config is None:
-            raise ValueError("needs `model = NAME` or `config = PATH`")
-        return self
-
-
-class BenchmarkConfig(Strict):
-    """configs/benchmark.toml."""
-
-    name: str = "benchmark"
-    baseline: str = Field(description="the entry every other model is tested against")
-    k: list[int] = Field(default_factory=lambda: [10], description="cut-offs")
-    metrics: list[str] = Field(default_factory=lambda: ["precision", "recall", "ndcg", "map", "mrr", "hit_rate", "auc"])
-    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise error rate of the Holm-corrected tests")
-    on: Literal["test", "valid"] = "test"
-    valid_k: int = Field(10, ge=1, description="cut-off of the validation NDCG used for early stopping")
-    use_features: bool = True
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
-    models: dict[str, ModelEntry]
-
-    @field_validator("k")
-    @classmethod
-    def _k(cls, value: list[int]) -> list[int]:
-        if not value or any(k < 1 for k in value):
-            raise ValueError("cut-offs must be positive integers")
-        return sorted(set(value))
-
-    @model_validator(mode="after")
-    def _baseline(self) -> BenchmarkConfig:
-        if len(self.models) < 2:
-            raise ValueError("a benchmark needs at least two models")
-        if self.baseline not in self.models:
-            raise ValueError(f"baseline {self.baseline!r} is not one of the models ({', '.join(self.models)})")
-        return self
-
-    def metric_names(self) -> list[str]:
-        names = []
-        for metric in self.metrics:
-            names += [metric] if metric == "auc" or "@" in metric else [f"{metric}@{k}" for k in self.k]
-        return names
-
-    def adding(self, configs: dict[str, Path | str]) -> BenchmarkConfig:
-        """The same benchmark with more contenders, each a model config file (e.g. a study's
-        best.toml), under a new label."""
-        taken = [label for label in configs if label in self.models]
-        if taken:
-            raise ConfigError(f"`add`: {taken[0]!r} is already a model of this benchmark")
-        for label, path in configs.items():
-            if not Path(path).is_file():
-                raise ConfigError(f"`add`: no model config file for {label!r}", where=str(path))
-        extra = {label: ModelEntry(config=Path(path).resolve()) for label, path in configs.items()}
-        return self.model_copy(update={"models": {**self.models, **extra}})
-
-    def only(self, labels: list[str]) -> BenchmarkConfig:
-        """The same benchmark over a subset of its models (the baseline is always kept)."""
-        unknown = [label for label in labels if label not in self.models]
-        if unknown:
-            raise ConfigError(f"`only`: {unknown[0]!r} is not a model of this benchmark ({', '.join(self.models)})")
-        kept = {k: v for k, v in self.models.items() if k in labels or k == self.baseline}
-        if len(kept) < 2:
-            raise ConfigError("`only`: a benchmark needs at least one model besides the baseline")
-        return self.model_copy(update={"models": kept})
-
-
-def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> BenchmarkConfig:
-    """A benchmark config file with `overrides`; model config paths resolved against the file."""
-    from persotool.kernels.config import load_config as load
-    from persotool.kernels.metrics.definitions import parse
-
-    cfg = load(BenchmarkConfig, path, overrides)
-    for entry in cfg.models.values():
-        if entry.config is not None and not entry.config.is_absolute():
-            entry.config = (Path(path).parent / entry.config).resolve()
-    for name in cfg.metric_names():
-        parse(name)
-    return cfg
+Progress = Callable[[str, str], None]
 
 
 def resolve_model(label: str, entry: ModelEntry) -> tuple[str, dict[str, Any]]:
@@ -126,32 +42,22 @@ class ModelRun:
     manifest: dict[str, Any]
 
 
-@dataclass
-class BenchmarkResult:
-    config: BenchmarkConfig
-    runs: list[ModelRun]
-    results: pl.DataFrame
-    tests: pl.DataFrame
-    users_evaluated: int
-    users_without_relevant: int
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-
-def run(
-    split_dir: Path,
-    cfg: BenchmarkConfig,
-    out: Path,
-    *,
-    force: bool = False,
-    progress: Callable[[str, str], None] | None = None,
-) -> BenchmarkResult:
-    """Train and evaluate every model of `cfg` on `split_dir`, writing the benchmark to `out`."""
+def run(split, cfg: BenchmarkConfig, out: Path, *, force: bool = False, progress: Progress | None = None):
+    """Train and evaluate every model of `cfg` on `split`, writing the benchmark to `out`;
+    `progress(label, stage)` hears when each model starts training and evaluating."""
     from persotool.kernels import storage as artifacts
+    from persotool.kernels import training
     from persotool.kernels.metrics.comparison import compare
+    from persotool.kernels.metrics.definitions import parse
     from persotool.kernels.metrics.ranking import evaluate_model
-    from persotool.kernels.models import fitting as training
-    from persotool.stages.split.run import Split
+    from persotool.stages.benchmark.result import Benchmark
+    from persotool.stages.split.result import Split
+    from persotool.stages.train.run import save
 
+    split_dir = Path(getattr(split, "path", split))
+    out = Path(out)
+    for name in cfg.metric_names():
+        parse(name)
     artifacts.check_output(out, force=force, inputs=[split_dir])
     split = Split(split_dir)
     truth = split.test if cfg.on == "test" else split.valid
@@ -160,8 +66,8 @@ def run(
     names = cfg.metric_names()
     resolved = {label: resolve_model(label, entry) for label, entry in cfg.models.items()}
     for name, params in resolved.values():
-        training.build(name, params)  # every entry is checked before the first one trains
-    vectors, _ = training.feature_matrix(split.dataset_path, "item", split.n_items)
+        build(name, params)  # every entry is checked before the first one trains
+    vectors, _ = feature_matrix(split.dataset_path, "item", split.n_items)
     runs: list[ModelRun] = []
     evaluated = without = 0
     with artifacts.atomic_directory(out, force=force, inputs=[split_dir]) as tmp:
@@ -169,7 +75,7 @@ def run(
             if progress:
                 progress(label, "training")
             model, info = training.train(split, name, params, valid_k=cfg.valid_k, use_features=cfg.use_features)
-            manifest = training.save(model, tmp / "models" / label, split, info)
+            manifest = save(model, tmp / "models" / label, split, info)
             if progress:
                 progress(label, "evaluating")
             started = time.perf_counter()
@@ -199,17 +105,18 @@ def run(
         (tmp / "results.md").write_text(markdown(results, tests, cfg), encoding="utf-8")
         plot(runs, names, cfg, tmp / "comparison.png")
         manifest = artifacts.new_manifest(
-            "benchmark",
+            Benchmark.kind,
+            Benchmark.schema_version,
             name=cfg.name,
             config=cfg.model_dump(mode="json"),
-            split={"path": str(split.path.resolve()), "digest": split.manifest["split_digest"]},
-            dataset=split.manifest["dataset"],
+            split={"path": str(split.path.resolve()), "digest": split.digest},
+            dataset=split.manifest.dataset.model_dump(),
             models={r.label: {"model": r.model, "params": r.params} for r in runs},
             users_evaluated=evaluated,
             users_without_relevant=without,
         )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
-    return BenchmarkResult(cfg, runs, results, tests, evaluated, without, manifest)
+    return Benchmark(out)
 
 
 def results_table(runs: list[ModelRun], names: list[str]) -> pl.DataFrame:

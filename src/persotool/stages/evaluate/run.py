@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from persotool.errors import ConfigError
+from persotool.stages.evaluate.config import EvaluateConfig
+from persotool.stages.evaluate.result import Evaluation
 
 DEFAULT_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "auc")
 LIST_METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")  # ranked lists carry no scores: no AUC
@@ -40,40 +42,30 @@ def computed_names(names: list[str]) -> list[str]:
     return [*names, *(f"{b}@{widest}" for b in NAMES), *COUNTS]
 
 
-def evaluate(
-    *,
-    model: Path | None,
-    split: Path | None,
-    k,
-    metrics,
-    on: str,
-    segment_by: str,
-    min_segment_users: int,
-    seed: int,
-    recommendations,
-    truth,
-    out,
-    force: bool,
-    track,
-):
+def run(model, cfg: EvaluateConfig, out: Path | None, *, force: bool = False) -> Evaluation:
+    """Evaluate a model directory on its split (or `cfg.split`, of the same dataset), or another
+    system's ranked lists (`cfg.recommendations` and `cfg.truth`; `model` None). Without `out` the
+    evaluation lives in a temporary directory until the returned result is dropped."""
     import tempfile
 
     from persotool.kernels.storage import check_output
-    from persotool.results import Evaluation
 
-    external = recommendations is not None or truth is not None
-    names = metric_names(k, metrics, lists=external)
-    inputs = [Path(p) for p in (model, split, recommendations, truth) if p is not None]
+    model = None if model is None else Path(getattr(model, "path", model))
+    external = cfg.recommendations is not None or cfg.truth is not None
+    names = metric_names(cfg.k, cfg.metrics, lists=external)
+    inputs = [Path(p) for p in (model, cfg.split, cfg.recommendations, cfg.truth) if p is not None]
     if out is not None:
         check_output(Path(out), force=force, inputs=inputs)
     if external:
-        if recommendations is None or truth is None or model is not None:
+        if cfg.recommendations is None or cfg.truth is None or model is not None:
             raise ConfigError("recommendations and truth go together, without a model")
-        result, per_segment, context = _external(Path(recommendations), Path(truth), names)
+        result, per_segment, context = _external(Path(cfg.recommendations), Path(cfg.truth), names)
     else:
         if model is None:
             raise ConfigError("give a model directory, or recommendations and truth")
-        result, per_segment, context = _model(model, split, names, on, segment_by, seed, min_segment_users)
+        result, per_segment, context = _model(
+            model, cfg.split, names, cfg.on, cfg.segment_by, cfg.seed, cfg.min_segment_users
+        )
     flat = {
         **result.summary,
         **result.beyond,
@@ -87,13 +79,9 @@ def evaluate(
         target = Path(scratch.name) / "evaluation"
     else:
         target = Path(out)
+    context["config"] = cfg.model_dump(mode="json")
     _write(target, tables, flat, context, force, inputs)
-    evaluation = Evaluation(target, scratch=scratch)
-    if track is not None and track.enabled:
-        from persotool.tracking import records
-
-        evaluation.mlflow_run_id = records.record_evaluation(track, target, keep=out is not None)
-    return evaluation
+    return Evaluation(target, scratch=scratch)
 
 
 def _model(
@@ -102,10 +90,10 @@ def _model(
     from persotool.errors import ConfigError
     from persotool.kernels.metrics import segments
     from persotool.kernels.metrics.ranking import evaluate_model
-    from persotool.kernels.models.base import load
-    from persotool.kernels.models.fitting import feature_matrix
+    from persotool.kernels.models.features import feature_matrix
+    from persotool.kernels.models.registry import load
     from persotool.kernels.storage import read_artifact
-    from persotool.stages.split.run import Split
+    from persotool.stages.split.result import Split
 
     manifest = read_artifact(model_dir, "model")
     model = load(model_dir)
@@ -127,7 +115,7 @@ def _model(
         "on": on,
         "segment_by": segment_by,
         "model_digest": manifest["model_digest"],
-        "dataset_digest": split.manifest["dataset"]["digest"],
+        "dataset_digest": split.manifest.dataset.digest,
     }
     return result, per_segment, context
 
@@ -137,14 +125,14 @@ def check_lineage(manifest: dict, split, model_dir: Path) -> None:
     nothing elsewhere (another dataset of the same shape would give plausible, wrong metrics)."""
     from persotool.errors import DataError
 
-    trained_on, offered = manifest["dataset"]["digest"], split.manifest["dataset"]["digest"]
+    trained_on, offered = manifest["dataset"]["digest"], split.manifest.dataset.digest
     if trained_on != offered:
         raise DataError(
             f"was trained on dataset {trained_on} ({manifest['dataset'].get('name')}), but split {split.path} is of "
-            f"dataset {offered} ({split.manifest['dataset'].get('name')}); evaluate it on a split of its own dataset",
+            f"dataset {offered} ({split.manifest.dataset.name}); evaluate it on a split of its own dataset",
             where=str(model_dir),
         )
-    if manifest["split"]["digest"] != split.manifest["split_digest"]:
+    if manifest["split"]["digest"] != split.digest:
         print(
             f"persotool: note: {model_dir} was trained on split {manifest['split']['digest']}, not on "
             f"{split.path}; test interactions of this split may be in the model's training data",
@@ -196,7 +184,9 @@ def _write(out: Path, tables: dict, flat: dict, context: dict, force: bool, inpu
         for name, table in tables.items():
             table.write_parquet(tmp / f"{name}.parquet")
         tables["segments"].write_csv(tmp / "segments.csv")
-        manifest = artifacts.new_manifest("evaluation", name=out.name, summary=flat, context=context)
+        manifest = artifacts.new_manifest(
+            Evaluation.kind, Evaluation.schema_version, name=out.name, summary=flat, context=context
+        )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
 
 

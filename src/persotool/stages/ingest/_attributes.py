@@ -9,8 +9,8 @@ import polars as pl
 
 from persotool.errors import DataError
 from persotool.kernels import storage as artifacts
-from persotool.kernels.config import AttributeSpec
 from persotool.stages.ingest._read import _first_line, _missing_column_error
+from persotool.stages.ingest.config import AttributeSpec
 from persotool.stages.ingest.parsing import clean_id
 from persotool.stages.ingest.sources import (
     identify,

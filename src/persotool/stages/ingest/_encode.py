@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from persotool.kernels.config import IngestConfig
 from persotool.stages.ingest._columns import _blocks
+from persotool.stages.ingest.config import IngestConfig
 from persotool.stages.ingest.parsing import consent_exprs, id_expr, value_exprs
 
 REASON_TEXT = {  # in the order rows are checked; a row is rejected for the first that applies

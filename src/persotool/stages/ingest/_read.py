@@ -13,7 +13,7 @@ import polars as pl
 
 from persotool.errors import ConfigError, DataError
 from persotool.kernels import storage as artifacts
-from persotool.kernels.config import IngestConfig
+from persotool.stages.ingest.config import IngestConfig
 from persotool.stages.ingest.parsing import parse_time
 from persotool.stages.ingest.sources import (
     PreparedText,

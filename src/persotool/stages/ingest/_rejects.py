@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from persotool.kernels.config import IngestConfig
 from persotool.stages.ingest._encode import REASON_TEXT
 from persotool.stages.ingest._read import _Loaded, _mapped_columns
+from persotool.stages.ingest.config import IngestConfig
 from persotool.stages.ingest.sources import (
     SUBSTITUTE,
     read_lines,

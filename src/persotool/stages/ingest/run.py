@@ -21,7 +21,6 @@ import polars as pl
 
 from persotool.errors import ConfigError, DataError
 from persotool.kernels import storage as artifacts
-from persotool.kernels.config import IngestConfig
 from persotool.stages.ingest._attributes import _attributes
 from persotool.stages.ingest._columns import BLOCK, _blocks, _present, sort_unique, time_ranks
 from persotool.stages.ingest._encode import REASONS, _encode
@@ -35,6 +34,7 @@ from persotool.stages.ingest._read import (
     _with_time,
 )
 from persotool.stages.ingest._rejects import REJECT_SCHEMA, _attach_raw, _reject_details
+from persotool.stages.ingest.config import IngestConfig
 from persotool.stages.ingest.parsing import UTC_DTYPE
 from persotool.stages.ingest.sources import (
     discover,
@@ -87,6 +87,15 @@ def _pseudonymizer(spec: IngestConfig):
         return [hmac.new(key_bytes, i.encode(), hashlib.sha256).hexdigest()[:32] for i in ids]
 
     return apply
+
+
+def run(sources, cfg: IngestConfig, out: Path, *, force: bool = False):
+    """Raw logs (files, globs, directories) -> a dataset directory at `out`."""
+    from persotool.stages.ingest.result import Dataset
+
+    paths = [str(sources)] if isinstance(sources, str | Path) else [str(s) for s in sources]
+    ingest(cfg, paths, Path(out), force=force)
+    return Dataset(out)
 
 
 def ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool = False) -> dict[str, Any]:
@@ -405,6 +414,7 @@ def _manifest(spec, out, tmp, files, fmt_by_file, attribute_sources, counts, tim
     ]
     return artifacts.new_manifest(
         "dataset",
+        1,
         name=Path(out).name,
         # content only: the same events from other files (reordered, recompressed) are the same dataset
         dataset_digest=artifacts.directory_digest(file_digests),
@@ -490,30 +500,3 @@ def _reject_table(rejects: pl.DataFrame, files, fmt_by_file: dict, loaded: list,
 
 def _summary(by_reason: dict[str, int]) -> str:
     return ", ".join(f"{reason} {count}" for reason, count in sorted(by_reason.items(), key=lambda kv: -kv[1]))
-
-
-def summary(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The flat summary `ingest --json` prints."""
-    counts = manifest["counts"]
-    keys = (
-        "rows_read",
-        "rows_kept",
-        "rows_rejected",
-        "rejected_by_reason",
-        "duplicates_removed",
-        "opted_out_users",
-        "opted_out_rows",
-        "below_threshold",
-        "blank_lines",
-        "n_users",
-        "n_items",
-        "n_sessions",
-    )
-    return {
-        **{k: counts[k] for k in keys},
-        "time_min": manifest["time_min"],
-        "time_max": manifest["time_max"],
-        "dataset_digest": manifest["dataset_digest"],
-        "seconds": manifest["seconds"],
-        "output": str(out),
-    }

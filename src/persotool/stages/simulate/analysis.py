@@ -35,7 +35,7 @@ import polars as pl
 
 from persotool.kernels.simulation.engine import ArmState, Simulation
 from persotool.kernels.simulation.spec import SEQUENTIAL_METRICS, SimulationConfig
-from persotool.kernels.simulation.world import World
+from persotool.kernels.simulation.world import SimulatedWorld
 from persotool.stages.simulate import statistics as st
 
 MEAN_METRICS = ("engagements", "visits", "examined", "diversity")
@@ -141,7 +141,12 @@ def _row(metric: str, kind: str, method: str, arm: str, effect: st.Effect, true:
 
 
 def analyse(
-    sim: Simulation, world: World, cfg: SimulationConfig, *, light: bool = False, sequential: bool | None = None
+    sim: Simulation,
+    world: SimulatedWorld,
+    cfg: SimulationConfig,
+    *,
+    light: bool = False,
+    sequential: bool | None = None,
 ) -> Analysis:
     """The experiment's results. `light` skips what replicated validation runs do not need
     (minimum detectable effects, the per-user table, and the sequential looks unless `sequential`
@@ -414,7 +419,7 @@ def _per_day(sim: Simulation, names: list[str]) -> pl.DataFrame:
     ).select("arm", "day", pl.exclude("arm", "day"))
 
 
-def _per_user(world: World, tables, arm_of, in_arm, names) -> pl.DataFrame:
+def _per_user(world: SimulatedWorld, tables, arm_of, in_arm, names) -> pl.DataFrame:
     enrolled = np.logical_or.reduce([in_arm[arm] for arm in names])
     data: dict[str, Any] = {
         "user_id": world.user_ids,

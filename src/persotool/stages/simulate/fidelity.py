@@ -24,7 +24,7 @@ from scipy import stats
 
 from persotool.kernels.simulation.engine import Simulation
 from persotool.kernels.simulation.spec import SimulationConfig
-from persotool.kernels.simulation.world import World
+from persotool.kernels.simulation.world import SimulatedWorld
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _relative(counts: np.ndarray) -> np.ndarray:
     return np.log(positive / positive.mean()) if len(positive) else positive
 
 
-def real_samples(world: World, cfg: SimulationConfig) -> dict[str, np.ndarray]:
+def real_samples(world: SimulatedWorld, cfg: SimulationConfig) -> dict[str, np.ndarray]:
     logs = world.logs
     horizon = cfg.pre_days + cfg.days
     return {
@@ -74,7 +74,7 @@ def real_samples(world: World, cfg: SimulationConfig) -> dict[str, np.ndarray]:
     }
 
 
-def report(sim: Simulation, world: World, cfg: SimulationConfig) -> tuple[pl.DataFrame, dict, dict]:
+def report(sim: Simulation, world: SimulatedWorld, cfg: SimulationConfig) -> tuple[pl.DataFrame, dict, dict]:
     """(table, real samples, simulated samples); the table has one row per distribution."""
     real, simulated = real_samples(world, cfg), simulated_samples(sim, cfg)
     rows = []

@@ -28,6 +28,7 @@ from scipy import stats
 
 from persotool.errors import ConfigError
 from persotool.kernels.simulation.spec import SimulationConfig
+from persotool.stages.simulate.retrain import retrainer
 
 
 def plan(cfg: SimulationConfig) -> list[dict[str, Any]]:
@@ -67,7 +68,7 @@ def one_world(dataset: str, config: dict[str, Any], entry: dict[str, Any]) -> li
     )
     built = world.build(Path(dataset), cfg_w, calibration=calibration, variant=world.Variant(rows=rows, fit=fit))
     digest = read_artifact(Path(dataset), "dataset")["dataset_digest"]
-    sim = engine.run(built, cfg_w, digest, Path(dataset))
+    sim = engine.run_days(built, cfg_w, digest, retrain=retrainer(cfg_w, Path(dataset)))
     result = analyse(sim, built, cfg_w, light=True)
     z = stats.norm.ppf(1 - cfg.analysis.alpha / 2)
     out = []

@@ -15,12 +15,13 @@ from persotool.kernels.simulation import engine, world
 from persotool.kernels.simulation.spec import SimulationConfig
 from persotool.stages.simulate import fidelity
 from persotool.stages.simulate.analysis import Analysis, analyse
+from persotool.stages.simulate.retrain import retrainer
 
 
 @dataclass
-class Experiment:
+class Outcome:
     config: SimulationConfig
-    world: world.World
+    world: world.SimulatedWorld
     simulation: engine.Simulation
     analysis: Analysis
     manifest: dict[str, Any]
@@ -40,7 +41,16 @@ def inputs_of(dataset: Path, cfg: SimulationConfig) -> list[Path]:
     return paths
 
 
-def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool = False) -> Experiment:
+def run(dataset, cfg: SimulationConfig, out: Path, *, force: bool = False):
+    """A simulated A/B/n test of `cfg`'s arms on a world calibrated from `dataset`, written to `out`."""
+    from persotool.stages.simulate.result import Experiment
+
+    simulate(Path(getattr(dataset, "path", dataset)), cfg, Path(out), force=force)
+    return Experiment(out)
+
+
+def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool = False) -> Outcome:
+    """The experiment in memory (and written to `out` unless None)."""
     from persotool.kernels import storage as artifacts
 
     started = time.perf_counter()
@@ -49,7 +59,7 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
     dataset_manifest = artifacts.read_artifact(dataset, "dataset")
     built = world.build(dataset, cfg)
     world_seconds = time.perf_counter() - started
-    sim = engine.run(built, cfg, dataset_manifest["dataset_digest"], Path(dataset))
+    sim = engine.run_days(built, cfg, dataset_manifest["dataset_digest"], retrain=retrainer(cfg, Path(dataset)))
     t = time.perf_counter()
     result = analyse(sim, built, cfg)
     table, real, simulated = fidelity.report(sim, built, cfg)
@@ -60,6 +70,7 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
     }
     manifest = artifacts.new_manifest(
         "simulation",
+        2,
         name=cfg.name,
         config=cfg.model_dump(mode="json"),
         config_hash=artifacts.config_hash(cfg.model_dump(mode="json")),
@@ -74,7 +85,7 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
         fidelity={row["distribution"]: row["ks_distance"] for row in table.iter_rows(named=True)},
         warnings=world.truth_overlap(cfg) + world.engagement_notes(built),
     )
-    experiment = Experiment(cfg, built, sim, result, manifest, fidelity.Fidelity(table, real, simulated))
+    experiment = Outcome(cfg, built, sim, result, manifest, fidelity.Fidelity(table, real, simulated))
     if cfg.robustness.worlds:
         from persotool.stages.simulate import robustness
 
@@ -93,7 +104,7 @@ def run(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool =
     return experiment
 
 
-def write(experiment: Experiment, out: Path, *, force: bool = False) -> None:
+def write(experiment: Outcome, out: Path, *, force: bool = False) -> None:
     from persotool.kernels import storage as artifacts
     from persotool.stages.simulate import report
 
@@ -114,7 +125,7 @@ def write(experiment: Experiment, out: Path, *, force: bool = False) -> None:
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, experiment.manifest)
 
 
-def summary(experiment: Experiment) -> dict[str, Any]:
+def summary(experiment: Outcome) -> dict[str, Any]:
     """The --json payload: per metric and arm, its family, the tested estimate (CUPED-adjusted where
     `method` says so) with interval, raw and family-adjusted p-values, the users it covers and the
     true effect."""
@@ -169,7 +180,7 @@ def summary(experiment: Experiment) -> dict[str, Any]:
     }
 
 
-def robustness_summary(experiment: Experiment) -> dict[str, Any] | None:
+def robustness_summary(experiment: Outcome) -> dict[str, Any] | None:
     """The combined effects over the drawn worlds, with each world's effect, for --json."""
     if experiment.robust is None:
         return None
@@ -197,7 +208,7 @@ def robustness_summary(experiment: Experiment) -> dict[str, Any] | None:
     }
 
 
-def simulator_truth(experiment: Experiment) -> dict[str, dict[str, float]]:
+def simulator_truth(experiment: Outcome) -> dict[str, dict[str, float]]:
     """What no experiment observes: each arm's share of users the simulator marked churned (its
     hidden state), over every simulated user, beside the measured churn."""
     out = {}

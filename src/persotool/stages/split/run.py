@@ -12,37 +12,17 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import Field
 
 from persotool.errors import ConfigError, DataError
 from persotool.kernels import storage as artifacts
-from persotool.kernels.config import Strict
+from persotool.stages.split.config import SplitConfig
+from persotool.stages.split.result import Split
 
 TRAIN_COLUMNS = ["user_idx", "item_idx", "timestamp", "weight", "value"]
-
-
-class SplitConfig(Strict):
-    """How to split; every field has a CLI flag of the same name."""
-
-    strategy: Literal["temporal", "leave-last", "user-random", "random"] = "temporal"
-    cutoff: str = Field("0.8", description="temporal: an ISO date-time, or a fraction of the time range")
-    valid_cutoff: str = Field("0.9", description="temporal: the same, within the training part")
-    leave_last: int = Field(1, ge=1, description="leave-last: test interactions per user")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="user-random and random strategies")
-    valid_fraction: float = Field(0.1, gt=0, lt=1, description="user-random and random strategies")
-    valid: bool = Field(False, description="also cut a validation set from the training part")
-    min_user_interactions: int = Field(0, ge=0, description="k-core: users need at least this many")
-    min_item_interactions: int = Field(0, ge=0, description="k-core: items need at least this many")
-    relevance_threshold: float | None = Field(None, description="test values below it are not relevant")
-    keep_repeats: bool = Field(False, description="keep test pairs the user already had in training")
-    test_users: Literal["all", "seen"] = Field(
-        "all", description="seen: keep only held-out users with training history (no cold-start users)"
-    )
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
 
 
 def _cutoff(text: str, tmin: datetime, tmax: datetime, what: str) -> datetime:
@@ -158,10 +138,11 @@ def _leakage(held_rows: pl.DataFrame, train: pl.DataFrame, pairs: pl.DataFrame) 
     }
 
 
-def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) -> dict[str, Any]:
+def run(dataset: Path, cfg: SplitConfig, out: Path, *, force: bool = False) -> Split:
     """Split a dataset directory into `out` (train/valid/test Parquet + manifest)."""
     started = time.perf_counter()
     artifacts.check_output(out, force=force, inputs=[dataset])
+    dataset = Path(dataset)
     source = artifacts.read_artifact(dataset, "dataset")
     frame = pl.read_parquet(dataset / "interactions.parquet", columns=TRAIN_COLUMNS)
     rows_in = len(frame)
@@ -221,7 +202,8 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
         files = {p.name: artifacts.file_sha256(p) for p in sorted(tmp.glob("*.parquet"))}
         config = cfg.model_dump(mode="json")
         manifest = artifacts.new_manifest(
-            "split",
+            Split.kind,
+            Split.schema_version,
             name=Path(out).name,
             split_digest=artifacts.lineage_digest(files, parents={"dataset": source["dataset_digest"]}, config=config),
             dataset={
@@ -239,22 +221,4 @@ def split(dataset: Path, out: Path, cfg: SplitConfig, *, force: bool = False) ->
             seconds=round(time.perf_counter() - started, 3),
         )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
-    return manifest
-
-
-class Split:
-    """A split directory loaded for training and evaluation."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.manifest = artifacts.read_artifact(self.path, "split")
-        self.n_users: int = self.manifest["n_users"]
-        self.n_items: int = self.manifest["n_items"]
-        self.train = pl.read_parquet(self.path / "train.parquet")
-        self.test = pl.read_parquet(self.path / "test.parquet")
-        valid = self.path / "valid.parquet"
-        self.valid = pl.read_parquet(valid) if valid.is_file() else None
-
-    @property
-    def dataset_path(self) -> Path:
-        return Path(self.manifest["dataset"]["path"])
+    return Split(out)

@@ -13,14 +13,13 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import Field
 
 from persotool.kernels import storage as artifacts
-from persotool.kernels.config import Strict
+from persotool.stages.synth.config import SynthConfig
 
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
 EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0}
@@ -29,29 +28,6 @@ HOURLY = np.array(
     [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3, 3.2, 3.3, 3.6, 4.2, 4, 3.6, 3.5, 3.8, 4.4, 5.4, 6.4, 6.8, 6, 4, 2.2]
 )
 HOURLY = HOURLY / HOURLY.sum()
-
-
-class SynthConfig(Strict):
-    """Every knob of the synthetic world; defaults give a plausible e-commerce-like log."""
-
-    users: int = Field(2000, ge=10)
-    items: int = Field(1000, ge=10)
-    events: int = Field(100_000, ge=100, le=50_000_000, description="approximate number of events")
-    days: int = Field(90, ge=2, le=3650)
-    factors: int = Field(16, ge=2, le=256)
-    popularity_exponent: float = Field(1.0, ge=0, description="Zipf exponent of item popularity")
-    affinity_temperature: float = Field(1.5, gt=0, description="sharpness of user preferences")
-    visit_probability_mean: float = Field(0.3, gt=0, lt=1)
-    churn_hazard_mean: float = Field(0.02, ge=0, lt=1, description="mean daily churn probability")
-    reactivation_probability: float = Field(0.01, ge=0, lt=1, description="daily return chance of a churned user")
-    session_gap_minutes: float = Field(30.0, gt=0)
-    opted_out_share: float = Field(0.0, ge=0, le=1, description="share of users whose consent is 'no'")
-    dirty_share: float = Field(0.0, ge=0, le=0.5, description="share of extra broken or duplicate rows")
-    format: Literal["csv", "jsonl", "parquet"] = "csv"
-    compression: Literal["none", "gzip", "zstd"] = "none"
-    time_encoding: Literal["iso", "ms"] = "iso"
-    start: str = "2024-01-01"
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
 
 
 def _power_bias(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
@@ -240,6 +216,15 @@ def _inject_dirt(frame: pl.DataFrame, cfg: SynthConfig, rng: np.random.Generator
     return mixed.gather(rng.permutation(len(mixed))), injected
 
 
+def run(source: None, cfg: SynthConfig, out: Path, *, force: bool = False):
+    """Generate and write the raw log, ground truth, a ready-made ingest schema and a manifest
+    (a synthetic log has no input: `source` is None)."""
+    from persotool.stages.synth.result import SyntheticLog
+
+    write(cfg, Path(out), force=force)
+    return SyntheticLog(out)
+
+
 def write(cfg: SynthConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
     """Generate and write the raw log, ground truth, a ready-made ingest schema and a manifest."""
     started = time.perf_counter()
@@ -255,6 +240,7 @@ def write(cfg: SynthConfig, out: Path, *, force: bool = False) -> dict[str, Any]
         (tmp / "schema.toml").write_text(_schema_toml(cfg))
         manifest = artifacts.new_manifest(
             "synthetic-log",
+            1,
             name=Path(out).name,
             config=cfg.model_dump(),
             config_hash=artifacts.config_hash(cfg.model_dump()),

@@ -1,31 +1,33 @@
-"""`pt.tune`: a hyperparameter study on a split's validation part (see `study` for how workers
-share one), written as a tuning directory: trials.parquet, best.toml (a model config `train
---config` and benchmark configs accept as is), plots and a manifest."""
+"""`tune`: a hyperparameter study on a split's validation part (see `study` for how workers share
+one), written as a tuning directory: trials.parquet, best.toml (a model config `train --config`
+and benchmark configs accept as is), plots and a manifest."""
 
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from persotool.stages.tune.config import TuneConfig
+from persotool.stages.tune.result import Tuning
 from persotool.stages.tune.space import SearchSpace, load_space
-from persotool.stages.tune.study import JOURNAL, TuneConfig
-
-__all__ = ["SearchSpace", "TuneConfig", "load_space", "run"]
+from persotool.stages.tune.study import JOURNAL
 
 
-def run(split_path: Path, cfg: TuneConfig, out: Path, *, force: bool = False, progress=None) -> dict[str, Any]:
-    """Run (or continue) the study and write the tuning directory; returns its manifest."""
+def run(split, cfg: TuneConfig, out: Path, *, force: bool = False, progress=None) -> Tuning:
+    """Run (or continue) the study and write the tuning directory; `progress(number)` hears each
+    finished trial."""
     from persotool.errors import ConfigError
-    from persotool.stages.split.run import Split
+    from persotool.stages.split.result import Split
     from persotool.stages.tune import study as st
 
+    split_path = Path(getattr(split, "path", split))
     out = Path(out)
     _check_output(out, force, split_path)
     split = Split(split_path)
     if split.valid is None or not len(split.valid):
         raise ConfigError("tuning measures trials on the split's validation part: split with `valid`")
     space = load_space(cfg.space, cfg.model)
-    digest = split.manifest["split_digest"]
+    digest = split.digest
     _check_own_split(out, force, digest)
     created = _prepare(out, force)
     try:
@@ -36,7 +38,8 @@ def run(split_path: Path, cfg: TuneConfig, out: Path, *, force: bool = False, pr
         raise
     objective = st.objective_for(cfg, space, split)
     st.run_trials(cfg, study, lock, objective, on_trial=progress)
-    return write(out, study, cfg, space, split, where)
+    write(out, study, cfg, space, split, where)
+    return Tuning(out)
 
 
 def _is_tuning(out: Path) -> bool:
@@ -149,8 +152,8 @@ def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: s
     """Every output file, each written to a temporary name and renamed: trials.parquet, best.toml,
     pareto.parquet (several metrics), the plots and the manifest."""
     from persotool.kernels import storage as artifacts
+    from persotool.kernels.uris import redact
     from persotool.stages.tune import plots
-    from persotool.tracking import redact
 
     table = trials_table(study, cfg)
     artifacts.write_file_atomic(out / "trials.parquet", lambda p: table.write_parquet(p))
@@ -178,7 +181,8 @@ def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: s
     )
     config = cfg.model_dump(mode="json") | {"space": str(cfg.space)}
     manifest = artifacts.new_manifest(
-        "tuning",
+        Tuning.kind,
+        Tuning.schema_version,
         name=out.name,
         study=study.study_name,
         storage=redact(where) if "://" in where else str(Path(where).resolve()),
@@ -186,8 +190,8 @@ def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: s
         config=config,
         config_hash=artifacts.config_hash({"study": study.study_name, **config}),
         space=space.model_dump(mode="json"),
-        split={"path": str(Path(split.path).resolve()), "digest": split.manifest["split_digest"]},
-        dataset=split.manifest["dataset"],
+        split={"path": str(Path(split.path).resolve()), "digest": split.digest},
+        dataset=split.manifest.dataset.model_dump(),
         directions=cfg.resolved_directions(),
         totals={str(k): int(v) for k, v in totals.items()},
         trials=len(table),

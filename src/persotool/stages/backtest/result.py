@@ -1,0 +1,150 @@
+"""A back-test directory from `backtest`: the simulator's forecast of the held-out logs beside naive
+forecasts and noise floors, with a verdict per quantity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from persotool.kernels import render, storage
+from persotool.kernels.artifact import Artifact, Manifest, Ref
+
+
+class BacktestManifest(Manifest):
+    dataset: Ref
+    window: dict[str, Any]
+    config: dict[str, Any]
+    config_hash: str
+    fit: dict[str, Any]
+    quantities: list[dict[str, Any]]
+    verdict: dict[str, Any]
+    seconds: dict[str, float]
+
+
+class Backtest(Artifact):
+    """A back-test directory from `backtest`: the simulator's forecast of the held-out logs beside
+    naive forecasts and noise floors, with a verdict per quantity."""
+
+    kind = "backtest"
+    manifest_model = BacktestManifest
+    manifest: BacktestManifest
+
+    @property
+    def digest(self) -> str:
+        m = self.manifest
+        return storage.lineage_digest({}, parents={"dataset": m.dataset.digest}, config=m.config)
+
+    @property
+    def per_user(self):
+        return self.table("per_user")
+
+    @property
+    def retention(self):
+        return self.table("retention")
+
+    @property
+    def quantities(self) -> list[dict[str, Any]]:
+        return self.manifest.quantities
+
+    def verdict(self, quantity: str) -> str:
+        return next(q["verdict"] for q in self.quantities if q["quantity"] == quantity)
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "output": str(self.path),
+            "dataset": m.dataset.model_dump(),
+            "window": m.window,
+            "fit": {k: v for k, v in m.fit.items() if k != "log_cov"},
+            "quantities": m.quantities,
+            "verdict": m.verdict,
+            "notes": getattr(m, "notes", []),
+            "seconds": m.seconds,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def notes(self) -> list[str]:
+        return list(getattr(self.manifest, "notes", []))
+
+    def measures(self) -> dict[str, float]:
+        """Every quantity's simulated figure by name, and `misfits`, the number of misfit verdicts:
+        `require(ceilings={"misfits": 0})` fails a back-test with any misfit."""
+        found = {
+            q["quantity"]: float(q["simulated"])
+            for q in self.manifest.quantities
+            if isinstance(q.get("simulated"), int | float)
+        }
+        found["misfits"] = float(sum(q["verdict"] == "misfit" for q in self.manifest.quantities))
+        return found
+
+    def blocks(self) -> list[render.Block]:
+        m = self.manifest
+        w, v = m.window, m.verdict
+        columns = ["quantity", "logs", "simulator", "persistence", "hist. rate", "noise ±", "verdict"]
+        rows = [
+            [
+                _label(q["quantity"]),
+                _short(q.get("real")),
+                _short(q.get("simulated")),
+                _short(q.get("persistence")),
+                _short(q.get("historical rate")),
+                _short(q.get("noise")),
+                _verdict_cell(q["verdict"]),
+            ]
+            for q in m.quantities
+        ]
+        return [
+            render.key_values(
+                f"Back-test {self.path}",
+                [
+                    ("dataset", m.dataset.path),
+                    ("calibrated on", f"{w['start'][:10]} to {w['until'][:10]} ({w['days']} days)"),
+                    ("held out", f"{w['held_out_days']} days after the cutoff"),
+                    ("known users", f"{v['known_users']:,} ({v['returning_users']:,} returned after the cutoff)"),
+                    ("verdicts", ", ".join(f"{n} {k}" for k, n in v["counts"].items())),
+                    ("seconds", f"{m.seconds['total']:.1f}"),
+                    ("mlflow run", self.run_cell()),
+                ],
+            ),
+            render.Table(
+                "The simulator against the held-out logs",
+                columns,
+                rows,
+                left={"quantity", "verdict"},
+                compact=True,
+                caption="aggregates: values; distributions: means, KS against a real-vs-resampled-real floor; "
+                "per user: each forecast's score. better: better than the naive forecast",
+            ),
+        ]
+
+
+_LABELS = {
+    "share of users returning": "returning share",
+    "active days per user": "active days/user",
+    "engagement share of the top 10% items": "top-10% item share",
+    "gap between active days": "gap (days)",
+    "interactions per active day": "interactions/day",
+    "AUC of returning": "AUC returning",
+    "Spearman of active days": "Spearman days",
+    "MAE of active days": "MAE days",
+}
+
+
+def _label(quantity: str) -> str:
+    if quantity.startswith("returned within "):
+        return "returned ≤ " + quantity.removeprefix("returned within ").replace(" days", " d")
+    return _LABELS.get(quantity, quantity)
+
+
+def _short(value) -> str:
+    """Three significant digits; blank when a forecast does not apply."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:
+        return "n/a"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _verdict_cell(verdict: str) -> str:
+    colour = {"misfit": "red", "better than the naive forecast": "green", "close": "dim"}.get(verdict)
+    verdict = "better" if verdict == "better than the naive forecast" else verdict
+    return f"[{colour}]{verdict}[/{colour}]" if colour else verdict

@@ -1,0 +1,116 @@
+"""A benchmark directory: results (one row per model), tests against the baseline, per-user
+metrics and every trained model (each a model directory `evaluate` and `simulate` accept)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from persotool.kernels import render, storage
+from persotool.kernels.artifact import Artifact, Manifest, Ref
+
+
+class BenchmarkManifest(Manifest):
+    config: dict[str, Any]
+    split: Ref
+    dataset: Ref
+    models: dict[str, Any]
+    users_evaluated: int
+    users_without_relevant: int
+
+
+class Benchmark(Artifact):
+    """A benchmark directory: results (one row per model), tests against the baseline, per-user
+    metrics and every trained model. Gate it on a model's figure: `require({"ease.ndcg@10": 0.05})`."""
+
+    kind = "benchmark"
+    manifest_model = BenchmarkManifest
+    manifest: BenchmarkManifest
+
+    @property
+    def digest(self) -> str:
+        m = self.manifest
+        models = {label: self.model(label).digest for label in m.models}
+        return storage.lineage_digest({}, parents={"split": m.split.digest, **models}, config=m.config)
+
+    @cached_property
+    def results(self):
+        import polars as pl
+
+        return pl.read_csv(self.path / "results.csv")
+
+    @cached_property
+    def tests(self):
+        import polars as pl
+
+        return pl.read_csv(self.path / "tests.csv")
+
+    @cached_property
+    def per_user(self):
+        return self.table("per_user")
+
+    def model(self, label: str):
+        from persotool.stages.train.result import TrainedModel
+
+        return TrainedModel(self.path / "models" / label)
+
+    @property
+    def split(self):
+        from persotool.stages.split.result import Split
+
+        return Split(self.manifest.split.path)
+
+    @cached_property
+    def config(self):
+        from persotool.stages.benchmark.config import BenchmarkConfig
+
+        return BenchmarkConfig.model_validate(self.manifest.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": str(self.path),
+            "baseline": self.config.baseline,
+            "users_evaluated": self.manifest.users_evaluated,
+            "results": self.results.to_dicts(),
+            "tests": self.tests.to_dicts(),
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def measures(self) -> dict[str, float]:
+        """Every model's figures as `MODEL.METRIC` (ease.ndcg@10)."""
+        return {
+            f"{row['model']}.{key}": value
+            for row in self.results.iter_rows(named=True)
+            for key, value in row.items()
+            if key != "model" and isinstance(value, int | float)
+        }
+
+    def blocks(self) -> list[render.Block]:
+        from persotool.stages.benchmark.run import significance_marks
+
+        cfg = self.config
+        marks = significance_marks(self.tests)
+        # one column per model, one row per metric: fits a terminal for the usual five or six models
+        labels = self.results["model"].to_list()
+        by_model = {row["model"]: row for row in self.results.iter_rows(named=True)}
+        rows = []
+        for name in [*cfg.metric_names(), "fit_seconds"]:
+            cells = [name.replace("_seconds", " s")]
+            for label in labels:
+                value = by_model[label][name]
+                if name == "fit_seconds":
+                    cells.append(f"{value:.1f}")
+                    continue
+                mark = {"+": " [green]▲[/green]", "-": " [red]▼[/red]"}.get(marks.get((label, name), ""), "  ")
+                cells.append(f"{value:.4f}{mark}")
+            rows.append(cells)
+        columns = [
+            "metric",
+            *(f"{label}\n[dim](baseline)[/dim]" if label == cfg.baseline else label for label in labels),
+        ]
+        title = f"{cfg.name}: {self.manifest.users_evaluated:,} users, full ranking, {cfg.on} set"
+        return [
+            render.Table(title, columns, rows),
+            f"[green]▲[/green]/[red]▼[/red]: better/worse than {cfg.baseline}, paired t-test and Wilcoxon both "
+            f"significant after Holm correction over {len(self.tests)} comparisons (alpha {cfg.alpha}).",
+        ]

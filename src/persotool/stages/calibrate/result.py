@@ -1,0 +1,113 @@
+"""A world directory from `calibrate`: the fitted visit model, its uncertainty, diagnostics and
+calibration window; `simulate` loads it with `[world] source = "DIR"`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from persotool.kernels import render, storage
+from persotool.kernels.artifact import Artifact, Manifest, Ref
+
+
+class WorldManifest(Manifest):
+    dataset: Ref
+    window: dict[str, Any]
+    model: str
+    fit: dict[str, Any]
+    grid: dict[str, Any]
+    engagement: dict[str, Any]
+    diagnostics: dict[str, Any]
+    users: int
+    seconds: float
+
+
+class World(Artifact):
+    """A world directory from `calibrate`: the fitted visit model, its uncertainty, diagnostics
+    and calibration window; `simulate` loads it with `[world] source = "DIR"`."""
+
+    kind = "world"
+    manifest_model = WorldManifest
+    manifest: WorldManifest
+
+    @property
+    def digest(self) -> str:
+        m = self.manifest
+        return storage.config_hash({"dataset": m.dataset.digest, "window": m.window, "fit": m.fit["params"]})
+
+    @property
+    def users(self):
+        """What the model concludes about each user at the cutoff."""
+        return self.table("users")
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "output": str(self.path),
+            "digest": self.digest,
+            "dataset": m.dataset.model_dump(),
+            "window": m.window,
+            "model": m.model,
+            "fit": {k: v for k, v in m.fit.items() if k != "log_cov"},
+            "diagnostics": m.diagnostics,
+            "engagement": {k: v for k, v in m.engagement.items() if k != "per_active_day"},
+            "users": m.users,
+            "seconds": m.seconds,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def blocks(self) -> list[render.Block]:
+        m = self.manifest
+        fit, se = m.fit["params"], m.fit["standard_errors"]
+        check = m.diagnostics["active_days"]
+        means = m.fit["means"]
+        return [
+            render.key_values(
+                f"World {self.path}",
+                [
+                    ("dataset", m.dataset.path),
+                    ("window", f"{m.window['start'][:10]} to {m.window['until'][:10]} ({m.window['days']} days)"),
+                    ("users", f"{m.users:,}"),
+                    ("model", m.model),
+                    (
+                        "log-likelihood",
+                        f"{m.fit['log_likelihood']:.1f}" + ("" if m.fit["converged"] else " (not converged)"),
+                    ),
+                    ("mean daily active-day chance", f"{means['visit_chance']:.4f}"),
+                    ("mean daily leaving chance", f"{means['leaving_chance']:.4f}"),
+                    ("mean daily return chance", f"{means['return_chance']:.6f}"),
+                    ("interactions per active day", f"{m.engagement['mean']:.2f}"),
+                    ("seconds", f"{m.seconds:.1f}"),
+                    ("mlflow run", self.run_cell()),
+                ],
+            ),
+            render.Table(
+                "Fitted parameters (Beta distributions of the daily chances)",
+                ["parameter", "of", "value", "standard error"],
+                [
+                    [name, of, render.number(fit[name]), render.number(se[name])]
+                    for name, of in zip(
+                        ("alpha", "beta", "gamma", "delta", "epsilon", "zeta"),
+                        ("active day", "active day", "leaving", "leaving", "return", "return"),
+                        strict=True,
+                    )
+                ],
+                left={"parameter", "of"},
+            ),
+            render.Table(
+                f"In-sample check: users by active days after the first (chi-square p = {check['p_value']:.3g})",
+                ["active days", "logs", "fitted model"],
+                [
+                    [b, str(o), f"{e:.1f}"]
+                    for b, o, e in zip(check["bins"], check["observed"], check["expected"], strict=True)
+                ],
+                left={"active days"},
+            ),
+        ]
+
+    def measures(self) -> dict[str, float]:
+        m = self.manifest
+        found = {f"fit.{k}": float(v) for k, v in m.fit["params"].items()}
+        found |= {f"mean.{k}": float(v) for k, v in m.fit["means"].items()}
+        found["log_likelihood"] = float(m.fit["log_likelihood"])
+        found["active_days_check_p"] = float(m.diagnostics["active_days"]["p_value"])
+        return found

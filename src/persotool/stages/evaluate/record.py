@@ -1,0 +1,18 @@
+"""What an evaluation's MLflow run records: what was evaluated, every metric, and the per-user and
+per-segment tables. An evaluation written nowhere (no `out`) is recorded without an output."""
+
+from persotool.kernels.runspec import RunSpec
+
+
+def run_spec(evaluation) -> RunSpec:
+    out, context = evaluation.path, evaluation.context
+    label = context.get("model", "lists")
+    return RunSpec(
+        name=f"{label} · evaluate",
+        command="evaluate",
+        output=None if evaluation.scratch is not None else out,
+        params={k: v for k, v in context.items() if k != "config"} | {"config": context.get("config", {})},
+        metrics=evaluation.summary,
+        tags={k: str(v) for k, v in context.items() if k.endswith("digest")},
+        artifacts=[(out / f"{name}.parquet", "evaluation") for name in ("per_user", "segments")],
+    )

@@ -1,0 +1,84 @@
+"""An evaluation directory: the flat summary (metrics, beyond-accuracy measures, user counts), the
+per-user and per-segment tables, and what was evaluated (context)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from persotool.kernels import render, storage
+from persotool.kernels.artifact import Artifact, Manifest
+
+
+class EvaluationManifest(Manifest):
+    summary: dict[str, Any]
+    context: dict[str, Any]
+
+
+class Evaluation(Artifact):
+    """An evaluation: the flat summary (metrics, beyond-accuracy measures, user counts), the
+    per-user and per-segment tables, and what was evaluated (context). Gate it with
+    `require({"ndcg@10": 0.05})`."""
+
+    kind = "evaluation"
+    manifest_model = EvaluationManifest
+    manifest: EvaluationManifest
+
+    def __init__(self, path: Path | str, *, scratch=None) -> None:
+        super().__init__(path)
+        self.scratch = scratch  # the temporary directory holding an evaluation written nowhere else
+        self.summary: dict[str, Any] = self.manifest.summary
+        self.context: dict[str, Any] = self.manifest.context
+
+    @property
+    def digest(self) -> str:
+        parents = {k: v for k, v in self.context.items() if k.endswith("digest")}
+        return storage.lineage_digest({}, parents=parents, config=self.summary)
+
+    @cached_property
+    def per_user(self):
+        return self.table("per_user")
+
+    @cached_property
+    def segments(self):
+        return self.table("segments")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary, "mlflow_run_id": self.mlflow_run_id}
+
+    def measures(self) -> dict[str, float]:
+        return {key: value for key, value in self.summary.items() if isinstance(value, int | float) or value is None}
+
+    def blocks(self) -> list[render.Block]:
+        rows = [[key, render.number(value)] for key, value in self.summary.items()]
+        blocks: list[render.Block] = [
+            render.Table(f"Evaluation of {self.context.get('model', 'ranked lists')}", ["metric", "value"], rows)
+        ]
+        segments = self.segments
+        if len(segments):
+            shown = segments.filter(segments["metric"].str.starts_with("ndcg"))
+            rows = [
+                [
+                    row["segment"],
+                    f"{row['users']:,}",
+                    row["metric"],
+                    f"{row['mean']:.4f}",
+                    f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+                    if row["ci_low"] is not None
+                    else "n/a (too few users)",
+                ]
+                for row in shown.iter_rows(named=True)
+            ]
+            title = f"By {self.context.get('segment_by')} (bootstrap 95% CI)"
+            blocks.append(render.Table(title, ["segment", "users", "metric", "mean", "95% CI"], rows, left={"metric"}))
+        return blocks
+
+    @staticmethod
+    def gate_names(cfg) -> list[str]:
+        """Every figure an evaluation with this config measures: a gate on anything else is a
+        typo, refused before any work."""
+        from persotool.stages.evaluate.run import computed_names, metric_names
+
+        lists = cfg.recommendations is not None or cfg.truth is not None
+        return computed_names(metric_names(cfg.k, cfg.metrics, lists=lists))

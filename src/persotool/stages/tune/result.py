@@ -1,0 +1,107 @@
+"""A tuning directory from `tune`: every trial, the best configuration (a model config file) and,
+for several metrics, the Pareto front."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from persotool.kernels import render, storage
+from persotool.kernels.artifact import Artifact, Manifest, Ref
+
+
+class TuningManifest(Manifest):
+    study: str
+    storage: str
+    model: str
+    config: dict[str, Any]
+    config_hash: str
+    space: dict[str, Any]
+    split: Ref
+    dataset: Ref
+    directions: list[str]
+    totals: dict[str, int]
+    trials: int
+    best: dict[str, Any] | None
+
+
+class Tuning(Artifact):
+    """A tuning directory from `tune`: every trial, the best configuration (a model config file)
+    and, for several metrics, the Pareto front."""
+
+    kind = "tuning"
+    manifest_model = TuningManifest
+    manifest: TuningManifest
+
+    @property
+    def digest(self) -> str:
+        m = self.manifest
+        return storage.lineage_digest({}, parents={"split": m.split.digest}, config={"study": m.study, **m.config})
+
+    @cached_property
+    def trials(self):
+        return self.table("trials")
+
+    @property
+    def best_config(self) -> Path | None:
+        path = self.path / "best.toml"
+        return path if path.is_file() else None
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        from persotool.kernels.config import load_toml
+
+        return load_toml(self.best_config)["params"] if self.best_config else {}
+
+    @property
+    def split(self):
+        from persotool.stages.split.result import Split
+
+        return Split(self.manifest.split.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "output": str(self.path),
+            "study": m.study,
+            "storage": m.storage,
+            "model": m.model,
+            "trials": m.trials,
+            "totals": m.totals,
+            "best": m.best,
+            "best_config": str(self.best_config) if self.best_config else None,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def measures(self) -> dict[str, float]:
+        best = self.manifest.best or {}
+        return {name: float(value) for name, value in (best.get("values") or {}).items()}
+
+    def blocks(self) -> list[render.Block]:
+        m = self.manifest
+        metrics = m.config["metrics"]
+        totals = ", ".join(f"{k} {v}" for k, v in sorted(m.totals.items()))
+        shown: list[render.Block] = [
+            f"[bold]{m.model}[/bold]: study {m.study!r}, {m.trials} trials ({totals}); storage {m.storage}"
+        ]
+        done = self.trials.filter(self.trials["state"] == "complete") if len(self.trials) else self.trials
+        if len(done):
+            ascending = m.directions[0] == "minimize"
+            top = done.sort(metrics[0], descending=not ascending).head(5)
+            params = [c for c in top.columns if c.startswith("param.")]
+            rows = [
+                [str(r["number"]), *(f"{r[x]:.4f}" for x in metrics), *(_cell(r[c]) for c in params)]
+                for r in top.iter_rows(named=True)
+            ]
+            columns = ["trial", *metrics, *(c.removeprefix("param.") for c in params)]
+            shown.append(render.Table("Best trials (validation part)", columns, rows))
+        if self.best_config:
+            shown.append(f"Best configuration: {self.best_config} (use it with `persotool train --config`)")
+        return shown
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
