@@ -19,7 +19,7 @@ STAMP := $(VENV)/.synced
 RUN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: setup demo test bench lint ui clean
+.PHONY: setup demo test bench lint flags ui clean
 
 setup: $(STAMP)
 
@@ -62,8 +62,13 @@ bench: $(STAMP)
 	$(RUN)/python benchmarks/robustness.py
 
 lint: $(STAMP)
-	$(RUN)/ruff check src tests benchmarks
-	$(RUN)/ruff format --check src tests benchmarks
+	$(RUN)/ruff check src tests benchmarks scripts
+	$(RUN)/ruff format --check src tests benchmarks scripts
+	$(RUN)/lint-imports
+	$(RUN)/python -m persotool.stages.catalogue --check
+
+flags: $(STAMP)
+	$(RUN)/python -m persotool.stages.catalogue
 
 ui: $(STAMP)
 	$(RUN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db

@@ -31,7 +31,7 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     from persotool.kernels.config import load_config, load_toml
-    from persotool.kernels.simulation import engine, world
+    from persotool.kernels.simulation import build, engine
     from persotool.kernels.simulation.spec import SimulationConfig
     from persotool.stages.ingest.config import IngestConfig
     from persotool.stages.ingest.run import ingest
@@ -65,7 +65,7 @@ def main() -> None:
         },
     )
     started = time.perf_counter()
-    built = world.build(dataset, cfg)
+    built = build.build(dataset, cfg)
     world_seconds = time.perf_counter() - started
     sim = engine.run_days(built, cfg, built.calibration["dataset_digest"])
     total = time.perf_counter() - started

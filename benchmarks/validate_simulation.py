@@ -52,7 +52,7 @@ def main() -> None:
     import numpy as np
 
     from persotool.kernels.config import load_config
-    from persotool.kernels.simulation import engine, world
+    from persotool.kernels.simulation import build, engine
     from persotool.kernels.simulation.spec import SimulationConfig
     from persotool.stages.ingest.config import IngestConfig
     from persotool.stages.ingest.presets import preset
@@ -79,7 +79,7 @@ def main() -> None:
             overrides = {"days": args.days, "pre_days": 14, "world.population": args.population, "arms": arms}
             overrides |= {f"analysis.{k}": v for k, v in analysis.items()}
             cfg = load_config(SimulationConfig, None, overrides)
-            built = world.build(dataset, cfg)
+            built = build.build(dataset, cfg)
             return cfg, built, engine.run_days(built, cfg, built.calibration["dataset_digest"])
 
         designs = {

@@ -66,7 +66,7 @@ def test_cli_and_api_write_identical_artifacts(tmp_path: Path) -> None:
 
 
 def test_default_metric_list_in_help_matches_the_library() -> None:
-    from persotool.stages.evaluate.run import DEFAULT_METRICS as LIBRARY
+    from persotool.stages.evaluate.names import DEFAULT_METRICS as LIBRARY
     from tests.conftest import run_cli
 
     shown = " ".join(run_cli("evaluate", "--help").stdout.split())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from persotool.kernels.config import load_config
-from persotool.kernels.simulation import engine, world
+from persotool.kernels.simulation import build, engine
 from persotool.kernels.simulation.spec import SimulationConfig
 from persotool.stages.simulate.retrain import retrainer
 from tests.conftest import MOVIELENS, run_cli
@@ -29,5 +29,5 @@ def config(arms: list[dict], **overrides):
 
 
 def simulate(dataset: Path, cfg):
-    built = world.build(dataset, cfg)
+    built = build.build(dataset, cfg)
     return built, engine.run_days(built, cfg, built.calibration["dataset_digest"], retrain=retrainer(cfg, dataset))

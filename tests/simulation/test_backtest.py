@@ -219,7 +219,7 @@ def test_every_truth_family_ranks_logged_items_above_others(synth):
     pairs = rng.integers(0, n_users, 3000), rng.integers(0, n_items, 3000)
     truths = {}
     for family in ("als", "ease", "itemknn", "lightfm", "mixture"):
-        users, items = world._fit_truth(history, WorldSpec(truth=family), seed=0)
+        users, items = world.fit_truth(history, WorldSpec(truth=family), seed=0)
         seen = np.einsum("nd,nd->n", users[coo.row], items[coo.col])
         other = np.einsum("nd,nd->n", users[coo.row], items[others])
         assert (seen > other).mean() > 0.6, family

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from persotool.kernels.simulation import engine, feedback, world
+from persotool.kernels.simulation import build, engine, feedback
 from persotool.kernels.simulation.policies import Candidates
 from persotool.stages.simulate import retrain
 from persotool.stages.simulate.analysis import analyse
@@ -39,7 +39,7 @@ def test_mean_jaccard_matches_python_sets() -> None:
 @pytest.fixture(scope="module")
 def built(dataset: Path):
     cfg = config([{"name": "p", "policy": "popular", "share": 1}, {"name": "q", "policy": "popular", "share": 1}])
-    return world.build(dataset, cfg.model_copy(update={"world": cfg.world.model_copy(update={"population": 1500})}))
+    return build.build(dataset, cfg.model_copy(update={"world": cfg.world.model_copy(update={"population": 1500})}))
 
 
 def test_training_matrix_has_a_row_per_logged_user(built) -> None:

@@ -63,7 +63,8 @@ def run(dataset, cfg: BacktestConfig, out: Path, *, force: bool = False) -> Back
 
 def forecast(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:
     """The back-test of `dataset` (an ingested dataset directory): every table and figure."""
-    from persotool.kernels.simulation import engine, world
+    from persotool.kernels.simulation import engine
+    from persotool.kernels.simulation.build import build
     from persotool.kernels.simulation.policies import candidates
     from persotool.kernels.simulation.spec import SimulationConfig
     from persotool.kernels.storage import read_artifact
@@ -99,7 +100,7 @@ def forecast(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:
         ],
     )
     t = time.perf_counter()
-    built = world.build(dataset, sim_cfg, calibration=calibration)
+    built = build(dataset, sim_cfg, calibration=calibration)
     timings["world"] = time.perf_counter() - t
     t = time.perf_counter()
     run_cfg = built.behaviour(sim_cfg)

@@ -4,10 +4,13 @@ metrics and every trained model (each a model directory `evaluate` and `simulate
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from persotool.kernels import render, storage
 from persotool.kernels.artifact import Artifact, Manifest, Ref
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class BenchmarkManifest(Manifest):
@@ -86,8 +89,6 @@ class Benchmark(Artifact):
         }
 
     def blocks(self) -> list[render.Block]:
-        from persotool.stages.benchmark.run import significance_marks
-
         cfg = self.config
         marks = significance_marks(self.tests)
         # one column per model, one row per metric: fits a terminal for the usual five or six models
@@ -114,3 +115,12 @@ class Benchmark(Artifact):
             f"[green]▲[/green]/[red]▼[/red]: better/worse than {cfg.baseline}, paired t-test and Wilcoxon both "
             f"significant after Holm correction over {len(self.tests)} comparisons (alpha {cfg.alpha}).",
         ]
+
+
+def significance_marks(tests: pl.DataFrame) -> dict[tuple[str, str], str]:
+    """(model, metric) -> a mark: '+' significantly better than the baseline, '-' worse."""
+    marks = {}
+    for row in tests.iter_rows(named=True):
+        if row["significant"]:
+            marks[(row["model"], row["metric"])] = "+" if row["difference"] > 0 else "-"
+    return marks

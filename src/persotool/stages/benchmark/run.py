@@ -17,6 +17,7 @@ from persotool.errors import ConfigError
 from persotool.kernels.models.features import feature_matrix
 from persotool.kernels.models.registry import build
 from persotool.stages.benchmark.config import BenchmarkConfig, ModelEntry
+from persotool.stages.benchmark.result import Benchmark, significance_marks
 
 Progress = Callable[[str, str], None]
 
@@ -50,7 +51,6 @@ def run(split, cfg: BenchmarkConfig, out: Path, *, force: bool = False, progress
     from persotool.kernels.metrics.comparison import compare
     from persotool.kernels.metrics.definitions import parse
     from persotool.kernels.metrics.ranking import evaluate_model
-    from persotool.stages.benchmark.result import Benchmark
     from persotool.stages.split.result import Split
     from persotool.stages.train.run import save
 
@@ -126,15 +126,6 @@ def results_table(runs: list[ModelRun], names: list[str]) -> pl.DataFrame:
         row = {"model": r.label, **{n: r.summary[n] for n in names}, **beyond}
         rows.append(row | {"fit_seconds": r.fit_seconds, "eval_seconds": r.eval_seconds})
     return pl.DataFrame(rows)
-
-
-def significance_marks(tests: pl.DataFrame) -> dict[tuple[str, str], str]:
-    """(model, metric) -> a mark: '+' significantly better than the baseline, '-' worse."""
-    marks = {}
-    for row in tests.iter_rows(named=True):
-        if row["significant"]:
-            marks[(row["model"], row["metric"])] = "+" if row["difference"] > 0 else "-"
-    return marks
 
 
 def markdown(results: pl.DataFrame, tests: pl.DataFrame, cfg: BenchmarkConfig) -> str:

@@ -78,7 +78,7 @@ class Evaluation(Artifact):
     def gate_names(cfg) -> list[str]:
         """Every figure an evaluation with this config measures: a gate on anything else is a
         typo, refused before any work."""
-        from persotool.stages.evaluate.run import computed_names, metric_names
+        from persotool.stages.evaluate.names import computed_names, metric_names
 
         lists = cfg.recommendations is not None or cfg.truth is not None
         return computed_names(metric_names(cfg.k, cfg.metrics, lists=lists))

@@ -52,6 +52,7 @@ def one_world(dataset: str, config: dict[str, Any], entry: dict[str, Any]) -> li
     """The experiment in one drawn world: every (arm, metric)'s effect, standard error and truth."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from persotool.kernels.simulation import engine, world
+    from persotool.kernels.simulation.build import build
     from persotool.kernels.storage import read_artifact
     from persotool.stages.simulate.analysis import analyse
 
@@ -66,7 +67,7 @@ def one_world(dataset: str, config: dict[str, Any], entry: dict[str, Any]) -> li
     cfg_w = cfg.model_copy(
         update={"seed": entry["seed"], "world": cfg.world.model_copy(update={"truth": entry["truth"]})}
     )
-    built = world.build(Path(dataset), cfg_w, calibration=calibration, variant=world.Variant(rows=rows, fit=fit))
+    built = build(Path(dataset), cfg_w, calibration=calibration, variant=world.Variant(rows=rows, fit=fit))
     digest = read_artifact(Path(dataset), "dataset")["dataset_digest"]
     sim = engine.run_days(built, cfg_w, digest, retrain=retrainer(cfg_w, Path(dataset)))
     result = analyse(sim, built, cfg_w, light=True)

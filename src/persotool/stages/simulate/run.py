@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from persotool.kernels.simulation import engine, world
+from persotool.kernels.simulation import build, engine, world
 from persotool.kernels.simulation.spec import SimulationConfig
 from persotool.stages.simulate import fidelity
 from persotool.stages.simulate.analysis import Analysis, analyse
@@ -57,7 +57,7 @@ def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: b
     if out is not None:
         artifacts.check_output(out, force=force, inputs=inputs_of(dataset, cfg))
     dataset_manifest = artifacts.read_artifact(dataset, "dataset")
-    built = world.build(dataset, cfg)
+    built = build.build(dataset, cfg)
     world_seconds = time.perf_counter() - started
     sim = engine.run_days(built, cfg, dataset_manifest["dataset_digest"], retrain=retrainer(cfg, Path(dataset)))
     t = time.perf_counter()
@@ -83,7 +83,7 @@ def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: b
         seconds=seconds,
         user_days_per_second=round(sim.user_days / max(sim.seconds["days"], 1e-9)),
         fidelity={row["distribution"]: row["ks_distance"] for row in table.iter_rows(named=True)},
-        warnings=world.truth_overlap(cfg) + world.engagement_notes(built),
+        warnings=world.truth_overlap(cfg) + build.engagement_notes(built),
     )
     experiment = Outcome(cfg, built, sim, result, manifest, fidelity.Fidelity(table, real, simulated))
     if cfg.robustness.worlds:
