@@ -1,5 +1,5 @@
 """Full validation of the simulated A/B tests against known ground truth (the fast versions are in
-tests/simulation): on a world calibrated from the bundled MovieLens logs, analysed as a real
+tests/stages/simulate): on a world calibrated from the bundled MovieLens logs, analysed as a real
 platform would (users enter at their first visit; retention, churn and survival from first exposure),
 
 - A/A, with two equal arms and with three arms at 0.2/0.3/0.5: over many fresh random assignments,

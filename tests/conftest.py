@@ -17,7 +17,7 @@ from persotool.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 MOVIELENS = REPO / "datasets" / "movielens-small"
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "stages" / "ingest"  # the good and bad corpora of logs
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,6 +9,8 @@ import polars as pl
 import pytest
 from mlflow.tracking import MlflowClient
 
+import persotool as pt
+from persotool.errors import UsageError
 from tests.conftest import MOVIELENS, run_cli
 
 
@@ -93,6 +95,15 @@ def test_train_evaluate_and_track(split_dir: Path, tmp_path: Path, scratch_cwd: 
     row = segments.filter(pl.col("metric") == "ndcg@10").row(0, named=True)
     assert row["ci_low"] <= row["mean"] <= row["ci_high"]
 
+    # the same gate from Python: the library raises, the command maps it to exit 1
+    evaluation = pt.Evaluation(tmp_path / "ev")
+    assert evaluation.require({"ndcg@10": flat["ndcg@10"] - 1e-9}) is evaluation
+    with pytest.raises(pt.QualityGateFailed, match=r"ndcg@10 = 0\.\d+ < 0\.99"):
+        evaluation.require({"ndcg@10": 0.99})
+    with pytest.raises(pt.QualityGateFailed, match="gini@10"):
+        evaluation.require(ceilings={"gini@10": 0.0})
+    with pytest.raises(UsageError, match="does not measure 'foo@10'"):
+        evaluation.require({"foo@10": 0.1})
     gate = run_cli("evaluate", model, "--k", "10", "--metrics", "ndcg", "--min", "ndcg@10=0.99", "--no-track")
     assert gate.exit_code == 1 and "gate failed: ndcg@10" in gate.stderr
     ok = run_cli("evaluate", model, "--k", "10", "--metrics", "ndcg", "--min", "ndcg@10=0.001", "--no-track")

@@ -12,7 +12,7 @@ from persotool.kernels.models.base import TrainingContext
 from persotool.kernels.models.factorization import ALS, BPR, LightFMModel
 from persotool.kernels.models.neighbors import EASE, ItemKNN
 from persotool.kernels.models.popularity import MostPopular, RandomModel
-from tests.models.contract import N_ITEMS, N_USERS, RecommenderContract, checkerboard
+from tests.kernels.models.contract import N_ITEMS, N_USERS, RecommenderContract, checkerboard
 
 
 class TestRandom(RecommenderContract):
@@ -129,3 +129,13 @@ def test_bad_hyperparameters_are_model_errors() -> None:
         LightFMModel(loss="hinge")
     with pytest.raises(ModelError):
         ItemKNN(neighbors=0)
+
+
+def test_every_registered_model_has_contract_tests() -> None:
+    """A model added to the registry without a contract-test subclass here fails this test."""
+    from persotool.kernels.models.registry import MODELS
+
+    covered = set()
+    for case in RecommenderContract.__subclasses__():
+        covered.add(type(case().make()).name)
+    assert covered == set(MODELS), f"models without contract tests: {sorted(set(MODELS) - covered)}"

@@ -11,11 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+import persotool as pt
 from persotool.kernels.simulation import engine
 from persotool.stages.simulate.analysis import analyse, first_exposure, user_table
 from tests.conftest import run_cli
-from tests.simulation.conftest import config as _config
-from tests.simulation.conftest import simulate as _simulate
+from tests.stages.simulate.conftest import config as _config
+from tests.stages.simulate.conftest import simulate as _simulate
 
 REPLICATES = 200
 ALPHA = 0.05
@@ -320,6 +321,17 @@ def test_simulate_command_outputs_json_and_nested_runs(dataset: Path, tmp_path: 
     assert engagements["method"] == "Welch t, CUPED" and engagements["family"] == "primary"
     assert engagements["raw_ci_low"] <= engagements["raw_effect"] <= engagements["raw_ci_high"]
     assert engagements["correction"] == "holm within the primary family"
+    # gates from Python: the count of significantly harmed guardrails, each effect by ARM.METRIC
+    experiment = pt.Experiment(out)
+    harmed = [
+        m
+        for m in payload["metrics"]
+        if m["family"] == "guardrail" and m["significant"] and (m["effect"] > 0) == (m["metric"] == "churned")
+    ]
+    assert experiment.measures()["harmed_guardrails"] == len(harmed)
+    assert experiment.measures()["als.engagements.effect"] == pytest.approx(engagements["effect"])
+    with pytest.raises(pt.QualityGateFailed, match=r"als\.engagements\.effect"):
+        experiment.require({"als.engagements.effect": engagements["effect"] + 1})
     report = (out / "report.html").read_text()
     terminal = run_cli("simulate", dataset, "--config", config, "-o", tmp_path / "again", "--no-track")
     assert terminal.exit_code == 0, terminal.stderr

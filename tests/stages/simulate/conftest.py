@@ -5,21 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from persotool.kernels.config import load_config
 from persotool.kernels.simulation import build, engine
 from persotool.kernels.simulation.spec import SimulationConfig
 from persotool.stages.simulate.retrain import retrainer
-from tests.conftest import MOVIELENS, run_cli
-
-
-@pytest.fixture(scope="session")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sim") / "ml"
-    result = run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", out, "--no-track")
-    assert result.exit_code == 0, result.stderr
-    return out
 
 
 def config(arms: list[dict], **overrides):

@@ -1,4 +1,4 @@
-"""Regenerate tests/data/bad/: each file is one way real logs go wrong. cases.toml says what
+"""Regenerate tests/stages/ingest/bad/: each file is one way real logs go wrong. cases.toml says what
 `persotool ingest` must answer for it (exit status and a fragment of the one error line)."""
 
 import gzip

@@ -13,7 +13,7 @@ from persotool.kernels.simulation import build, engine, feedback
 from persotool.kernels.simulation.policies import Candidates
 from persotool.stages.simulate import retrain
 from persotool.stages.simulate.analysis import analyse
-from tests.simulation.conftest import config, simulate
+from tests.stages.simulate.conftest import config, simulate
 
 
 def test_mean_jaccard_by_hand() -> None:

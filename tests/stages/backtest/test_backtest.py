@@ -12,10 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+import persotool as pt
 from persotool.stages.backtest import run as bt
 from persotool.stages.backtest.compare import VERDICTS
 from persotool.stages.backtest.config import BacktestConfig
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 # the quantities the synthetic log's behaviour parameters determine
 BEHAVIOUR = (
@@ -106,9 +107,11 @@ def test_backtest_on_synthetic_logs_finds_no_misfit_in_visits_and_returns(synth,
     assert share["model (best mixing)"] == pytest.approx(share["real"], rel=0.1)
     for name in ("per_user.parquet", "retention.parquet", "retention.png", "active_days.png", "quantities.csv"):
         assert (tmp_path / "bt" / name).is_file()
+    # a CI job gates on it from Python: no misfit here
+    assert pt.Backtest(tmp_path / "bt").require(ceilings={"misfits": 0}).measures()["misfits"] == 0
 
 
-def test_a_misspecified_world_is_reported_as_a_misfit(synth):
+def test_a_misspecified_world_is_reported_as_a_misfit(synth, tmp_path):
     """Users who never leave and come back within days: a world the calibration would never give."""
     _, ds = synth
     cfg = BacktestConfig(cutoff=0.7, bootstrap=60, behaviour={"churn_hazard": 0.0, "reactivation": 0.3})
@@ -119,6 +122,10 @@ def test_a_misspecified_world_is_reported_as_a_misfit(synth):
     assert rows["share of users returning"]["simulated"] > rows["share of users returning"]["real"] + 0.1
     # the fitted model itself forecasts well: the note blames the simulation's departure from it
     assert any("departs from the model" in note for note in result["notes"]), result["notes"]
+    # written out, it fails a gate that allows no misfit, naming the count
+    bt.write(result, cfg, tmp_path / "bt")
+    with pytest.raises(pt.QualityGateFailed, match=r"misfits = [1-9]\d* > 0"):
+        pt.Backtest(tmp_path / "bt").require(ceilings={"misfits": 0})
 
 
 def test_world_directory_feeds_simulate(synth, tmp_path):
@@ -129,7 +136,7 @@ def test_world_directory_feeds_simulate(synth, tmp_path):
         "simulate",
         ds,
         "--config",
-        Path(__file__).parents[2] / "configs" / "simulation.toml",
+        REPO / "configs" / "simulation.toml",
         "-o",
         out,
         "--set",
@@ -168,7 +175,7 @@ def test_calibrate_and_backtest_refuse_bad_input_in_one_line(synth, dataset, tmp
     assert not (tmp_path / "b").exists()
     assert run_cli("calibrate", ds, "-o", tmp_path / "w2", "--no-track").exit_code == 0
     # a world calibrated on the synthetic log, used for MovieLens
-    config = Path(__file__).parents[2] / "configs" / "simulation.toml"
+    config = REPO / "configs" / "simulation.toml"
     wrong = run_cli(
         "simulate",
         dataset,

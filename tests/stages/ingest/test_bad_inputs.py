@@ -1,4 +1,4 @@
-"""Every file in tests/data/bad/ gets one clear line, its documented exit status, and no output."""
+"""Every file in tests/stages/ingest/bad/ gets one clear line, its documented exit status, and no output."""
 
 from __future__ import annotations
 
