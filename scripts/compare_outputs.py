@@ -4,7 +4,9 @@ and every trained model, and every results table the demo writes, timing columns
     python scripts/compare_outputs.py BEFORE_DIR AFTER_DIR
 
 Prints each difference and exits 1 if there is one: a redesign that should not change outputs
-proves it did not. Floats are compared exactly (the demo is seeded and single-threaded).
+proves it did not. Floats are compared exactly (the demo is seeded and single-threaded). A model's
+content (its arrays, its model.json but for the version that wrote it) is compared beside its
+digest, so a digest that changed with the model's content is told from one that changed alone.
 """
 
 from __future__ import annotations
@@ -49,7 +51,19 @@ def digests(root: Path) -> dict[str, str]:
     }
     for model in sorted((root / "benchmark" / "models").iterdir()):
         found[f"model {model.name}"] = _manifest(model)["model_digest"]
+        # the model itself: its arrays byte for byte, its model.json but for the writer's version
+        meta = json.loads((model / "model.json").read_text())
+        meta.pop("persotool_version", None)
+        found[f"model {model.name} content"] = _sha256((model / "arrays.npz").read_bytes()) + _sha256(
+            json.dumps(meta, sort_keys=True).encode()
+        )
     return found
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 TABLES = [

@@ -28,6 +28,7 @@ STAGES = (
     "calibrate",
     "backtest",
     "simulate",
+    "recommend",
 )
 
 

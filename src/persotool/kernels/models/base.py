@@ -16,7 +16,6 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from persotool import __version__
 from persotool.errors import ModelError
 from persotool.kernels.models.hyperparameters import Hyperparameters
 
@@ -201,10 +200,11 @@ class Recommender(ABC):
                 }
         arrays = {name: np.asarray(value) for name, value in arrays.items()}
         np.savez(path / "arrays.npz", **arrays)
+        # no writer's version here: a model is the same model whichever release saved it (its
+        # manifest says which did), so its digest does not change with the version label
         meta = {
             "format_version": FORMAT_VERSION,
             "model": self.name,
-            "persotool_version": __version__,
             "params": self.params(),
             "n_users": self.n_users_,
             "n_items": self.n_items_,
