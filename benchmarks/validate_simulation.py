@@ -129,7 +129,7 @@ def main() -> None:
             ]
         )
         for population in ("triggered", "itt"):
-            view = cfg.model_copy(update={"analysis": cfg.analysis.model_copy(update={"population": population})})
+            view = cfg.model_copy(update={"analysis": cfg.analysis.model_copy(update={"enrollment": population})})
             covered: dict[str, int] = {}
             for r in range(args.ab_replicates):
                 results = analyse(sim, built, view.model_copy(update={"name": f"ab-{r}"}), light=True).results

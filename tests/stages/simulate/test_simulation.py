@@ -116,7 +116,7 @@ def test_aa_false_positive_rates_are_nominal_and_sequential_looks_keep_alpha(whi
 @pytest.mark.parametrize("population", ["triggered", "itt"])
 def test_ab_intervals_cover_the_true_effect(ab, population: str) -> None:
     cfg, built, sim = ab
-    cfg = cfg.model_copy(update={"analysis": cfg.analysis.model_copy(update={"population": population})})
+    cfg = cfg.model_copy(update={"analysis": cfg.analysis.model_copy(update={"enrollment": population})})
     covered: dict[str, int] = {}
     for r in range(REPLICATES):
         results = analyse(sim, built, cfg.model_copy(update={"name": f"ab-{r}"}), light=True).results
@@ -135,7 +135,7 @@ def test_ab_intervals_cover_the_true_effect(ab, population: str) -> None:
 def test_triggered_analysis_enrols_visitors_and_itt_everyone(ab) -> None:
     cfg, built, sim = ab
     triggered = analyse(sim, built, cfg, light=True)
-    itt_cfg = cfg.model_copy(update={"analysis": cfg.analysis.model_copy(update={"population": "itt"})})
+    itt_cfg = cfg.model_copy(update={"analysis": cfg.analysis.model_copy(update={"enrollment": "itt"})})
     itt = analyse(sim, built, itt_cfg, light=True)
     assert sum(itt.arm_sizes.values()) == built.n_users == sum(triggered.assigned.values())
     visitors = int((first_exposure(sim.arms["popular"]) >= 0).sum())
@@ -424,3 +424,13 @@ def test_four_arms_over_several_seeds(dataset: Path, tmp_path: Path) -> None:
         mde = result.analysis.results["mde"].drop_nulls()
         assert set(result.analysis.results["arm"]) == {"lightfm", "als", "ease"}
         assert len(mde) and (mde.drop_nans() > 0).all()
+
+
+def test_the_old_name_of_enrollment_still_works_with_a_warning() -> None:
+    """`analysis.population` (before 0.2) clashed with the world's population, a count of users."""
+    from persotool.kernels.simulation.spec import AnalysisSpec
+
+    with pytest.warns(FutureWarning, match=r"analysis\.population is now analysis\.enrollment"):
+        old = AnalysisSpec.model_validate({"population": "itt"})
+    assert old.enrollment == "itt"
+    assert AnalysisSpec().enrollment == "triggered"

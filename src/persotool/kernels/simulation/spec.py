@@ -157,8 +157,8 @@ class AnalysisSpec(Strict):
     """How the experiment is analysed, as a real platform would: who is in it, what is measured,
     which metrics form which test family, and how the experiment is monitored day by day."""
 
-    alpha: float = Field(0.05, gt=0, lt=1)
-    population: Literal["triggered", "itt"] = Field(
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of every test")
+    enrollment: Literal["triggered", "itt"] = Field(
         "triggered",
         description="triggered: users enter at their first visit during the test (their first exposure), as a "
         "platform logs them; itt: every assigned user (intention to treat), visitors or not",
@@ -186,6 +186,23 @@ class AnalysisSpec(Strict):
         description="sd of the mSPRT's normal mixture, in units of the monitored metric's sd per user in the "
         "pre-period (fixed before the test starts)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """`population` was this setting's name before 0.2 (it clashed with the world's population,
+        a count of users): still read, with a warning, until 0.3."""
+        if isinstance(data, dict) and "population" in data:
+            import warnings
+
+            warnings.warn(
+                "analysis.population is now analysis.enrollment (triggered or itt); the old name stops "
+                "working in persotool 0.3",
+                FutureWarning,
+                stacklevel=2,
+            )
+            data = {("enrollment" if key == "population" else key): value for key, value in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _families(self) -> AnalysisSpec:

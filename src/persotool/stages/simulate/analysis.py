@@ -114,7 +114,7 @@ class Analysis:
     srm_p: float
     arm_sizes: dict[str, int]  # users analysed per arm (enrolled)
     assigned: dict[str, int]  # users assigned per arm
-    population: str  # triggered or itt
+    enrollment: str  # triggered or itt
     per_day: pl.DataFrame
     sequential: pl.DataFrame
     survival: dict[str, Any]
@@ -158,7 +158,7 @@ def analyse(
     exposed = {arm: tables[arm]["first_exposure"] >= 0 for arm in names}
     enrolled_anywhere = np.logical_and.reduce([exposed[arm] for arm in names])  # the same in every arm
     everyone = np.ones(len(arm_of), dtype=bool)
-    if a.population == "triggered":
+    if a.enrollment == "triggered":
         in_arm = {arm: (arm_of == i) & exposed[arm] for i, arm in enumerate(names)}
         truth_users = enrolled_anywhere
     else:
@@ -192,7 +192,7 @@ def analyse(
         srm_p=srm_p,
         arm_sizes=sizes,
         assigned=assigned,
-        population=a.population,
+        enrollment=a.enrollment,
         per_day=_per_day(sim, names),
         sequential=sequential_table,
         survival=survival,

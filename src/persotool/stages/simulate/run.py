@@ -159,7 +159,7 @@ def summary(experiment: Outcome) -> dict[str, Any]:
     return {
         "experiment": cfg.name,
         "control": cfg.control,
-        "analysed": a.population,
+        "analysed": a.enrollment,
         "arm_sizes": a.arm_sizes,
         "assigned": a.assigned,
         "sample_ratio_mismatch_p": a.srm_p,
