@@ -124,69 +124,12 @@ def compare(frame, calibration, built, state, cfg: BacktestConfig, clones: int) 
     horizon = calibration.window.log_days - calibration.window.cutoff_day
     real = _real(frame, calibration, cfg.slate_size)
     sim = _simulated(state, clones, len(h))
-    n_items = built.n_items
-    # items by distinct users engaging for the first time: the simulator never repeats a user-item
-    # pair, nor serves what a user consumed before the cutoff
-    pairs = frame.select("user_idx", "item_idx", before=pl.col("timestamp") < calibration.window.until)
-    new = pairs.filter(~pl.col("before")).select("user_idx", "item_idx").unique()
-    new = new.join(
-        pairs.filter(pl.col("before")).select("user_idx", "item_idx").unique(), on=["user_idx", "item_idx"], how="anti"
-    )
-    real["item_counts"] = np.bincount(new["item_idx"].to_numpy(), minlength=n_items)
-    # the clones engage many times more often than the logged users: compare popularity on a
-    # random subset of the simulated engagements as large as the logs' (sample size shapes both)
-    total = int(real["item_counts"].sum())
-    if 0 < total < sim["item_counts"].sum():
-        thin = np.random.default_rng(np.random.SeedSequence([cfg.seed, 67]))
-        sim["item_counts"] = thin.multivariate_hypergeometric(sim["item_counts"].astype(np.int64), total)
-    best_prior, _ = cal.npmle(calibration.fit, h, calibration.likelihood, calibration.grid)
-    analytic_return, analytic_days = _closed_forms(calibration, horizon, None)
-    best_return, best_days = _closed_forms(calibration, horizon, best_prior)
+    _item_counts(frame, calibration, real, sim, built.n_items, cfg.seed)
+    forecasts = _forecasts(calibration, real, sim, horizon)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 59]))
     n = len(h)
     boots = [rng.integers(0, n, n) for _ in range(cfg.bootstrap)]
-    # each forecast: (chance of returning, score ranking who returns, active days)
-    forecasts = {
-        "simulated": (sim["returned"], sim["returned"], sim["active_days"]),
-        "model (closed form)": (analytic_return, analytic_return, analytic_days),
-        BEST_MIXING: (best_return, best_return, best_days),
-        "persistence": (real["persistence"] > 0, real["persistence"], real["persistence"]),
-        "historical rate": (real["historical_return"], real["historical"], real["historical"]),
-        "nobody returns": (np.zeros(n), np.zeros(n), np.zeros(n)),
-    }
-    rows: list[dict[str, Any]] = []
-
-    def aggregate(name: str, truth_of, values: dict[str, float], note: str = "") -> None:
-        real_value = truth_of(None)
-        spread = np.std([truth_of(b) for b in boots])
-        noise = 1.96 * float(spread)
-        rows.append(_aggregate_row(name, real_value, values, noise, note))
-
-    returned, days = real["returned"], real["active_days"]
-    aggregate(
-        "share of users returning",
-        lambda b: float(returned.mean() if b is None else returned[b].mean()),
-        {k: float(np.mean(v[0])) for k, v in forecasts.items()},
-    )
-    aggregate(
-        "active days per user",
-        lambda b: float(days.mean() if b is None else days[b].mean()),
-        {k: float(np.mean(v[2])) for k, v in forecasts.items()},
-    )
-    real_curve = _retention(real["first_return"], horizon)
-    sim_curve = _retention(sim["first_return"].T.ravel(), horizon)
-    for d in real_curve:
-        aggregate(
-            f"returned within {d} days",
-            lambda b, d=d: float(
-                (real["first_return"] < d).mean() if b is None else (real["first_return"][b] < d).mean()
-            ),
-            {
-                "simulated": sim_curve[d],
-                "historical rate": float(np.mean(1 - (1 - np.minimum(real["historical"] / horizon, 1)) ** d)),
-                "nobody returns": 0.0,
-            },
-        )
+    rows = _aggregate_rows(real, sim, forecasts, boots, horizon)
     rows.append(
         _aggregate_row(
             "engagement share of the top 10% items",
@@ -210,42 +153,7 @@ def compare(frame, calibration, built, state, cfg: BacktestConfig, clones: int) 
     ):
         values = {k: _per_user_scores(real, score, d)[metric] for k, (_, score, d) in forecasts.items()}
         rows.append(_per_user_row(name, metric, values, higher, real, forecasts, boots))
-    returning = int(returned.sum())
-    notes = []
-    if returning < cfg.min_returning:
-        notes.append(
-            f"Only {returning} of {n} known users returned after the cutoff (fewer than {cfg.min_returning}): "
-            "per-user scores are mostly noise, and this log cannot support a forecast of who returns."
-        )
-    notes.extend(_structure_notes(rows))
-    if sim["per_active_day"].size and calibration.engagement["mean"] > cfg.slate_size:
-        notes.append(
-            f"The logs average {calibration.engagement['mean']:.1f} interactions per active day; a simulated "
-            f"visit shows one slate of {cfg.slate_size}, so interactions per active day are compared capped "
-            f"at {cfg.slate_size}."
-        )
-    per_user = pl.DataFrame(
-        {
-            "user_idx": h.user_idx,
-            "real_returned": returned,
-            "real_active_days": days,
-            "simulated_return_probability": sim["returned"],
-            "simulated_active_days": sim["active_days"],
-            "model_return_probability": analytic_return,
-            "model_active_days": analytic_days,
-            "best_mixing_return_probability": best_return,
-            "best_mixing_active_days": best_days,
-            "persistence_active_days": real["persistence"],
-            "historical_active_days": real["historical"],
-        }
-    )
-    curve = pl.DataFrame(
-        {
-            "days": list(range(1, horizon + 1)),
-            "real": _curve(real["first_return"], horizon),
-            "simulated": _curve(sim["first_return"].ravel(), horizon),
-        }
-    )
+    returning = int(real["returned"].sum())
     verdicts = [row["verdict"] for row in rows]
     return {
         "quantities": rows,
@@ -257,10 +165,120 @@ def compare(frame, calibration, built, state, cfg: BacktestConfig, clones: int) 
             "supports_forecast": returning >= cfg.min_returning,
             "held_out_days": horizon,
         },
-        "notes": notes,
-        "per_user": per_user,
-        "curve": curve,
+        "notes": _notes(rows, sim, calibration, cfg, returning, n),
+        "per_user": _per_user_table(h, real, sim, forecasts),
+        "curve": pl.DataFrame(
+            {
+                "days": list(range(1, horizon + 1)),
+                "real": _curve(real["first_return"], horizon),
+                "simulated": _curve(sim["first_return"].ravel(), horizon),
+            }
+        ),
     }
+
+
+def _item_counts(frame, calibration, real: dict, sim: dict, n_items: int, seed: int) -> None:
+    """Items by distinct users engaging for the first time (the simulator never repeats a user-item
+    pair, nor serves what a user consumed before the cutoff); the clones engage many times more often
+    than the logged users, so popularity is compared on a random subset of the simulated
+    engagements as large as the logs' (sample size shapes both)."""
+    pairs = frame.select("user_idx", "item_idx", before=pl.col("timestamp") < calibration.window.until)
+    new = pairs.filter(~pl.col("before")).select("user_idx", "item_idx").unique()
+    new = new.join(
+        pairs.filter(pl.col("before")).select("user_idx", "item_idx").unique(), on=["user_idx", "item_idx"], how="anti"
+    )
+    real["item_counts"] = np.bincount(new["item_idx"].to_numpy(), minlength=n_items)
+    total = int(real["item_counts"].sum())
+    if 0 < total < sim["item_counts"].sum():
+        thin = np.random.default_rng(np.random.SeedSequence([seed, 67]))
+        sim["item_counts"] = thin.multivariate_hypergeometric(sim["item_counts"].astype(np.int64), total)
+
+
+def _forecasts(calibration, real: dict, sim: dict, horizon: int) -> dict[str, tuple]:
+    """Each forecast: (chance of returning, score ranking who returns, active days) per known user."""
+    h = calibration.histories
+    n = len(h)
+    best_prior, _ = cal.npmle(calibration.fit, h, calibration.likelihood, calibration.grid)
+    analytic_return, analytic_days = _closed_forms(calibration, horizon, None)
+    best_return, best_days = _closed_forms(calibration, horizon, best_prior)
+    return {
+        "simulated": (sim["returned"], sim["returned"], sim["active_days"]),
+        "model (closed form)": (analytic_return, analytic_return, analytic_days),
+        BEST_MIXING: (best_return, best_return, best_days),
+        "persistence": (real["persistence"] > 0, real["persistence"], real["persistence"]),
+        "historical rate": (real["historical_return"], real["historical"], real["historical"]),
+        "nobody returns": (np.zeros(n), np.zeros(n), np.zeros(n)),
+    }
+
+
+def _aggregate_rows(real: dict, sim: dict, forecasts: dict, boots: list, horizon: int) -> list[dict[str, Any]]:
+    """Share returning, active days per user and the retention curve: each beside every forecast
+    and 1.96 bootstrap standard errors of the real value (users resampled)."""
+    rows: list[dict[str, Any]] = []
+
+    def aggregate(name: str, truth_of, values: dict[str, float], note: str = "") -> None:
+        noise = 1.96 * float(np.std([truth_of(b) for b in boots]))
+        rows.append(_aggregate_row(name, truth_of(None), values, noise, note))
+
+    returned, days, first = real["returned"], real["active_days"], real["first_return"]
+    aggregate(
+        "share of users returning",
+        lambda b: float(returned.mean() if b is None else returned[b].mean()),
+        {k: float(np.mean(v[0])) for k, v in forecasts.items()},
+    )
+    aggregate(
+        "active days per user",
+        lambda b: float(days.mean() if b is None else days[b].mean()),
+        {k: float(np.mean(v[2])) for k, v in forecasts.items()},
+    )
+    real_curve = _retention(first, horizon)
+    sim_curve = _retention(sim["first_return"].T.ravel(), horizon)
+    for d in real_curve:
+        aggregate(
+            f"returned within {d} days",
+            lambda b, d=d: float((first < d).mean() if b is None else (first[b] < d).mean()),
+            {
+                "simulated": sim_curve[d],
+                "historical rate": float(np.mean(1 - (1 - np.minimum(real["historical"] / horizon, 1)) ** d)),
+                "nobody returns": 0.0,
+            },
+        )
+    return rows
+
+
+def _notes(rows: list, sim: dict, calibration, cfg: BacktestConfig, returning: int, known: int) -> list[str]:
+    notes = []
+    if returning < cfg.min_returning:
+        notes.append(
+            f"Only {returning} of {known} known users returned after the cutoff (fewer than {cfg.min_returning}): "
+            "per-user scores are mostly noise, and this log cannot support a forecast of who returns."
+        )
+    notes.extend(_structure_notes(rows))
+    if sim["per_active_day"].size and calibration.engagement["mean"] > cfg.slate_size:
+        notes.append(
+            f"The logs average {calibration.engagement['mean']:.1f} interactions per active day; a simulated "
+            f"visit shows one slate of {cfg.slate_size}, so interactions per active day are compared capped "
+            f"at {cfg.slate_size}."
+        )
+    return notes
+
+
+def _per_user_table(h, real: dict, sim: dict, forecasts: dict) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "user_idx": h.user_idx,
+            "real_returned": real["returned"],
+            "real_active_days": real["active_days"],
+            "simulated_return_probability": sim["returned"],
+            "simulated_active_days": sim["active_days"],
+            "model_return_probability": forecasts["model (closed form)"][0],
+            "model_active_days": forecasts["model (closed form)"][2],
+            "best_mixing_return_probability": forecasts[BEST_MIXING][0],
+            "best_mixing_active_days": forecasts[BEST_MIXING][2],
+            "persistence_active_days": real["persistence"],
+            "historical_active_days": real["historical"],
+        }
+    )
 
 
 def _curve(first_return: np.ndarray, horizon: int) -> list[float]:

@@ -12,10 +12,8 @@ from persotool.kernels import storage as artifacts
 from persotool.stages.ingest._read import _first_line, _missing_column_error
 from persotool.stages.ingest.config import AttributeSpec
 from persotool.stages.ingest.parsing import clean_id
-from persotool.stages.ingest.sources import (
-    identify,
-    prepare_text,
-)
+from persotool.stages.ingest.sources import identify
+from persotool.stages.ingest.text import prepare_text
 
 
 def _attributes(

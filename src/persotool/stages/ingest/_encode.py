@@ -108,14 +108,14 @@ class _Coded:
     events: pl.Series  # cleaned event names, indexed by event code
 
 
+def _ids(values: pl.Series) -> pl.DataFrame:
+    return pl.DataFrame({"v": values}).select(id=id_expr(pl.col("v")))
+
+
 def _encode(frame: pl.DataFrame, spec: IngestConfig) -> _Coded:
     """Clean ids and parse values, events and consent once per distinct value; give every row
     integer codes and the first reason (if any) it must be rejected for."""
     n = len(frame)
-
-    def ids(values: pl.Series) -> pl.DataFrame:
-        return pl.DataFrame({"v": values}).select(id=id_expr(pl.col("v")))
-
     vocab: dict[str, pl.Series] = {}
     coded: dict[str, np.ndarray] = {}
     checks: list[np.ndarray | None] = []  # uint8 reason codes per row, in REASONS order
@@ -123,54 +123,18 @@ def _encode(frame: pl.DataFrame, spec: IngestConfig) -> _Coded:
         nested = frame["__nested"].fill_null(False).to_numpy()
         checks.append(np.where(nested, REASONS.index("field_nested") + 1, 0).astype(np.uint8))
     for role in ("user", "item"):
-        cleaned = ids(_categories(frame[role]))["id"]
-        ordered = _sorted_ids(cleaned.unique().drop_nulls())
-        index = pl.DataFrame({"id": ordered, "code": pl.int_range(len(ordered), eager=True, dtype=pl.Int32)})
-
-        def to_code(values: pl.Series, index: pl.DataFrame = index) -> pl.DataFrame:
-            return ids(values).join(index, on="id", how="left", maintain_order="left").select("code")
-
-        coded[role] = _per_distinct(frame[role], to_code)[0]["code"]
-        vocab[role] = ordered
-        # a row lacks an id when the cell is empty or cleans to nothing
-        if frame[role].null_count() or cleaned.null_count():
-            missing = REASONS.index(f"{role}_missing") + 1
-            checks.append(np.where(coded[role] < 0, missing, 0).astype(np.uint8))
+        coded[role], vocab[role], missing = _encode_ids(frame[role], role)
+        checks.append(missing)
     if frame["__time_reason"].null_count() < n:
         checks.append(_reason_codes(frame["__time_reason"]))
-    value = np.zeros(n, dtype=np.int32)
-    value_table = np.full(1, np.nan)
+    value, value_table = np.zeros(n, dtype=np.int32), np.full(1, np.nan)
     if "value" in frame.columns:
-
-        def values(raw: pl.Series) -> pl.DataFrame:
-            parsed, reason = value_exprs(pl.col("v"))
-            return pl.DataFrame({"v": raw}).select(
-                value=parsed, reason=reason, code=parsed.rank("dense").fill_null(0).cast(pl.Int32)
-            )
-
-        parsed, tables = _per_distinct(frame["value"], values, spread=("code", "reason"))
-        value = parsed["code"]
-        value_table = np.full(int(tables["code"].max(initial=0)) + 1, np.nan)
-        value_table[tables["code"]] = tables["value"]
-        checks.append(parsed["reason"])
-    events = pl.Series(["interaction"], dtype=pl.String)
-    event = np.zeros(n, dtype=np.int32)
+        value, value_table, reasons = _encode_values(frame["value"])
+        checks.append(reasons)
+    events, event = pl.Series(["interaction"], dtype=pl.String), np.zeros(n, dtype=np.int32)
     if "event" in frame.columns:
-        names = ids(_categories(frame["event"]))["id"].unique().drop_nulls().sort()
-        events = names if len(names) else events
-        known = list(spec.events) if spec.events is not None else None
-
-        def event_codes(raw: pl.Series) -> pl.DataFrame:
-            name = id_expr(pl.col("e"))
-            reason = pl.when(name.is_null()).then(pl.lit("event_missing"))
-            if known is not None:
-                reason = reason.when(~name.is_in(known)).then(pl.lit("event_unknown"))
-            code = name.replace_strict(events.to_list(), list(range(len(events))), default=None, return_dtype=pl.Int32)
-            return pl.DataFrame({"e": raw}).select(code=code, reason=reason)
-
-        parsed, _ = _per_distinct(frame["event"], event_codes)
-        event = parsed["code"]
-        checks.append(parsed["reason"])
+        events, event, reasons = _encode_events(frame["event"], spec, events)
+        checks.append(reasons)
     consent = None
     if "consent" in frame.columns:
 
@@ -189,3 +153,53 @@ def _encode(frame: pl.DataFrame, spec: IngestConfig) -> _Coded:
     return _Coded(
         coded["user"], coded["item"], event, value, value_table, consent, reason, vocab["user"], vocab["item"], events
     )
+
+
+def _encode_ids(column: pl.Series, role: str) -> tuple[np.ndarray, pl.Series, np.ndarray | None]:
+    """(codes, the sorted vocabulary, the rows' missing-id reasons or None): a row lacks an id when
+    the cell is empty or cleans to nothing."""
+    cleaned = _ids(_categories(column))["id"]
+    ordered = _sorted_ids(cleaned.unique().drop_nulls())
+    index = pl.DataFrame({"id": ordered, "code": pl.int_range(len(ordered), eager=True, dtype=pl.Int32)})
+
+    def to_code(values: pl.Series) -> pl.DataFrame:
+        return _ids(values).join(index, on="id", how="left", maintain_order="left").select("code")
+
+    codes = _per_distinct(column, to_code)[0]["code"]
+    missing = None
+    if column.null_count() or cleaned.null_count():
+        missing = np.where(codes < 0, REASONS.index(f"{role}_missing") + 1, 0).astype(np.uint8)
+    return codes, ordered, missing
+
+
+def _encode_values(column: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(value codes, the value of each code, reasons): each distinct value parsed once."""
+
+    def values(raw: pl.Series) -> pl.DataFrame:
+        parsed, reason = value_exprs(pl.col("v"))
+        return pl.DataFrame({"v": raw}).select(
+            value=parsed, reason=reason, code=parsed.rank("dense").fill_null(0).cast(pl.Int32)
+        )
+
+    parsed, tables = _per_distinct(column, values, spread=("code", "reason"))
+    table = np.full(int(tables["code"].max(initial=0)) + 1, np.nan)
+    table[tables["code"]] = tables["value"]
+    return parsed["code"], table, parsed["reason"]
+
+
+def _encode_events(column: pl.Series, spec: IngestConfig, default: pl.Series):
+    """(event names, codes, reasons): an event missing, or not among the configured weights."""
+    names = _ids(_categories(column))["id"].unique().drop_nulls().sort()
+    events = names if len(names) else default
+    known = list(spec.events) if spec.events is not None else None
+
+    def event_codes(raw: pl.Series) -> pl.DataFrame:
+        name = id_expr(pl.col("e"))
+        reason = pl.when(name.is_null()).then(pl.lit("event_missing"))
+        if known is not None:
+            reason = reason.when(~name.is_in(known)).then(pl.lit("event_unknown"))
+        code = name.replace_strict(events.to_list(), list(range(len(events))), default=None, return_dtype=pl.Int32)
+        return pl.DataFrame({"e": raw}).select(code=code, reason=reason)
+
+    parsed, _ = _per_distinct(column, event_codes)
+    return events, parsed["code"], parsed["reason"]

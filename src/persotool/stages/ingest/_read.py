@@ -15,14 +15,8 @@ from persotool.errors import ConfigError, DataError
 from persotool.kernels import storage as artifacts
 from persotool.stages.ingest.config import IngestConfig
 from persotool.stages.ingest.parsing import parse_time
-from persotool.stages.ingest.sources import (
-    PreparedText,
-    Source,
-    inspect_head,
-    prepare_text,
-    read_lines,
-    verify_bytes,
-)
+from persotool.stages.ingest.sources import PreparedText, Source, read_lines
+from persotool.stages.ingest.text import inspect_head, prepare_text, verify_bytes
 
 ROLES = ("user", "item", "time", "event", "value", "consent")
 # Roles read as Categorical: their cleaning and parsing runs once per distinct value, and rows carry
@@ -55,7 +49,7 @@ def _missing_column_error(source: Source, column: str, available: list[str], del
     shown = ", ".join(repr(c) for c in available[:12])
     hint = ""
     if delimiter is not None and len(available) == 1:
-        from persotool.stages.ingest.sources import sniff_delimiter
+        from persotool.stages.ingest.text import sniff_delimiter
 
         guess = sniff_delimiter(available[0])
         if guess != delimiter:

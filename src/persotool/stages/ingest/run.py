@@ -7,9 +7,6 @@ directory and renamed into place only when complete.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,11 +16,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from persotool.errors import ConfigError, DataError
+from persotool.errors import DataError
 from persotool.kernels import storage as artifacts
 from persotool.stages.ingest._attributes import _attributes
 from persotool.stages.ingest._columns import BLOCK, _blocks, _present, sort_unique, time_ranks
 from persotool.stages.ingest._encode import REASONS, _encode
+from persotool.stages.ingest._privacy import opted_out, pseudonymizer
 from persotool.stages.ingest._read import (
     _byte_checks_first,
     _coded_types,
@@ -53,8 +51,6 @@ INTERACTION_SCHEMA = {
     "session_id": pl.Int64,
 }
 
-MIN_KEY_BYTES = 16  # an HMAC key shorter than this can be found by trying keys
-
 
 class _Phases:
     """Wall-clock seconds per phase of a run, recorded in the manifest and as MLflow metrics."""
@@ -67,26 +63,6 @@ class _Phases:
         now = time.perf_counter()
         self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self._last, 3)
         self._last = now
-
-
-def _pseudonymizer(spec: IngestConfig):
-    key = os.environ.get(spec.pseudonym_key_env)
-    if not key:
-        raise ConfigError(
-            f"`pseudonymize` needs a secret key in the environment variable {spec.pseudonym_key_env} "
-            "(it is never written anywhere)"
-        )
-    key_bytes = key.encode()
-    if len(key_bytes) < MIN_KEY_BYTES:
-        raise ConfigError(
-            f"the pseudonym key in {spec.pseudonym_key_env} is {len(key_bytes)} bytes; use at least {MIN_KEY_BYTES} "
-            "random bytes (e.g. python -c 'import secrets; print(secrets.token_hex(32))'), or ids can be guessed back"
-        )
-
-    def apply(ids: list[str]) -> list[str]:
-        return [hmac.new(key_bytes, i.encode(), hashlib.sha256).hexdigest()[:32] for i in ids]
-
-    return apply
 
 
 def run(sources, cfg: IngestConfig, out: Path, *, force: bool = False):
@@ -114,7 +90,7 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
     started = time.perf_counter()
     phases = _Phases()
     paths = discover(sources)
-    pseudonymize = _pseudonymizer(spec) if spec.pseudonymize else None
+    pseudonymize = pseudonymizer(spec) if spec.pseudonymize else None
     loaded: list[_Loaded] = []
     inputs = [*paths, *(Path(s) for s in sources if Path(s).is_dir())]
     inputs += [Path(table.path) for table in (spec.items, spec.users) if table is not None]
@@ -130,7 +106,7 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
         coded = _encode(raw, spec)
         phases.mark("encode")
         counts: dict[str, Any] = {"rows_read": len(raw), "blank_lines": sum(item.blank_lines for item in loaded)}
-        gone, opted_out_users = _opted_out(coded, len(raw))
+        gone, opted_out_users = opted_out(coded, len(raw))
         counts |= {"opted_out_users": opted_out_users, "opted_out_rows": int(gone.sum())}
         rejected = (coded.reason != 0) & ~gone
         rejects = _rejected_rows(raw, coded, np.flatnonzero(rejected), offsets, loaded)
@@ -427,20 +403,6 @@ def _manifest(spec, out, tmp, files, fmt_by_file, attribute_sources, counts, tim
         time_max=tmax.isoformat() if tmax else None,
         files=file_digests,
     )
-
-
-def _opted_out(coded, rows: int) -> tuple[np.ndarray, int]:
-    """Consent: a user who opted out anywhere is removed everywhere, rejects included. Returns the
-    rows to drop and the number of users who opted out."""
-    gone = np.zeros(rows, dtype=bool)
-    if coded.consent is None:
-        return gone, 0
-    refused = np.unique(coded.user[(coded.consent == 0) & (coded.user >= 0)])
-    if len(refused):
-        refused_mask = np.zeros(len(coded.users), dtype=bool)
-        refused_mask[refused] = True
-        gone = (coded.user >= 0) & refused_mask[np.maximum(coded.user, 0)]
-    return gone, len(refused)
 
 
 def _rejected_rows(raw: pl.DataFrame, coded, rows: np.ndarray, offsets: np.ndarray, loaded: list) -> pl.DataFrame:

@@ -299,10 +299,17 @@ def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
     """What `persotool simulate` prints, report.html shows and an Experiment's Markdown holds: the
     design, one table per arm against control (every metric with its family and family-adjusted
     p), the tests outside the families, who each metric leaves out, the simulator's truth, the
-    sequential monitoring and homogenization."""
-    from persotool.kernels import render
+    sequential monitoring, the robustness over worlds and homogenization."""
+    shown: list = [_design_line(summary, cfg)]
+    shown += _arm_tables(results, cfg)
+    shown += _secondary_blocks(results)
+    shown += _monitoring_lines(summary, results, cfg)
+    shown += _robustness_blocks(summary)
+    shown.append(_homogenization_block(summary))
+    return shown
 
-    a = cfg.analysis
+
+def _design_line(summary: dict, cfg: SimulationConfig) -> str:
     sizes = ", ".join(f"{k} {v:,}" for k, v in summary["arm_sizes"].items())
     assigned = sum(summary["assigned"].values())
     srm_p = summary["sample_ratio_mismatch_p"]
@@ -313,12 +320,24 @@ def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
         if summary["analysed"] == "triggered"
         else f"intention to treat: all {assigned:,} assigned users, visitors or not"
     )
-    shown: list = [f"[bold]{cfg.name}[/bold]: {cfg.days} days; {who} ({sizes}); sample ratio {srm} (p = {srm_p:.3g})"]
-    correction = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "un"}[a.correction]
+    return f"[bold]{cfg.name}[/bold]: {cfg.days} days; {who} ({sizes}); sample ratio {srm} (p = {srm_p:.3g})"
+
+
+def _arm_tables(results: pl.DataFrame, cfg: SimulationConfig) -> list:
+    """One table per arm against control, a label row opening each family."""
+    from persotool.kernels import render
+
+    correction = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "un"}[cfg.analysis.correction]
+    caption = (
+        f"95% CI; p {correction}-corrected within each family; ▲▼ significant. * CUPED-adjusted estimate and "
+        "interval (pre-period covariate). Retention, churn and RMST count from each user's first exposure."
+    )
+    columns = ["metric", "control", "arm", "effect", "95% CI", "p", "true"]
+    tables = []
     for (arm,), rows in results.group_by("arm", maintain_order=True):
         cells, family = [], None
         for row in rows.iter_rows(named=True):
-            if row["family"] != family:  # a label row opens each family
+            if row["family"] != family:
                 family = row["family"]
                 cells.append([f"[bold]{family}[/bold]", "", "", "", "", "", ""])
             mark = ""
@@ -335,38 +354,44 @@ def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
                     f"{row['true_effect']:+.2g}",
                 ]
             )
-        title = f"{arm} against {cfg.control}"
-        caption = (
-            f"95% CI; p {correction}-corrected within each family; ▲▼ significant. * CUPED-adjusted estimate and "
-            "interval (pre-period covariate). Retention, churn and RMST count from each user's first exposure."
-        )
-        columns = ["metric", "control", "arm", "effect", "95% CI", "p", "true"]
-        shown.append(render.Table(title, columns, cells, caption=caption, compact=True))
+        tables.append(render.Table(f"{arm} against {cfg.control}", columns, cells, caption=caption, compact=True))
+    return tables
+
+
+def _secondary_blocks(results: pl.DataFrame) -> list:
+    from persotool.kernels import render
+
     secondary = secondary_table(results)
-    if len(secondary):
-        cells = []
-        for row in secondary.iter_rows(named=True):
-            has = row["effect"] is not None
-            cells.append(
-                [
-                    row["arm"],
-                    row["metric"],
-                    row["test"],
-                    f"{row['effect']:+.3g}" if has else "",
-                    f"{row['ci_low']:+.2g},{row['ci_high']:+.2g}" if has else "",
-                    f"{row['p (uncorrected)']:.2g}",
-                ]
-            )
-        shown.append(
-            render.Table(
-                "Tests outside the families (p uncorrected)",
-                ["arm", "metric", "test", "effect", "95% CI", "p"],
-                cells,
-                caption=SECONDARY_NOTE,
-                left={"metric", "test"},
-                compact=True,
-            )
+    if not len(secondary):
+        return []
+    cells = []
+    for row in secondary.iter_rows(named=True):
+        has = row["effect"] is not None
+        cells.append(
+            [
+                row["arm"],
+                row["metric"],
+                row["test"],
+                f"{row['effect']:+.3g}" if has else "",
+                f"{row['ci_low']:+.2g},{row['ci_high']:+.2g}" if has else "",
+                f"{row['p (uncorrected)']:.2g}",
+            ]
         )
+    return [
+        render.Table(
+            "Tests outside the families (p uncorrected)",
+            ["arm", "metric", "test", "effect", "95% CI", "p"],
+            cells,
+            caption=SECONDARY_NOTE,
+            left={"metric", "test"},
+            compact=True,
+        )
+    ]
+
+
+def _monitoring_lines(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
+    """Who each metric leaves out, the simulator's hidden truth, and the sequential test's stops."""
+    a, lines = cfg.analysis, []
     windows = results.filter(pl.col("left_out") > 0) if "left_out" in results.columns else results.clear()
     if len(windows):
         first_arm = windows["arm"][0]
@@ -374,63 +399,72 @@ def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
             f"{row['metric']} {row['left_out']:,}"
             for row in windows.filter(pl.col("arm") == first_arm).iter_rows(named=True)
         ]
-        shown.append(
+        lines.append(
             f"Users left out (their window ends after the test; {first_arm} and {cfg.control}): " + ", ".join(parts)
         )
     truth = summary.get("simulator_truth") or {}
     if truth:
         shares = ", ".join(f"{arm} {v['hidden_churn_share']:.1%}" for arm, v in truth.items())
-        shown.append(f"[dim]Simulator truth, not observable: hidden churn state, all simulated users: {shares}[/dim]")
+        lines.append(f"[dim]Simulator truth, not observable: hidden churn state, all simulated users: {shares}[/dim]")
     monitored = [m for m in a.primary if m in ("engagements", "visits", "examined")]
     if monitored and "first_stop_day" in results.columns:
         stops = results.filter(pl.col("first_stop_day").is_not_null())
         said = "; ".join(
             f"{r['arm']} / {r['metric']} on day {r['first_stop_day']}" for r in stops.iter_rows(named=True)
         )
-        shown.append(
+        lines.append(
             f"Sequential (mSPRT on arriving users' first {a.sequential_window} days, family-wise alpha {a.alpha:g} "
             f"over the primary metrics): " + (f"could have stopped: {said}" if said else "no stop before the end")
         )
+    return lines
+
+
+def _robustness_blocks(summary: dict) -> list:
+    from persotool.kernels import render
+
     robust = summary.get("robustness")
-    if robust:
-        cells = [
-            [
-                r["arm"],
-                r["metric"],
-                f"{r['effect']:+.3g}",
-                f"{r['ci'][0]:+.2g},{r['ci'][1]:+.2g}",
-                f"{r['sign_agreement']:.0%}",
-                f"{r['true_effect_range'][0]:+.2g}..{r['true_effect_range'][1]:+.2g}",
-                ("[green]robust[/green]" if r["robust"] else r["verdict"].replace("not robust: ", "not robust: ")),
-            ]
-            for r in robust["combined"]
-            if r["family"] in ("primary", "guardrail")
+    if not robust:
+        return []
+    cells = [
+        [
+            r["arm"],
+            r["metric"],
+            f"{r['effect']:+.3g}",
+            f"{r['ci'][0]:+.2g},{r['ci'][1]:+.2g}",
+            f"{r['sign_agreement']:.0%}",
+            f"{r['true_effect_range'][0]:+.2g}..{r['true_effect_range'][1]:+.2g}",
+            ("[green]robust[/green]" if r["robust"] else r["verdict"]),
         ]
-        shown.append(
-            render.Table(
-                f"Robustness over {robust['worlds']} worlds (truths: {', '.join(robust['truths'])})",
-                ["arm", "metric", "effect", "95% CI", "same sign", "true range", "verdict"],
-                cells,
-                caption="Worlds differ in the logged users resampled, the visit model's parameters (posterior "
-                "draws) and the truth family. Rubin's rules combine assignment noise and world uncertainty; "
-                f"robust: the sign agrees in at least {robust['sign_agreement']:.0%} of worlds and the combined "
-                "interval excludes zero. Primary and guardrail metrics; all in robustness.csv.",
-                left={"metric", "verdict"},
-                compact=True,
-            )
+        for r in robust["combined"]
+        if r["family"] in ("primary", "guardrail")
+    ]
+    return [
+        render.Table(
+            f"Robustness over {robust['worlds']} worlds (truths: {', '.join(robust['truths'])})",
+            ["arm", "metric", "effect", "95% CI", "same sign", "true range", "verdict"],
+            cells,
+            caption="Worlds differ in the logged users resampled, the visit model's parameters (posterior "
+            "draws) and the truth family. Rubin's rules combine assignment noise and world uncertainty; "
+            f"robust: the sign agrees in at least {robust['sign_agreement']:.0%} of worlds and the combined "
+            "interval excludes zero. Primary and guardrail metrics; all in robustness.csv.",
+            left={"metric", "verdict"},
+            compact=True,
         )
+    ]
+
+
+def _homogenization_block(summary: dict):
+    from persotool.kernels import render
+
     cells = [
         [arm, f"{jaccard:.4f}", f"{coverage:.3f}", f"{gini:.3f}", days]
         for arm, jaccard, coverage, gini, days in homogenization_table(summary["homogenization"]).iter_rows()
     ]
-    shown.append(
-        render.Table(
-            "Homogenization at the end of the test",
-            ["arm", "Jaccard", "coverage", "Gini", "retrained on days"],
-            cells,
-            caption="Jaccard: mean over user pairs of consumed sets; coverage: share of items shown; Gini of exposure",
-            left={"retrained on days"},
-            compact=True,
-        )
+    return render.Table(
+        "Homogenization at the end of the test",
+        ["arm", "Jaccard", "coverage", "Gini", "retrained on days"],
+        cells,
+        caption="Jaccard: mean over user pairs of consumed sets; coverage: share of items shown; Gini of exposure",
+        left={"retrained on days"},
+        compact=True,
     )
-    return shown

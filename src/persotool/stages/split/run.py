@@ -194,11 +194,18 @@ def run(dataset: Path, cfg: SplitConfig, out: Path, *, force: bool = False) -> S
             "valid_relevant_pairs": valid_counts["relevant_pairs"],
             "valid_users": valid["user_idx"].n_unique(),
         }
+    parts = {"train": train.sort("user_idx", "timestamp"), "test": test, "valid": valid}
+    _write(out, dataset, source, parts, cfg, counts, leakage, started, force=force)
+    return Split(out)
+
+
+def _write(out: Path, dataset: Path, source: dict, parts: dict, cfg: SplitConfig, counts, leakage, started, *, force):
+    """The split directory: its parts as Parquet and a manifest whose digest covers the dataset's
+    digest, the resolved config and the parts."""
     with artifacts.atomic_directory(out, force=force, inputs=[dataset]) as tmp:
-        train.sort("user_idx", "timestamp").write_parquet(tmp / "train.parquet")
-        test.write_parquet(tmp / "test.parquet")
-        if valid is not None:
-            valid.write_parquet(tmp / "valid.parquet")
+        for name, table in parts.items():
+            if table is not None:
+                table.write_parquet(tmp / f"{name}.parquet")
         files = {p.name: artifacts.file_sha256(p) for p in sorted(tmp.glob("*.parquet"))}
         config = cfg.model_dump(mode="json")
         manifest = artifacts.new_manifest(
@@ -221,4 +228,3 @@ def run(dataset: Path, cfg: SplitConfig, out: Path, *, force: bool = False) -> S
             seconds=round(time.perf_counter() - started, 3),
         )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
-    return Split(out)
