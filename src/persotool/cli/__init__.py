@@ -109,16 +109,22 @@ def root(
 
 
 def _register_commands() -> None:
-    """One command per stage (its file `cli/<stage>.py`, found through the stage registry), then
-    `track`. A stage without a command file has none."""
+    """One command per stage, found through the stage registry: its file `cli/<stage>.py` holds its
+    `SPEC` (or a `register_command` of its own), then `track`. A stage without a file has none."""
     import importlib
     import importlib.util
 
+    from persotool.cli import stage
     from persotool.stages import STAGES
 
     for name in (*STAGES, "track"):
-        if importlib.util.find_spec(f"persotool.cli.{name}") is not None:
-            importlib.import_module(f"persotool.cli.{name}").register_command(app)
+        if importlib.util.find_spec(f"persotool.cli.{name}") is None:
+            continue
+        module = importlib.import_module(f"persotool.cli.{name}")
+        if hasattr(module, "register_command"):
+            module.register_command(app)
+        else:
+            stage.register(app, module.SPEC)
 
 
 _register_commands()

@@ -1,6 +1,6 @@
 """`persotool backtest`: does the calibrated simulator predict the logs it did not see?"""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -21,7 +21,3 @@ SPEC = Spec(
     set_example="KEY=VALUE, e.g. --set clones=50",
     after="Written to {out} (results.json, quantities.csv, per_user.parquet, plots).",
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)

@@ -1,6 +1,6 @@
 """`persotool benchmark`: several models on one split, each tested against a baseline."""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -22,7 +22,3 @@ SPEC = Spec(
     config_help="Benchmark config: the models and the baseline.",
     progress="{0}: {1}",
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)

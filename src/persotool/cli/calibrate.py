@@ -1,6 +1,6 @@
 """`persotool calibrate`: fit the simulator's user model on the logs into a world directory."""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -20,7 +20,3 @@ SPEC = Spec(
     source=Source("A dataset directory from `persotool ingest`."),
     after='Written to {out}. Use it with \\[world] source = "{out}" in a simulation config.',
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)

@@ -1,6 +1,6 @@
 """`persotool evaluate`: full-ranking metrics of a trained model, or of any system's ranked lists."""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -17,7 +17,3 @@ SPEC = Spec(
     source=Source("A model directory from `persotool train` (or none, with --recommendations).", optional=True),
     out_required=False,
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)

@@ -1,6 +1,6 @@
 """`persotool ingest`: raw interaction logs (any layout, any column names) -> a dataset directory."""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -22,7 +22,3 @@ SPEC = Spec(
     flags={"event_weights": "--event-weight"},
     skip=(),
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)

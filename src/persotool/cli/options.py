@@ -1,21 +1,18 @@
-"""Options shared by several commands, and how their results are printed."""
+"""What every command shares: KEY=VALUE options, JSON output, flag names in messages, how a result
+is shown, and plain --help with examples printed verbatim."""
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print the result as JSON on stdout.")]
-ForceOpt = Annotated[bool, typer.Option("--force", metavar="", help="Replace the output directory if it exists.")]
-NoTrackOpt = Annotated[bool, typer.Option("--no-track", metavar="", help="Do not record an MLflow run.")]
 ExperimentOpt = Annotated[
     str | None,
     typer.Option("--experiment", help="MLflow experiment name (default: $MLFLOW_EXPERIMENT_NAME or 'persotool')."),
 ]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory (created atomically).")]
 
 
 def toml_value(text: str) -> Any:
@@ -52,23 +49,6 @@ def key_values(pairs: list[str] | None, option: str, example: str, convert=toml_
         except ValueError:
             raise (error or ConfigError)(f"{option} {pair!r}: expected {example}") from None
     return parsed
-
-
-def int_list(text: str | None, option: str) -> list[int] | None:
-    """A comma-separated list of integers such as --k 5,10,20."""
-    from persotool.errors import ConfigError
-
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected comma-separated integers such as 5,10,20") from None
-
-
-def name_list(text: str | None) -> list[str] | None:
-    """A comma-separated list of names such as --columns a,b,c."""
-    return [part.strip() for part in text.split(",")] if text else None
 
 
 def print_json(payload: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """`persotool recommend`: a trained model's top-k lists for real user ids."""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -20,7 +20,3 @@ SPEC = Spec(
     flags={"all_users": "--all"},
     after="Written to {out}/recs.parquet (user_id, item_id, rank, score, source).",
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)

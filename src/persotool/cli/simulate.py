@@ -1,6 +1,6 @@
 """`persotool simulate`: an A/B test of recommenders on users calibrated from the logs."""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -26,7 +26,3 @@ SPEC = Spec(
     set_example="KEY=VALUE, e.g. --set world.population=5000",
     after="Written to {out} (results.csv/json, per_user.parquet, plots, report.html).",
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)

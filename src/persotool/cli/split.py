@@ -1,6 +1,6 @@
 """`persotool split`: a dataset -> train / valid / test, leakage-aware and deterministic."""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -16,7 +16,3 @@ SPEC = Spec(
     examples=EXAMPLES,
     source=Source("A dataset directory from `persotool ingest`."),
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)

@@ -1,6 +1,6 @@
 """`persotool train`: fit a recommender on a split and save it as a model directory."""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -21,7 +21,3 @@ SPEC = Spec(
     set_example="KEY=VALUE (a hyperparameter), e.g. --set components=64",
     config_help="Model config: model = NAME and [params] (configs/models/*.toml, a tuning's best.toml).",
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)

@@ -1,6 +1,6 @@
 """`persotool tune`: a hyperparameter study with Optuna, resumable and shared between workers."""
 
-from persotool.cli.stage import Source, Spec, register
+from persotool.cli.stage import Source, Spec
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -23,7 +23,3 @@ SPEC = Spec(
     progress="trial {0} done",
     after="Written to {out} (trials.parquet, best.toml when a trial completed, plots).",
 )
-
-
-def register_command(app) -> None:
-    register(app, SPEC)
