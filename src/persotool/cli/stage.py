@@ -65,44 +65,23 @@ def _flag(option: str, spec: Spec) -> str:
     return spec.flags.get(option, "--" + option.replace("_", "-"))
 
 
-def _help(entry: dict[str, Any], negated: bool = False) -> str:
-    text = (entry.get("off") if negated else None) or entry["help"] or entry["path"].replace("_", " ")
-    text = text[0].upper() + text[1:]
-    if negated:
-        return text.rstrip(".") + "." if entry.get("off") else f"Turn off: {text[0].lower() + text[1:]}."
-    if "choices" in entry:
-        text += f" ({', '.join(str(c) for c in entry['choices'])})"
-    bounds = entry.get("bounds", {})
-    low = bounds.get("ge", bounds.get("gt"))
-    high = bounds.get("le", bounds.get("lt"))
-    if low is not None and high is not None and high < 1e9:
-        text += f" ({'between' if 'gt' in bounds else 'from'} {low:g} {'and' if 'gt' in bounds else 'to'} {high:g})"
-    elif low is not None and (low != 0 or "gt" in bounds):
-        text += f" ({'above' if 'gt' in bounds else 'at least'} {low:g})"
-    default = entry["default"]
-    if entry["kind"] != "switch" and default not in (None, [], {}, ""):
-        shown = ",".join(str(v) for v in default) if isinstance(default, list) else default
-        text += f"; default {shown}"
-    return text.rstrip(".") + "."
-
-
 def _option(param: str, flag: str, entry: dict[str, Any]) -> inspect.Parameter:
     """One config setting as a typer option: None when not given (the config's default holds)."""
     kind = entry["kind"]
     if kind == "switch":
         negated = entry["default"] is True
         name = flag if not negated or flag.startswith("--no-") else "--no-" + flag.removeprefix("--")
-        option = typer.Option(None, name, metavar="", help=_help(entry, negated))
+        option = typer.Option(None, name, metavar="", help=entry["text"])
         annotation: Any = bool | None
     elif kind in ("list", "map"):
         metavar = "KEY=VALUE" if kind == "map" else f"{entry['type'].upper()}[,...]"
         suffix = " Repeatable." if kind == "map" else " Comma-separated or repeated."
-        option = typer.Option(None, flag, metavar=metavar, help=_help(entry) + suffix)
+        option = typer.Option(None, flag, metavar=metavar, help=entry["text"] + suffix)
         annotation = list[str] | None
     else:
         annotation = TYPES[entry["type"]] | None
         # a value out of its bounds is the config's to refuse (exit 3, as from Python)
-        option = typer.Option(None, flag, help=_help(entry), metavar=entry["type"].upper())
+        option = typer.Option(None, flag, help=entry["text"], metavar=entry["type"].upper())
     return inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 
 
@@ -207,7 +186,7 @@ def register(
     entries = entries_of(spec)
 
     def command(**kwargs) -> None:
-        run(spec, entries, kwargs)
+        execute(spec, entries, kwargs)
 
     params = signature(spec, entries)
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -216,7 +195,7 @@ def register(
     (parent or app).command(command_name or spec.name, epilog=spec.examples, cls=Command)(command)
 
 
-def run(spec: Spec, entries: Entries, given: dict[str, Any]) -> None:
+def execute(spec: Spec, entries: Entries, given: dict[str, Any]) -> None:
     """What every stage command does: options to config keywords, gates checked for typos before any
     work, the workflow call, the result shown, then the gates."""
     from persotool import stages, workflow

@@ -75,7 +75,31 @@ def _spec(model, path: str) -> dict[str, Any]:
     negated = (field.json_schema_extra or {}).get("off") if isinstance(field.json_schema_extra, dict) else None
     if negated:
         spec["off"] = negated
+    spec["text"] = _help(spec, negated=kind == "switch" and default is True)
     return spec
+
+
+def _help(entry: dict[str, Any], negated: bool = False) -> str:
+    """A flag's help text: the field's description, its choices, bounds and default (a switch that
+    is on by default is offered as --no-..., with the field's `off` text)."""
+    text = (entry.get("off") if negated else None) or entry["help"] or entry["path"].replace("_", " ")
+    text = text[0].upper() + text[1:]
+    if negated:
+        return text.rstrip(".") + "." if entry.get("off") else f"Turn off: {text[0].lower() + text[1:]}."
+    if "choices" in entry:
+        text += f" ({', '.join(str(c) for c in entry['choices'])})"
+    bounds = entry.get("bounds", {})
+    low = bounds.get("ge", bounds.get("gt"))
+    high = bounds.get("le", bounds.get("lt"))
+    if low is not None and high is not None and high < 1e9:
+        text += f" ({'between' if 'gt' in bounds else 'from'} {low:g} {'and' if 'gt' in bounds else 'to'} {high:g})"
+    elif low is not None and (low != 0 or "gt" in bounds):
+        text += f" ({'above' if 'gt' in bounds else 'at least'} {low:g})"
+    default = entry["default"]
+    if entry["kind"] != "switch" and default not in (None, [], {}, ""):
+        shown = ",".join(str(v) for v in default) if isinstance(default, list) else default
+        text += f"; default {shown}"
+    return text.rstrip(".") + "."
 
 
 def _bounds(field) -> dict[str, float]:

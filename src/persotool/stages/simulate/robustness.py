@@ -93,7 +93,7 @@ def one_world(dataset: str, config: dict[str, Any], entry: dict[str, Any]) -> li
     return out
 
 
-def run(dataset: Path, cfg: SimulationConfig, progress=None) -> pl.DataFrame:
+def run_worlds(dataset: Path, cfg: SimulationConfig, progress=None) -> pl.DataFrame:
     """Every world's effects (one row per world, arm and metric)."""
     if cfg.world.source == "synthetic":
         raise ConfigError("--worlds draws worlds from a fitted calibration; a synthetic world has none to draw from")

@@ -90,7 +90,7 @@ def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: b
         from persotool.stages.simulate import robustness
 
         t = time.perf_counter()
-        experiment.robustness = robustness.run(Path(dataset), cfg)
+        experiment.robustness = robustness.run_worlds(Path(dataset), cfg)
         experiment.robust = robustness.combine(experiment.robustness, cfg.analysis.alpha, cfg.robustness.sign_agreement)
         manifest["seconds"]["robustness"] = round(time.perf_counter() - t, 3)
         manifest["robustness"] = {
