@@ -29,3 +29,12 @@ def test_a_verb_names_its_output_argument_when_called_the_old_way(tmp_path) -> N
 
     with pytest.raises(ConfigError, match="the output directory is `out`"):
         pt.split(tmp_path, str(tmp_path / "split"))
+
+
+def test_the_generic_digest_covers_files_and_config(tmp_path) -> None:
+    """Kinds without a recorded digest get one made from their manifest: files, parents, config."""
+    small = {"users": 20, "items": 15, "events": 300, "days": 5}
+    one = pt.synth(out=tmp_path / "a", seed=1, **small)
+    again = pt.synth(out=tmp_path / "b", seed=1, **small)
+    other = pt.synth(out=tmp_path / "c", seed=2, **small)
+    assert one.digest == again.digest != other.digest

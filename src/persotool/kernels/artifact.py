@@ -77,7 +77,16 @@ class Artifact(render.View):
 
     @property
     def digest(self) -> str:
-        return getattr(self.manifest, self.digest_field)
+        """What identifies this output: the digest its manifest records (`digest_field`), or one
+        made the same way for every kind from its manifest: its files' digests, its parents'
+        digests (every lineage reference) and its resolved config."""
+        m = self.manifest
+        if self.digest_field:
+            return getattr(m, self.digest_field)
+        parents = {name: value.digest for name, value in m if isinstance(value, Ref)}
+        return storage.lineage_digest(
+            getattr(m, "files", None) or {}, parents=parents, config=getattr(m, "config", None)
+        )
 
     def table(self, name: str):
         """One of the directory's Parquet tables, read now."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from persotool.kernels import render, storage
+from persotool.kernels import render
 from persotool.kernels.artifact import Artifact, Manifest, Ref
 
 
@@ -27,11 +27,6 @@ class Backtest(Artifact):
     kind = "backtest"
     manifest_model = BacktestManifest
     manifest: BacktestManifest
-
-    @property
-    def digest(self) -> str:
-        m = self.manifest
-        return storage.lineage_digest({}, parents={"dataset": m.dataset.digest}, config=m.config)
 
     @property
     def per_user(self):

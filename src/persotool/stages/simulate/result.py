@@ -7,7 +7,7 @@ import json
 from functools import cached_property
 from typing import Any
 
-from persotool.kernels import render, storage
+from persotool.kernels import render
 from persotool.kernels.artifact import Artifact, Manifest, Ref
 
 # guardrails where a rise is harm (the rest: a fall is harm)
@@ -32,11 +32,6 @@ class Experiment(Artifact):
     schema_version = 2
     manifest_model = ExperimentManifest
     manifest: ExperimentManifest
-
-    @property
-    def digest(self) -> str:
-        m = self.manifest
-        return storage.lineage_digest({}, parents={"dataset": m.dataset.digest}, config=m.config)
 
     @cached_property
     def summary(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from persotool.kernels import render, storage
+from persotool.kernels import render
 from persotool.kernels.artifact import Artifact, Manifest
 
 
@@ -26,11 +26,6 @@ class SyntheticLog(Artifact):
     kind = "synthetic-log"
     manifest_model = SyntheticLogManifest
     manifest: SyntheticLogManifest
-
-    @property
-    def digest(self) -> str:
-        m = self.manifest
-        return storage.lineage_digest(m.files, config=m.config)
 
     @property
     def log(self) -> Path:

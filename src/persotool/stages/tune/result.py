@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from persotool.kernels import render, storage
+from persotool.kernels import render
 from persotool.kernels.artifact import Artifact, Manifest, Ref
 
 
@@ -33,11 +33,6 @@ class Tuning(Artifact):
     kind = "tuning"
     manifest_model = TuningManifest
     manifest: TuningManifest
-
-    @property
-    def digest(self) -> str:
-        m = self.manifest
-        return storage.lineage_digest({}, parents={"split": m.split.digest}, config={"study": m.study, **m.config})
 
     @cached_property
     def trials(self):
