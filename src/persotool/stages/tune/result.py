@@ -69,6 +69,9 @@ class Tuning(Artifact):
             "mlflow_run_id": self.mlflow_run_id,
         }
 
+    def notes(self) -> list[str]:
+        return list(getattr(self.manifest, "notes", None) or [])
+
     def measures(self) -> dict[str, float]:
         best = self.manifest.best or {}
         return {name: float(value) for name, value in (best.get("values") or {}).items()}

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from persotool.errors import ConfigError, ModelError
 from persotool.stages.tune.config import TuneConfig
 from persotool.stages.tune.result import Tuning
 from persotool.stages.tune.space import SearchSpace, load_space
@@ -16,7 +17,6 @@ from persotool.stages.tune.study import JOURNAL
 def run(split, cfg: TuneConfig, out: Path, *, force: bool = False, progress=None) -> Tuning:
     """Run (or continue) the study and write the tuning directory; `progress(number)` hears each
     finished trial."""
-    from persotool.errors import ConfigError
     from persotool.stages.split.result import Split
     from persotool.stages.tune import study as st
 
@@ -27,6 +27,7 @@ def run(split, cfg: TuneConfig, out: Path, *, force: bool = False, progress=None
     if split.valid is None or not len(split.valid):
         raise ConfigError("tuning measures trials on the split's validation part: split with `valid`")
     space = load_space(cfg.space, cfg.model)
+    _check_metrics(cfg)
     digest = split.digest
     _check_own_split(out, force, digest)
     created = _prepare(out, force)
@@ -38,8 +39,31 @@ def run(split, cfg: TuneConfig, out: Path, *, force: bool = False, progress=None
         raise
     objective = st.objective_for(cfg, space, split)
     st.run_trials(cfg, study, lock, objective, on_trial=progress)
-    write(out, study, cfg, space, split, where)
+    manifest = write(out, study, cfg, space, split, where, notes=[n for n in [st.REPAIRS.pop(where, None)] if n])
+    if manifest["best"] is None:  # written (trials.parquet holds every error), but nothing to use
+        raise ModelError(_no_trial_completed(out), where=str(out))
     return Tuning(out)
+
+
+def _check_metrics(cfg: TuneConfig) -> None:
+    """An objective no trial can measure would make every trial fail: refused before any work."""
+    from persotool.kernels.metrics.beyond import NAMES
+    from persotool.kernels.metrics.definitions import parse
+
+    for name in cfg.metrics:
+        if name.split("@")[0] in NAMES:
+            continue
+        parse(name)  # a ConfigError naming what is wrong with it
+
+
+def _no_trial_completed(out: Path) -> str:
+    import polars as pl
+
+    trials = pl.read_parquet(out / "trials.parquet")
+    errors = trials.filter(pl.col("error").is_not_null())["error"] if "error" in trials.columns else []
+    first = f"; the first error: {errors[0]}" if len(errors) else ""
+    counts = ", ".join(f"{n} {state}" for state, n in trials["state"].value_counts().sort("state").iter_rows())
+    return f"no trial completed ({counts}){first}; trials.parquet has every trial's error"
 
 
 def _is_tuning(out: Path) -> bool:
@@ -148,7 +172,7 @@ def toml_config(model: str, params: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: str) -> dict[str, Any]:
+def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: str, notes=()) -> dict[str, Any]:
     """Every output file, each written to a temporary name and renamed: trials.parquet, best.toml,
     pareto.parquet (several metrics), the plots and the manifest."""
     from persotool.kernels import storage as artifacts
@@ -197,6 +221,7 @@ def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: s
         trials=len(table),
         best=best,
         plots=written,
+        notes=list(notes),
     )
     artifacts.write_json_atomic(out / "manifest.json", manifest)
     return manifest

@@ -21,6 +21,7 @@ and which only exist when another takes some value.
 Parameters are suggested in the order they are written, so `when` may name only parameters above it.
 """
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +49,8 @@ class Param(Strict):
             return self
         if self.low is None or self.high is None:
             raise ValueError(f"an {self.type} parameter needs `low` and `high`")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("`low` and `high` must be finite numbers")
         if not self.low < self.high:
             raise ValueError(f"`low` ({self.low:g}) must be below `high` ({self.high:g})")
         if self.log and self.low <= 0:
@@ -80,9 +83,11 @@ class SearchSpace(Strict):
         return self
 
     def check(self) -> None:
-        """Every parameter is one the model has (names only: ranges are checked per trial)."""
+        """Every parameter is one the model has, and every value the space can give is one the model
+        accepts (the fixed ones, both ends of each range, every choice): a space outside the model's
+        bounds would make every trial fail."""
         from persotool.errors import ConfigError
-        from persotool.kernels.models.registry import MODELS
+        from persotool.kernels.models.registry import MODELS, build
 
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; known models: {', '.join(sorted(MODELS))}")
@@ -92,6 +97,17 @@ class SearchSpace(Strict):
                 raise ConfigError(
                     f"{self.model} has no parameter {name!r}; its parameters: {', '.join(sorted(accepted))}"
                 )
+        build(self.model, self.fixed)
+        for name, p in self.params.items():
+            values = p.choices if p.type == "categorical" else [p.low, p.high]
+            for value in values:
+                value = int(value) if p.type == "int" else value
+                try:
+                    build(self.model, {**self.fixed, name: value})
+                except ConfigError as exc:
+                    raise ConfigError(
+                        f"params.{name}: {value!r} is outside what {self.model} accepts ({exc.message})"
+                    ) from None
 
     def suggest(self, trial) -> dict[str, Any]:
         """One trial's parameters (an optuna Trial), conditions applied, over the fixed ones."""
@@ -133,5 +149,8 @@ def load_space(path: Path | str, model: str | None = None) -> SearchSpace:
     space = load_config(SearchSpace, path)
     if model is not None and model != space.model:
         raise ConfigError(f"the space is for {space.model!r}, not {model!r}", where=str(path))
-    space.check()
+    try:
+        space.check()
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where=exc.where or str(path)) from None
     return space

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from persotool.errors import ConfigError, OutputError
+from persotool.errors import ConfigError, DataError, OutputError
 from persotool.stages.tune.config import TuneConfig
 
 GRACE_SECONDS = 120  # a running trial silent for this long is stale
@@ -55,8 +55,56 @@ def storage_for(cfg: TuneConfig, out: Path):
         return storage, where, lock
     path = Path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _file_lock(path.with_name(f".{path.name}.budget"))
+    with lock():  # no worker appends while the journal is checked
+        REPAIRS[str(path)] = check_journal(path)
     backend = JournalFileBackend(str(path))
-    return optuna.storages.JournalStorage(backend), str(path), _file_lock(path.with_name(f".{path.name}.budget"))
+    return optuna.storages.JournalStorage(backend), str(path), lock
+
+
+REPAIRS: dict[str, str | None] = {}  # journal path -> what check_journal did to it, for the manifest's notes
+
+
+def check_journal(path: Path) -> str | None:
+    """A journal's last line cut short (a crash, a full disk) is set aside, so that what workers
+    append next does not run into it: its bytes are moved to `<journal>.torn-<n>` (nothing is
+    deleted) and a note says so. A line in the middle that is not a journal entry is corruption the
+    study cannot be continued from: refused, naming the line."""
+    import json
+
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    body, _, tail = data.rpartition(b"\n")
+    lines = body.split(b"\n") if body else []
+    for number, line in enumerate(lines, start=1):
+        try:
+            json.loads(line)
+        except ValueError:
+            raise DataError(
+                "is not a journal entry: the study's journal is corrupt and cannot be continued from; "
+                "start over with `force`, or restore the journal",
+                where=f"{path}:{number}",
+            ) from None
+    if not tail.strip():
+        return None
+    try:
+        json.loads(tail)
+        complete = True
+    except ValueError:
+        complete = False
+    if complete:  # a whole entry without its line end: give it one
+        with open(path, "ab") as handle:
+            handle.write(b"\n")
+        return None
+    kept = path.with_name(f"{path.name}.torn-{len(list(path.parent.glob(path.name + '.torn-*'))) + 1}")
+    kept.write_bytes(tail)
+    with open(path, "r+b") as handle:
+        handle.truncate(len(data) - len(tail))
+    return (
+        f"the study's journal ended in a line cut short ({len(tail)} bytes, as a crash or a full disk leaves); "
+        f"it was set aside in {kept.name} and the study continued from the {len(lines)} entries before it"
+    )
 
 
 def _file_lock(path: Path):
@@ -164,7 +212,32 @@ def counted(trials) -> list:
 
 
 def open_study(cfg: TuneConfig, space, split_digest: str, out: Path):
-    """Create or load the study, checking that a loaded one tunes the same thing."""
+    """Create or load the study, checking that a loaded one tunes the same thing. A storage that
+    cannot be opened (a server down, a bad host, a file that is not a database, a journal path
+    that is a directory) is one line naming it, not a driver's traceback."""
+    try:
+        return _open_study(cfg, space, split_digest, out)
+    except (ConfigError, DataError, OutputError):
+        raise
+    except Exception as exc:
+        raise storage_error(cfg, out, exc) from None
+
+
+def storage_error(cfg: TuneConfig, out: Path, exc: Exception) -> ConfigError:
+    """One line for a study storage that cannot be used, with what to do about it."""
+    from persotool.kernels.uris import redact
+
+    where = redact(cfg.storage or str(out / JOURNAL))
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = reason.removeprefix("connection failed: ")
+    if isinstance(exc, IsADirectoryError):
+        reason = "it is a directory; give a journal file path"
+    elif isinstance(exc, OSError) and exc.strerror:
+        reason = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return ConfigError(f"`storage` {where}: cannot open the study's storage ({reason})")
+
+
+def _open_study(cfg: TuneConfig, space, split_digest: str, out: Path):
     import optuna
 
     storage, where, lock = storage_for(cfg, out)
