@@ -50,7 +50,7 @@ class Window:
         }
 
 
-def window(frame: pl.DataFrame, until: str | float | None) -> Window:
+def window(frame: pl.DataFrame, until: str | float | None, *, option: str = "until") -> Window:
     """The calibration window of a log: `until` is None (the whole log), a fraction in (0, 1] of
     its time range, or an ISO date; the window ends at the start of the day it falls in."""
     first, end = frame["timestamp"].min(), frame["timestamp"].max()
@@ -61,19 +61,20 @@ def window(frame: pl.DataFrame, until: str | float | None) -> Window:
     fraction = _fraction(until)
     if fraction is not None:
         if not 0 < fraction <= 1:
-            raise ConfigError(f"`until` {until!r} is a fraction of the log's time range; expected one in (0, 1]")
+            raise ConfigError(f"`{option}` {until!r} is a fraction of the log's time range; expected one in (0, 1]")
         moment = first + (end - first) * fraction
     else:
         try:
             moment = datetime.fromisoformat(str(until))
         except ValueError:
-            raise ConfigError(f"`until` {until!r} is neither a fraction in (0, 1] nor an ISO date") from None
+            raise ConfigError(f"`{option}` {until!r} is neither a fraction in (0, 1] nor an ISO date") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
     day = int((moment - start).total_seconds() // 86400)
     if day < 2:
         raise ConfigError(
-            f"`until` {until!r} leaves fewer than 2 days of logs to calibrate on (the log starts {start})"
+            f"`{option}` {until!r} leaves fewer than 2 days of logs to calibrate on (the log runs from "
+            f"{first:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; days are counted from midnight)"
         )
     return Window(start, min(day, log_days), log_days)
 
@@ -159,10 +160,12 @@ def engagement_targets(frame: pl.DataFrame, until: datetime) -> dict[str, Any]:
     }
 
 
-def calibrate_frame(frame: pl.DataFrame, until: str | float | None, *, seed: int = 0) -> Calibration:
+def calibrate_frame(
+    frame: pl.DataFrame, until: str | float | None, *, seed: int = 0, option: str = "until"
+) -> Calibration:
     """Fit the calibration on an interactions frame (user_idx, timestamp)."""
     started = time.perf_counter()
-    win = window(frame, until)
+    win = window(frame, until, option=option)
     h = cal.histories(frame, win.start, win.cutoff_day)
     if len(h) < 10:
         raise DataError(f"only {len(h)} users are active before {win.until.date()}; calibration needs at least 10")

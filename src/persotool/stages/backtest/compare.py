@@ -18,6 +18,7 @@ NAIVE = ("persistence", "historical rate", "nobody returns")
 BEST_MIXING = "model (best mixing)"  # the closed form under the nonparametric mixing distribution
 SOURCES = ("real", "simulated", "model (closed form)", BEST_MIXING, *NAIVE)  # each quantity's figures
 VERDICTS = ("better than the naive forecast", "within noise", "close", "misfit")
+UNDEFINED = "undefined"  # a per-user score a degenerate log cannot give (everyone returned, say)
 # Beyond the noise floor but practically small: large logs make the floor smaller than any
 # difference that would change a decision, so a relative error of at most 25% (aggregates) or a KS
 # distance of at most 0.1 (distributions) is not a misfit.
@@ -159,7 +160,8 @@ def compare(frame, calibration, built, state, cfg: BacktestConfig, clones: int) 
         "quantities": rows,
         "verdict": {
             "misfit": [r["quantity"] for r in rows if r["verdict"] == "misfit"],
-            "counts": {v: verdicts.count(v) for v in VERDICTS},
+            "counts": {v: verdicts.count(v) for v in VERDICTS}
+            | ({UNDEFINED: verdicts.count(UNDEFINED)} if UNDEFINED in verdicts else {}),
             "known_users": n,
             "returning_users": returning,
             "supports_forecast": returning >= cfg.min_returning,
@@ -281,6 +283,28 @@ def _per_user_table(h, real: dict, sim: dict, forecasts: dict) -> pl.DataFrame:
     )
 
 
+def _undefined_row(name: str, values: dict[str, float], real: dict) -> dict[str, Any]:
+    returned = real["returned"]
+    why = (
+        f"every known user returned ({int(returned.sum())})"
+        if returned.all()
+        else "no known user returned"
+        if not returned.any()
+        else "the held-out figures do not vary between users"
+    )
+    return {
+        "quantity": name,
+        "kind": "per user",
+        "real": None,
+        **values,
+        "best_naive": None,
+        "noise": float("nan"),
+        "difference_ci": [float("nan"), float("nan")],
+        "verdict": UNDEFINED,
+        "note": f"undefined on this log: {why}, so no forecast can be scored on it",
+    }
+
+
 def _curve(first_return: np.ndarray, horizon: int) -> list[float]:
     finite = first_return[np.isfinite(first_return)]
     counts = np.bincount(finite.astype(np.int64), minlength=horizon)[:horizon]
@@ -399,6 +423,8 @@ def _distribution_row(name: str, real: np.ndarray, sim: np.ndarray, rng, reps: i
 
 def _per_user_row(name, metric, values, higher, real, forecasts, boots) -> dict[str, Any]:
     naive = {k: values[k] for k in NAIVE if np.isfinite(values[k])}
+    if not naive:  # e.g. every known user returned, or none did: nothing to rank who returns by
+        return _undefined_row(name, values, real)
     best = max(naive, key=lambda k: values[k] if higher else -values[k])
     diffs = []
     for b in boots:

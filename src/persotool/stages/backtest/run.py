@@ -75,7 +75,9 @@ def forecast(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:
     frame = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp"])
     if frame.is_empty():
         raise ConfigError(f"{dataset} has no interactions to back-test")
-    calibration = fitted.calibrate_frame(frame.select("user_idx", "timestamp"), cfg.cutoff, seed=cfg.seed)
+    calibration = fitted.calibrate_frame(
+        frame.select("user_idx", "timestamp"), cfg.cutoff, seed=cfg.seed, option="cutoff"
+    )
     win = calibration.window
     horizon = win.log_days - win.cutoff_day
     if horizon < 2:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from persotool.errors import DataError
 from persotool.kernels.simulation.engine import ArmState, Simulation
 from persotool.kernels.simulation.spec import SEQUENTIAL_METRICS, SimulationConfig
 from persotool.kernels.simulation.world import SimulatedWorld
@@ -166,6 +167,8 @@ def analyse(
         truth_users = everyone
     sizes = {arm: int(in_arm[arm].sum()) for arm in names}
     assigned = {arm: int((arm_of == i).sum()) for i, arm in enumerate(names)}
+    if min(sizes.values()) < MIN_ENROLLED:
+        raise DataError(_too_few(sizes, assigned, a.enrollment))
     # the SRM check runs on the enrolled users: triggering that depended on the arm would show here
     srm_p = st.sample_ratio_mismatch([sizes[arm] for arm in names], cfg.shares)
     rows: list[dict[str, Any]] = []
@@ -417,6 +420,19 @@ def _per_day(sim: Simulation, names: list[str]) -> pl.DataFrame:
         ctr=pl.col("engagements") / pl.col("impressions").clip(1),
         engagements_per_visitor=pl.col("engagements") / pl.col("visitors").clip(1),
     ).select("arm", "day", pl.exclude("arm", "day"))
+
+
+MIN_ENROLLED = 2  # per arm: fewer, and no effect, interval or test means anything
+
+
+def _too_few(sizes: dict[str, int], assigned: dict[str, int], enrollment: str) -> str:
+    shown = ", ".join(f"{arm} {sizes[arm]:,} of {assigned[arm]:,}" for arm in sizes)
+    who = "only users who visit during the test enter it (enrollment triggered)" if enrollment == "triggered" else ""
+    return (
+        f"the experiment enrolled too few users to analyse ({shown}; at least {MIN_ENROLLED} per arm)"
+        + (f": {who}" if who else "")
+        + "; simulate more users (world.population) or more days"
+    )
 
 
 def _per_user(world: SimulatedWorld, tables, arm_of, in_arm, names) -> pl.DataFrame:
