@@ -11,6 +11,7 @@ from the dataset (checked against its digest), so the directory stays small.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from persotool.errors import ConfigError, DataError
 from persotool.kernels.simulation import visit_model as cal
@@ -194,12 +196,87 @@ def interactions(dataset: Path) -> pl.DataFrame:
     return frame
 
 
+class WindowRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    cutoff_day: int = Field(ge=2, le=100_000)
+    days: int = Field(ge=2, le=100_000)
+
+
+class GridRecord(BaseModel):
+    sizes: list[int] = Field(min_length=3, max_length=3)
+
+    @field_validator("sizes")
+    @classmethod
+    def _small(cls, sizes: list[int]) -> list[int]:
+        if any(not 2 <= n <= MAX_GRID_SIDE for n in sizes):
+            raise ValueError(f"each side must be from 2 to {MAX_GRID_SIDE} nodes")
+        return sizes
+
+
+class FitRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    params: dict[str, float]
+    log_cov: list[list[float]]
+    log_likelihood: float
+    users: int = Field(ge=1)
+    converged: bool
+
+    @field_validator("params")
+    @classmethod
+    def _beta(cls, params: dict[str, float]) -> dict[str, float]:
+        missing = [name for name in cal.PARAMS if name not in params]
+        if missing:
+            raise ValueError(f"no {missing[0]!r}")
+        for name in cal.PARAMS:
+            if not (math.isfinite(params[name]) and params[name] > 0):
+                raise ValueError(f"{name} = {params[name]!r}: a Beta parameter is a finite number above 0")
+        return params
+
+    @field_validator("log_cov")
+    @classmethod
+    def _square(cls, cov: list[list[float]]) -> list[list[float]]:
+        n = len(cal.PARAMS)
+        if len(cov) != n or any(len(row) != n for row in cov) or not all(math.isfinite(v) for r in cov for v in r):
+            raise ValueError(f"must be a {n} x {n} matrix of finite numbers")
+        return cov
+
+
+class WorldFile(BaseModel):
+    """What a world directory's manifest must hold for a simulation to load it, with bounds: an
+    edited manifest (a cutoff out of range, no fit, a grid of 600^3 nodes, a Beta parameter that is
+    NaN or 0) is refused with the field's name, never an overflow or a simulation of NaN."""
+
+    model_config = ConfigDict(extra="allow")
+
+    window: WindowRecord
+    grid: GridRecord
+    fit: FitRecord
+    engagement: dict[str, Any]
+    diagnostics: dict[str, Any]
+    seconds: float = Field(ge=0)
+
+
+MAX_GRID_SIDE = 60  # 60^3 nodes: well beyond the default 24 x 24 x 10, still a few MB per user batch
+
+
 def load(world_dir: Path, dataset: Path) -> tuple[Calibration, dict[str, Any]]:
     """A world directory's calibration, its histories recomputed from `dataset` (which must be
     the dataset it was fitted on)."""
+    from pydantic import ValidationError
+
     from persotool.kernels import storage as artifacts
 
     manifest = artifacts.read_artifact(world_dir, "world")
+    try:
+        WorldFile.model_validate(manifest)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise DataError(
+            f"manifest field {field!r}: {first['msg'].removeprefix('Value error, ')}", where=str(world_dir)
+        ) from None
     digest = artifacts.read_artifact(dataset, "dataset")["dataset_digest"]
     if manifest["dataset"]["digest"] != digest:
         raise ConfigError(
@@ -208,6 +285,12 @@ def load(world_dir: Path, dataset: Path) -> tuple[Calibration, dict[str, Any]]:
         )
     frame = interactions(dataset)
     win = window(frame, None)
+    if manifest["window"]["cutoff_day"] > win.log_days:
+        raise DataError(
+            f"manifest field 'window.cutoff_day': day {manifest['window']['cutoff_day']} is past the end of the "
+            f"dataset's log ({win.log_days} days)",
+            where=str(world_dir),
+        )
     win = Window(win.start, int(manifest["window"]["cutoff_day"]), win.log_days)
     h = cal.histories(frame, win.start, win.cutoff_day)
     grid = cal.Grid.default(tuple(manifest["grid"]["sizes"]))

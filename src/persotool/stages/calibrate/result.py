@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import model_validator
+
 from persotool.kernels import render, storage
 from persotool.kernels.artifact import Artifact, Manifest, Ref
+from persotool.kernels.simulation.calibration import WorldFile
 
 
 class WorldManifest(Manifest):
+    """A world directory's manifest, checked field by field with the bounds a simulation needs."""
+
     dataset: Ref
     window: dict[str, Any]
     model: str
@@ -19,6 +24,11 @@ class WorldManifest(Manifest):
     diagnostics: dict[str, Any]
     users: int
     seconds: float
+
+    @model_validator(mode="after")
+    def _loadable(self) -> WorldManifest:
+        WorldFile.model_validate(self.model_dump())
+        return self
 
 
 class World(Artifact):
