@@ -70,7 +70,8 @@ def record(result, track):
 
 
 def open_result(path: Path | str):
-    """The result object of any persotool output directory, by the kind its manifest declares."""
+    """The result object of any persotool output directory, by the kind its manifest declares,
+    checked against what its manifest recorded (`verify`)."""
     from persotool.errors import DataError
     from persotool.kernels.storage import MANIFEST, persotool_kind
 
@@ -81,7 +82,7 @@ def open_result(path: Path | str):
     stage = stages.by_kind(kind) if kind else None
     if stage is None:
         raise DataError(f"holds a {kind!r} artifact, which no stage of this persotool writes", where=str(path))
-    return stage.result_class(path)
+    return stage.result_class(path).verify()
 
 
 def ingest_config(sources, **options):

@@ -63,6 +63,7 @@ class Artifact(render.View):
     schema_version: ClassVar[int] = 1
     manifest_model: ClassVar[type[Manifest]] = Manifest
     digest_field: ClassVar[str] = ""
+    tables: ClassVar[tuple[str, ...]] = ()  # files that must be there and readable (beyond `files`)
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -87,6 +88,46 @@ class Artifact(render.View):
         return storage.lineage_digest(
             getattr(m, "files", None) or {}, parents=parents, config=getattr(m, "config", None)
         )
+
+    def verify(self):
+        """Check the directory is as it was written: every file its manifest records a digest for
+        still has that digest, and every table is there and readable (a truncated Parquet file
+        loses its footer). A data error names the first file that is not; returns the result."""
+        import json
+
+        from persotool.errors import DataError
+
+        for name, digest in (getattr(self.manifest, "files", None) or {}).items():
+            path = self.path / name
+            if not path.is_file():
+                raise DataError("is missing from the output directory", where=str(path))
+            if storage.file_sha256(path) != digest:
+                raise DataError(
+                    "does not match the digest recorded when it was written: it was changed or damaged; "
+                    "write the output again",
+                    where=str(path),
+                )
+        for name in self.tables:
+            path = self.path / name
+            if not path.is_file():
+                raise DataError("is missing from the output directory", where=str(path))
+            try:
+                if path.suffix == ".parquet":
+                    import polars as pl
+
+                    pl.read_parquet_schema(path)
+                elif path.suffix == ".json":
+                    json.loads(path.read_text())
+                elif path.suffix == ".csv":
+                    import polars as pl
+
+                    pl.read_csv(path, n_rows=1)
+            except Exception as exc:  # polars and json raise many kinds; one line names the file
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise DataError(
+                    f"cannot be read ({first}): it was damaged; write the output again", where=str(path)
+                ) from None
+        return self
 
     def table(self, name: str):
         """One of the directory's Parquet tables, read now."""

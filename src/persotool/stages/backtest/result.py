@@ -26,6 +26,7 @@ class Backtest(Artifact):
 
     kind = "backtest"
     manifest_model = BacktestManifest
+    tables = ("results.json", "quantities.csv", "per_user.parquet", "retention.parquet")
     manifest: BacktestManifest
 
     @property

@@ -28,6 +28,7 @@ class Benchmark(Artifact):
 
     kind = "benchmark"
     manifest_model = BenchmarkManifest
+    tables = ("results.csv", "tests.csv", "per_user.parquet")
     manifest: BenchmarkManifest
 
     @property
@@ -35,6 +36,13 @@ class Benchmark(Artifact):
         m = self.manifest
         models = {label: self.model(label).digest for label in m.models}
         return storage.lineage_digest({}, parents={"split": m.split.digest, **models}, config=m.config)
+
+    def verify(self):
+        """The benchmark's tables, and every model in it as `train` wrote it."""
+        super().verify()
+        for label in self.manifest.models:
+            self.model(label).verify()
+        return self
 
     @cached_property
     def results(self):

@@ -37,6 +37,7 @@ class World(Artifact):
 
     kind = "world"
     manifest_model = WorldManifest
+    tables = ("users.parquet",)
     manifest: WorldManifest
 
     @property

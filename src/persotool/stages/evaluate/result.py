@@ -23,6 +23,7 @@ class Evaluation(Artifact):
 
     kind = "evaluation"
     manifest_model = EvaluationManifest
+    tables = ("per_user.parquet", "segments.parquet")
     manifest: EvaluationManifest
 
     def __init__(self, path: Path | str, *, scratch=None) -> None:

@@ -31,6 +31,7 @@ class Experiment(Artifact):
     kind = "simulation"
     schema_version = 2
     manifest_model = ExperimentManifest
+    tables = ("results.csv", "results.json", "per_user.parquet", "per_day.parquet")
     manifest: ExperimentManifest
 
     @cached_property

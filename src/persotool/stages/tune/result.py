@@ -32,6 +32,7 @@ class Tuning(Artifact):
 
     kind = "tuning"
     manifest_model = TuningManifest
+    tables = ("trials.parquet",)
     manifest: TuningManifest
 
     @cached_property
