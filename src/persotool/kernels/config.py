@@ -75,6 +75,8 @@ def validate(model: type[BaseModel], data: dict[str, Any], where: str, given: di
             msg = "is not a known setting"
         if given and loc in given:
             raise ConfigError(f"`{given[loc]}`: {msg}") from None
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise ConfigError(msg, where=None if where == "options" else where) from None
         raise ConfigError(f"{loc}: {msg}", where=where) from None
 
 

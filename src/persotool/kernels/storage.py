@@ -163,6 +163,10 @@ def _output_lock(parent: Path, name: str, where: str) -> Iterator[None]:
     try:
         with file_lock(parent / f".{name}.lock"):
             yield
+    except OSError as exc:
+        if exc.filename != str(parent / f".{name}.lock"):
+            raise  # the command's own work failed, not the lock
+        raise OutputError(f"cannot write beside the output ({exc.strerror})", where=where) from None
     except Busy:
         raise OutputError(
             "another persotool command is writing this output right now; wait for it or choose another output",

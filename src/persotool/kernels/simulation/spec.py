@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from persotool.kernels.config import Strict
 
 POLICIES = ("model", "random", "popular", "oracle", "logged")
+MAX_POPULATION = 50_000_000  # simulated users; memory grows linearly (see SimulationConfig.memory_bytes)
 
 # The truth families' own settings: deliberately unlike the arms' defaults in configs/models/, so the
 # world does not share an arm's model. `truth_factors` sets the ALS/LightFM factors.
@@ -39,6 +40,7 @@ class WorldSpec(Strict):
     population: int = Field(
         0,
         ge=0,
+        le=MAX_POPULATION,
         description="simulated users; 0 = the dataset's users, more = resampled from them (each with own draws)",
     )
     truth: Literal["als", "ease", "itemknn", "lightfm", "mixture"] = Field(
@@ -282,3 +284,13 @@ class SimulationConfig(Strict):
     def shares(self) -> list[float]:
         total = sum(a.share for a in self.arms)
         return [a.share / total for a in self.arms]
+
+    def memory_bytes(self, users: int) -> int:
+        """About how much memory simulating `users` users takes: per user and arm (the pre-period
+        counts as one more), a lineup of slate_size + candidates items (item, logit, consumed and
+        exposure: 10 bytes each), daily outcomes (5 bytes a day) and some 200 bytes of state; and
+        the world's truth factors (4 bytes each, twice for noise)."""
+        lineup = (self.slate_size + self.candidates) * 10
+        daily = (self.pre_days + self.days) * 5
+        per_arm = lineup + daily + 200
+        return int(users * (per_arm * (len(self.arms) + 1) + self.world.truth_factors * 8))

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from persotool.errors import ConfigError
 from persotool.kernels.config import Strict, deep_merge, load_toml, validate
 
+MAX_EVENT_WEIGHT = 1e6
 TIME_FORMATS = ("auto", "s", "ms", "us", "ns", "iso")
 
 
@@ -151,8 +152,11 @@ class IngestConfig(Strict):
             if self.columns.event is None:
                 raise ValueError("`events` weights need an event column (columns.event)")
             for name, weight in self.events.items():
-                if not weight >= 0:
-                    raise ValueError(f"event weight for {name!r} must be >= 0")
+                if not 0 <= weight <= MAX_EVENT_WEIGHT:
+                    raise ValueError(
+                        f"event weight for {name!r} must be from 0 to {MAX_EVENT_WEIGHT:g} (weights are relative; "
+                        "models multiply them in 32-bit floats)"
+                    )
         if self.relevance_threshold is not None and self.columns.value is None:
             raise ValueError("`relevance_threshold` needs a value column (columns.value)")
         return self

@@ -30,6 +30,30 @@ class Outcome:
     robust: pl.DataFrame | None = None  # combined over the worlds
 
 
+def check_memory(cfg: SimulationConfig) -> None:
+    """Refuse, before any work, a population this machine cannot hold, saying what it needs."""
+    import os
+
+    from persotool.errors import ConfigError
+
+    users = cfg.world.population
+    if not users:
+        return
+    needed = cfg.memory_bytes(users)
+    try:
+        available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return
+    if needed > 0.8 * available:
+        per_user = needed / users
+        raise ConfigError(
+            f"`world.population` {users:,} needs about {needed / 2**30:,.1f} GiB "
+            f"({per_user:,.0f} bytes per simulated user with {len(cfg.arms)} arms, a lineup of "
+            f"{cfg.slate_size + cfg.candidates} items and {cfg.pre_days + cfg.days} days); this machine has "
+            f"{available / 2**30:,.1f} GiB: simulate at most {int(0.8 * available / per_user):,} users"
+        )
+
+
 def inputs_of(dataset: Path, cfg: SimulationConfig) -> list[Path]:
     """What a simulation reads: the dataset, the arms' model directories, the world directory
     and the synthetic ground truth. The output may replace none of them."""
@@ -51,6 +75,7 @@ def run(dataset, cfg: SimulationConfig, out: Path, *, force: bool = False):
 
 def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: bool = False) -> Outcome:
     """The experiment in memory (and written to `out` unless None)."""
+    check_memory(cfg)
     from persotool.kernels import storage as artifacts
 
     started = time.perf_counter()
