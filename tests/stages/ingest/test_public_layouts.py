@@ -317,3 +317,58 @@ def test_short_pseudonym_key_is_refused(tmp_path: Path) -> None:
     assert short.exit_code == 3 and "is 15 bytes; use at least 16" in short.stderr
     long_enough = run_cli("ingest", path, *args, "--no-track", env={"PERSOTOOL_PSEUDONYM_KEY": "k" * 16})
     assert long_enough.exit_code == 0, long_enough.stderr
+
+
+def test_times_with_a_zone_name_after_them_are_read(tmp_path: Path) -> None:
+    """`2019-12-01 00:00:00 UTC` (BigQuery, Snowplow and many warehouse exports), a named IANA
+    zone, or an offset after a space: auto and iso read them all, each in its own zone."""
+    log = tmp_path / "events.csv"
+    log.write_text(
+        "event_time,user_id,product_id\n"
+        "2019-12-01 00:00:00 UTC,u1,p1\n"
+        "2019-12-01 01:30:00 UTC,u2,p2\n"
+        "2019-12-01 00:00:00 Europe/Paris,u3,p3\n"
+        "2019-12-01 00:00:00 +01:00,u4,p4\n"
+    )
+    for fmt in ("auto", "iso"):
+        out = tmp_path / f"ds-{fmt}"
+        made = run_cli(
+            "ingest", log, "--user-col", "user_id", "--item-col", "product_id", "--time-col", "event_time",
+            "--time-format", fmt, "-o", out, "--no-track", "--json",
+        )  # fmt: skip
+        assert made.exit_code == 0, made.stderr
+        frame = pl.read_parquet(out / "interactions.parquet").sort("user_id")
+        hours = [(t.day, t.hour, t.minute) for t in frame["timestamp"].to_list()]
+        assert hours == [(1, 0, 0), (1, 1, 30), (30, 23, 0), (30, 23, 0)]
+
+
+def test_an_hour_with_only_a_header_is_counted_and_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "hourly"
+    folder.mkdir()
+    (folder / "2024-01-01T00.csv").write_text("u,i,t\na,1,1700000000\nb,2,1700000100\n")
+    (folder / "2024-01-01T01.csv").write_text("u,i,t\n")  # a quiet hour
+    (folder / "2024-01-01T02.csv").write_text("u,i,t\nc,3,1700007200\n")
+    args = ("--user-col", "u", "--item-col", "i", "--time-col", "t", "--no-track", "--json")
+    made = run_cli("ingest", folder, "-o", tmp_path / "ds", *args)
+    assert made.exit_code == 0, made.stderr
+    summary = json.loads(made.stdout)
+    assert summary["rows_kept"] == 3 and summary["files_empty"] == 1 and summary["files_read"] == 2
+    assert "1 of 3 files had no data rows" in made.stderr
+    alone = run_cli("ingest", folder / "2024-01-01T01.csv", "-o", tmp_path / "one", *args)
+    assert alone.exit_code == 4 and "has a header but no data rows" in alone.stderr  # a single file: still an error
+
+
+def test_extensionless_json_lines_day_files_are_read_with_an_explicit_format(tmp_path: Path) -> None:
+    folder = tmp_path / "days"
+    folder.mkdir()
+    (folder / "2024-01-01").write_text('{"u": "a", "i": "1", "t": 1700000000}\n')
+    (folder / "2024-01-02").write_text('{"u": "b", "i": "2", "t": 1700086400}\n')
+    (folder / "._2024-01-01").write_bytes(b"\x00\x05\x16\x07macOS metadata")  # AppleDouble
+    args = ("--user-col", "u", "--item-col", "i", "--time-col", "t", "--no-track", "--json")
+    refused = run_cli("ingest", folder, "-o", tmp_path / "auto", *args)
+    assert refused.exit_code == 4 and "--format" in refused.stderr
+    made = run_cli("ingest", folder, "--format", "jsonl", "-o", tmp_path / "ds", *args)
+    assert made.exit_code == 0, made.stderr
+    summary = json.loads(made.stdout)
+    assert summary["rows_kept"] == 2 and summary["files_hidden_skipped"] == 1
+    assert "1 hidden files" in made.stderr

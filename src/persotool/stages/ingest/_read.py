@@ -15,7 +15,7 @@ from persotool.errors import ConfigError, DataError
 from persotool.kernels import storage as artifacts
 from persotool.stages.ingest.config import IngestConfig
 from persotool.stages.ingest.parsing import parse_time
-from persotool.stages.ingest.sources import PreparedText, Source, read_lines
+from persotool.stages.ingest.sources import EmptySource, PreparedText, Source, read_lines
 from persotool.stages.ingest.text import inspect_head, prepare_text, verify_bytes
 
 ROLES = ("user", "item", "time", "event", "value", "consent")
@@ -192,7 +192,7 @@ def _read_csv(
             )
             break
         except pl.exceptions.NoDataError:
-            raise DataError("has no data rows", where=where) from None
+            raise EmptySource("has no data rows", where=where) from None
         except pl.exceptions.PolarsError as exc:
             if attempt + 1 < len(attempts):
                 continue

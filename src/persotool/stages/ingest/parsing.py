@@ -107,9 +107,18 @@ def _parse_strings(raw: pl.Series, formats: list[tuple[str, bool]], timezone: st
     return _parse_strings_general(raw, formats, timezone, iso=iso)
 
 
+ZONE_NAME = r"\s+([A-Za-z][A-Za-z0-9_/+\-]*)$"  # a trailing zone name: UTC, GMT, Europe/Paris
+UTC_NAMES = {"UTC", "GMT", "Z", "UT", "ZULU", "ETC/UTC"}
+
+
 def _parse_strings_general(raw: pl.Series, formats: list[tuple[str, bool]], timezone: str, *, iso: bool) -> pl.Series:
     text = raw.str.strip_chars()
     if iso:
+        zone = text.str.extract(ZONE_NAME, 1)
+        if zone.null_count() < len(zone):
+            return _parse_named_zones(text, zone, formats, timezone)
+        # "... 00:00:00 +01:00": the offset joins the time
+        text = text.str.replace(r"\s+([+-]\d{2}:?\d{2})$", "$1")
         text = text.str.replace(" ", "T", literal=True).str.replace(r"Z$", "+00:00")
     sample = text.drop_nulls().head(200)
     scores = [sample.str.to_datetime(f, strict=False, time_unit="us").null_count() for f, _ in formats]
@@ -126,6 +135,27 @@ def _parse_strings_general(raw: pl.Series, formats: list[tuple[str, bool]], time
         ok = retry.is_not_null()
         if ok.any():
             out = out.scatter(idx.filter(ok), retry.filter(ok))
+    return out
+
+
+def _parse_named_zones(text: pl.Series, zone: pl.Series, formats, timezone: str) -> pl.Series:
+    """Times written with a zone name after them (`2019-12-01 00:00:00 UTC`, a common export
+    layout): each distinct zone's times are read in that zone; times without one in `timezone`; a
+    zone name the time-zone database does not know leaves its times unparsed (rejected)."""
+    base = text.str.replace(ZONE_NAME, "")
+    naive = [(fmt, aware) for fmt, aware in formats if not aware]
+    out = pl.Series(text.name, [None] * len(text), dtype=pl.Datetime("us", "UTC"))
+    groups = [(None, zone.is_null())] + [(name, zone == name) for name in zone.drop_nulls().unique().to_list()]
+    for name, rows in groups:
+        idx = rows.fill_null(False).arg_true()
+        if not len(idx):
+            continue
+        where = "UTC" if name is not None and name.upper() in UTC_NAMES else (name or timezone)
+        try:
+            parsed = _parse_strings_general(base.gather(idx), naive if name else formats, where, iso=True)
+        except ConfigError:  # not a zone the database knows: these times cannot be placed
+            continue
+        out = out.scatter(idx, parsed)
     return out
 
 

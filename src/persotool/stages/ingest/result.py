@@ -69,6 +69,7 @@ class Dataset(Artifact):
         m = self.manifest
         return {
             **{key: m.counts[key] for key in SUMMARY_COUNTS},
+            **{key: m.counts.get(key, 0) for key in ("files_read", "files_empty", "files_hidden_skipped")},
             "time_min": m.time_min,
             "time_max": m.time_max,
             "dataset_digest": m.dataset_digest,
@@ -81,6 +82,19 @@ class Dataset(Artifact):
 
     def measures(self) -> dict[str, float]:
         return {key: value for key, value in self.manifest.counts.items() if isinstance(value, int | float)}
+
+    def notes(self) -> list[str]:
+        c, notes = self.manifest.counts, []
+        if c.get("files_empty"):
+            notes.append(
+                f"{c['files_empty']:,} of {c['files_empty'] + c['files_read']:,} files had no data rows "
+                "(empty, or a header alone) and were skipped"
+            )
+        if c.get("files_hidden_skipped"):
+            notes.append(
+                f"{c['files_hidden_skipped']:,} hidden files (dotfiles, such as macOS ._* metadata) were skipped"
+            )
+        return notes
 
     def info(self) -> render.View:
         """Counts, sparsity, activity distributions, time range and rejects (`datasets info`)."""

@@ -35,6 +35,7 @@ from persotool.stages.ingest._rejects import REJECT_SCHEMA, _attach_raw, _reject
 from persotool.stages.ingest.config import IngestConfig
 from persotool.stages.ingest.parsing import UTC_DTYPE
 from persotool.stages.ingest.sources import (
+    EmptySource,
     discover,
     identify,
 )
@@ -89,7 +90,7 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
     `_Rows` whose buffers the later phases reuse in place (see `_sort_dedupe` and `_sessions`)."""
     started = time.perf_counter()
     phases = _Phases()
-    paths = discover(sources)
+    paths, hidden = discover(sources, spec.source.format)
     pseudonymize = pseudonymizer(spec) if spec.pseudonymize else None
     loaded: list[_Loaded] = []
     inputs = [*paths, *(Path(s) for s in sources if Path(s).is_dir())]
@@ -97,15 +98,15 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
     with artifacts.atomic_directory(out, force=force, inputs=inputs) as tmp, _byte_checks_first(loaded):
         work = tmp / ".work"
         work.mkdir()
-        files = [identify(p, spec.source.format) for p in paths]
         types = _coded_types()
-        loaded += [_load_source(source, spec, work, types, source.path in careful) for source in files]
+        files, empty = _read_sources(paths, spec, work, types, careful, loaded)
         phases.mark("read")
         raw, offsets, fmt_by_file = _parse_time(loaded, spec, types)
         phases.mark("parse_time")
         coded = _encode(raw, spec)
         phases.mark("encode")
         counts: dict[str, Any] = {"rows_read": len(raw), "blank_lines": sum(item.blank_lines for item in loaded)}
+        counts |= {"files_read": len(files), "files_empty": len(empty), "files_hidden_skipped": len(hidden)}
         gone, opted_out_users = opted_out(coded, len(raw))
         counts |= {"opted_out_users": opted_out_users, "opted_out_rows": int(gone.sum())}
         rejected = (coded.reason != 0) & ~gone
@@ -153,6 +154,28 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
         manifest |= {"seconds": round(time.perf_counter() - started, 3), "phase_seconds": phases.seconds}
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
     return manifest
+
+
+def _read_sources(paths, spec: IngestConfig, work: Path, types, careful, loaded: list) -> tuple[list, list[Path]]:
+    """Identify and read every source. In a source of several files, a file with no data rows (an
+    hour with only a header) is normal: counted and skipped; a single such file, or all of them,
+    is an error."""
+    files, empty, first = [], [], None
+    for path in paths:
+        try:
+            source = identify(path, spec.source.format)
+            item = _load_source(source, spec, work, types, source.path in careful)
+        except EmptySource as exc:
+            if len(paths) == 1:
+                raise
+            empty.append(path)
+            first = first or exc
+            continue
+        files.append(source)
+        loaded.append(item)
+    if not files:
+        raise DataError(f"every one of the {len(paths)} files has no data rows (the first: {first.line()})")
+    return files, empty
 
 
 def _parse_time(loaded: list[_Loaded], spec: IngestConfig, types) -> tuple[pl.DataFrame, np.ndarray, dict]:

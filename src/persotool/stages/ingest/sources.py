@@ -41,6 +41,11 @@ SUBSTITUTE = b"\x1f"  # ASCII unit separator stands in for a multi-character del
 CHUNK = 1 << 25
 
 
+class EmptySource(DataError):
+    """A source with no data rows (0 bytes, blank lines only, a header alone): an error for a
+    single file, but normal in a directory of hourly files, where it is counted and skipped."""
+
+
 @dataclass
 class Source:
     """One raw input file and what it turned out to be."""
@@ -66,9 +71,13 @@ class PreparedText:
     expected_fields: int | None = None
 
 
-def discover(specs: list[str]) -> list[Path]:
-    """Expand files, globs and directories (recursively, known suffixes only) into a file list."""
+def discover(specs: list[str], fmt: str = "auto") -> tuple[list[Path], list[Path]]:
+    """Expand files, globs and directories (recursively) into a file list; returns (files, hidden
+    files skipped). In a directory, files of known suffixes are read, or, with an explicit format,
+    every regular file (extensionless day files); hidden files (dotfiles such as macOS `._*`
+    metadata) are skipped and returned, as Arrow's dataset discovery does."""
     found: list[Path] = []
+    hidden: list[Path] = []
     for spec in specs:
         path = Path(spec)
         if any(ch in spec for ch in "*?["):
@@ -77,12 +86,14 @@ def discover(specs: list[str]) -> list[Path]:
                 raise DataError("no files match this pattern", where=spec)
             found.extend(matches)
         elif path.is_dir():
-            matches = sorted(
-                p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and _declared(p)[0] is not None
-            )
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            dot = [p for p in files if any(part.startswith(".") for part in p.relative_to(path).parts)]
+            hidden.extend(dot)
+            matches = [p for p in files if p not in dot and (fmt != "auto" or _declared(p)[0] is not None)]
             if not matches:
                 raise DataError(
-                    "directory holds no log files (.csv .tsv .dat .jsonl .parquet, optionally .gz/.zst)",
+                    "directory holds no log files (.csv .tsv .dat .jsonl .parquet, optionally .gz/.zst; "
+                    "name the `format` to read files without these names)",
                     where=spec,
                 )
             found.extend(matches)
@@ -90,8 +101,7 @@ def discover(specs: list[str]) -> list[Path]:
             found.append(path)
         else:
             raise DataError(_not_a_file(path), where=spec)
-    unique = list(dict.fromkeys(found))
-    return unique
+    return list(dict.fromkeys(found)), hidden
 
 
 def _not_a_file(path: Path) -> str:
@@ -132,7 +142,7 @@ def identify(path: Path, fmt: str = "auto") -> Source:
     except OSError as exc:
         raise DataError(f"cannot read ({exc.strerror})", where=str(path)) from None
     if size == 0:
-        raise DataError("is empty (0 bytes); expected a log file", where=str(path))
+        raise EmptySource("is empty (0 bytes); expected a log file", where=str(path))
     declared_fmt, declared_comp = _declared(path)
     actual_comp = next((c for c in ("gzip", "zstd") if head.startswith(MAGIC[c])), None)
     if declared_comp and actual_comp != declared_comp:

@@ -18,6 +18,7 @@ from persotool.stages.ingest.sources import (
     DELIMITER_CANDIDATES,
     SUBSTITUTE,
     BackgroundDigest,
+    EmptySource,
     PreparedText,
     Source,
     lower_priority,
@@ -273,7 +274,7 @@ class _TextPass:
             block = block[len(codecs.BOM_UTF8) :]
         first_line = block.split(b"\n", 1)[0].rstrip(b"\r")
         if not first_line.strip() and final and not block.strip():
-            raise DataError("has no data (only blank lines)", where=where)
+            raise EmptySource("has no data (only blank lines)", where=where)
         if self.is_csv:
             text = first_line.decode("utf-8", errors="replace")
             if self.delimiter is None:
@@ -346,9 +347,9 @@ class _TextPass:
     def _result(self) -> PreparedText:
         lines, blank = self.lines_before, self.blank_lines
         if lines == 0 or lines == len(blank):
-            raise DataError("has no data (only blank lines)" if lines else "is empty", where=self.where)
+            raise EmptySource("has no data (only blank lines)" if lines else "is empty", where=self.where)
         if self.is_csv and self.header and lines - len([b for b in blank if b > 1]) <= 1:
-            raise DataError("has a header but no data rows", where=self.where)
+            raise EmptySource("has a header but no data rows", where=self.where)
         multi = self.is_csv and len(self.delimiter) > 1
         return PreparedText(
             path=self.out_path,
