@@ -37,14 +37,14 @@ demo: $(STAMP)
 	$(RUN)/persotool datasets info $(DEMO)/movielens
 	$(RUN)/persotool split $(DEMO)/movielens -o $(DEMO)/split --strategy leave-last --leave-last 10 --valid \
 	    --min-item-interactions 5 --force
-	$(RUN)/persotool tune $(DEMO)/split --space configs/spaces/ease.toml --trials 12 -o $(DEMO)/tune-ease --force
-	$(RUN)/persotool benchmark $(DEMO)/split --config configs/benchmark.toml -o $(DEMO)/benchmark --force \
+	$(RUN)/persotool tune $(DEMO)/split --space ease --trials 12 -o $(DEMO)/tune-ease --force
+	$(RUN)/persotool benchmark $(DEMO)/split --config benchmark -o $(DEMO)/benchmark --force \
 	    --add ease-tuned=$(DEMO)/tune-ease/best.toml
 	$(RUN)/persotool calibrate $(DEMO)/movielens -o $(DEMO)/world --force
 	$(RUN)/persotool backtest $(DEMO)/movielens --cutoff 0.8 -o $(DEMO)/backtest --force
-	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation-feedback.toml -o $(DEMO)/feedback-loop \
+	$(RUN)/persotool simulate $(DEMO)/movielens --config demo/simulation-feedback.toml -o $(DEMO)/feedback-loop \
 	    --force
-	$(RUN)/persotool simulate $(DEMO)/movielens --config configs/simulation.toml -o $(DEMO)/ab-test --force
+	$(RUN)/persotool simulate $(DEMO)/movielens --config demo/simulation.toml -o $(DEMO)/ab-test --force
 	@echo "Runs are in ./mlflow.db: see them with 'make ui'."
 
 test: $(STAMP)

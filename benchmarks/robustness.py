@@ -1,4 +1,4 @@
-"""`simulate --worlds 20 --workers 2` on the demo's A/B test (configs/simulation.toml: 20,000 users,
+"""`simulate --worlds 20 --workers 2` on the demo's A/B test (demo/simulation.toml: 20,000 users,
 LightFM against popular, truths cycled over ALS, EASE and ItemKNN), target under 15 minutes on 2
 cores, against its baseline measured in the same run: the same experiment in its one world
 (`--worlds 0`). The ratio of the two times says what each extra world costs: with 2 workers and no
@@ -36,7 +36,7 @@ def _prepare(data: Path) -> tuple[Path, Path]:
             dataset, out=split, strategy="leave-last", leave_last=10, valid=True, min_item_interactions=5, force=True
         )
     if not (model / "manifest.json").is_file():
-        pt.train(split, out=model, config=REPO / "configs" / "models" / "lightfm.toml", force=True)
+        pt.train(split, out=model, config="lightfm", force=True)
     return dataset, model
 
 
@@ -52,7 +52,7 @@ def _run(dataset: Path, model: Path, out: Path, worlds: int, workers: int) -> di
         ],
     }
     started = time.perf_counter()
-    pt.simulate(dataset, REPO / "configs" / "simulation.toml", out, force=True, **overrides)
+    pt.simulate(dataset, REPO / "demo" / "simulation.toml", out, force=True, **overrides)
     seconds = time.perf_counter() - started
     manifest = json.loads((out / "manifest.json").read_text())
     results = json.loads((out / "results.json").read_text())

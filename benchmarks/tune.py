@@ -33,11 +33,12 @@ def main() -> None:
 
     import persotool as pt
     from persotool.kernels import training
+    from persotool.kernels.config import CONFIGS
     from persotool.kernels.metrics.ranking import evaluate_model
     from persotool.stages.split.result import Split
     from persotool.stages.tune.space import load_space
 
-    space_path = ROOT / "configs" / "spaces" / "ease.toml"
+    space_path = CONFIGS / "spaces" / "ease.toml"
     space = load_space(space_path)
     report: dict = {"machine": machine(), "trials": args.trials, "model": "ease", "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:

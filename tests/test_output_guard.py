@@ -12,9 +12,10 @@ import polars as pl
 import pytest
 
 import persotool as pt
-from tests.conftest import REPO, run_cli
+from persotool.kernels.config import CONFIGS
+from tests.conftest import run_cli
 
-SPACE = REPO / "configs" / "spaces" / "popular.toml"
+SPACE = CONFIGS / "spaces" / "popular.toml"
 
 
 def _log(path: Path, prefix: str) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MOVIELENS, REPO, run_cli
+from tests.conftest import MOVIELENS, run_cli
 
 PERSOTOOL = Path(sys.executable).parent / "persotool"
 
@@ -76,7 +76,7 @@ def test_stale_temporary_directories_are_removed_by_the_next_run(tmp_path: Path)
 
 
 def test_sigterm_unwinds_like_ctrl_c(tmp_path: Path) -> None:
-    config = REPO / "configs" / "simulation.toml"
+    config = "simulation"
     dataset = tmp_path / "ds"
     assert (
         run_cli("ingest", MOVIELENS / "ratings.csv", "--preset", "movielens", "-o", dataset, "--no-track").exit_code

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 import persotool as pt
 from persotool.errors import UsageError
+from persotool.kernels.config import CONFIGS
 from tests.conftest import MOVIELENS, run_cli
 
 
@@ -180,7 +181,7 @@ params = {{ epochs = 3, components = 8, patience = 2 }}
 
 def test_benchmark_tables_tests_models_and_nested_runs(split_dir: Path, tmp_path: Path, scratch_cwd: Path) -> None:
     config = tmp_path / "bench.toml"
-    config.write_text(BENCHMARK_TOML.format(models=Path(__file__).parents[1] / "configs" / "models"))
+    config.write_text(BENCHMARK_TOML.format(models=CONFIGS / "models"))
     out = tmp_path / "bench"
     result = run_cli("benchmark", split_dir, "--config", config, "-o", out, "--experiment", "wf-bench", "--json")
     assert result.exit_code == 0, result.stderr

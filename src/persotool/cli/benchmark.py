@@ -5,11 +5,11 @@ from persotool.cli.stage import Source, Spec
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  persotool benchmark build/movielens-split --config configs/benchmark.toml -o build/benchmark
+  persotool benchmark build/movielens-split --config benchmark -o build/benchmark
 
-  persotool benchmark build/split --config configs/benchmark.toml -o build/b --baseline itemknn --only ease,lightfm
+  persotool benchmark build/split --config benchmark -o build/b --baseline itemknn --only ease,lightfm
 
-  persotool benchmark build/split --config configs/benchmark.toml --add ease-tuned=build/tune-ease/best.toml -o build/b
+  persotool benchmark build/split --config benchmark --add ease-tuned=build/tune-ease/best.toml -o build/b
 """
 
 SPEC = Spec(
@@ -18,7 +18,7 @@ SPEC = Spec(
     "and Wilcoxon, Holm-corrected); write results.csv/.md, tests.csv, a plot and every model.",
     examples=EXAMPLES,
     source=Source("A split directory from `persotool split`."),
-    config_default="configs/benchmark.toml",
+    config_default="benchmark",
     config_help="Benchmark config: the models and the baseline.",
     progress="{0}: {1}",
 )

@@ -5,12 +5,12 @@ from persotool.cli.stage import Source, Spec
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  persotool simulate build/movielens --config configs/simulation.toml -o build/ab
+  persotool simulate build/movielens --config demo/simulation.toml -o build/ab
 
-  persotool simulate build/movielens --config configs/simulation.toml -o build/ab --set days=60 \\
+  persotool simulate build/movielens --config demo/simulation.toml -o build/ab --set days=60 \\
       --set world.population=50000 --json
 
-  persotool simulate build/movielens --config configs/simulation.toml -o build/ab --worlds 20 --workers 2
+  persotool simulate build/movielens --config demo/simulation.toml -o build/ab --worlds 20 --workers 2
 """
 
 SPEC = Spec(
@@ -21,7 +21,7 @@ SPEC = Spec(
     examples=EXAMPLES,
     source=Source("A dataset directory from `persotool ingest` (the world's logs)."),
     shortcuts={"--worlds": "robustness.worlds", "--workers": "robustness.workers"},
-    config_default="configs/simulation.toml",
+    config_default="simulation",
     config_help="Simulation config: the world, behaviour, arms and analysis.",
     set_example="KEY=VALUE, e.g. --set world.population=5000",
     after="Written to {out} (results.csv/json, per_user.parquet, plots, report.html).",

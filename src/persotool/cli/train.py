@@ -5,7 +5,7 @@ from persotool.cli.stage import Source, Spec
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  persotool train build/movielens-split --config configs/models/lightfm.toml -o build/models/lightfm
+  persotool train build/movielens-split --config lightfm -o build/models/lightfm
 
   persotool train build/movielens-split --model ease --set l2=300 -o build/models/ease
 """
@@ -19,5 +19,6 @@ SPEC = Spec(
     skip=("params",),
     set_prefix="params.",
     set_example="KEY=VALUE (a hyperparameter), e.g. --set components=64",
-    config_help="Model config: model = NAME and [params] (configs/models/*.toml, a tuning's best.toml).",
+    config_help="Model config: model = NAME and [params] (a file such as a tuning's best.toml, or a shipped "
+    "one by name: lightfm, ease...).",
 )

@@ -5,12 +5,12 @@ from persotool.cli.stage import Source, Spec
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  persotool tune build/demo/split --space configs/spaces/ease.toml --trials 20 -o build/tune-ease
+  persotool tune build/demo/split --space ease --trials 20 -o build/tune-ease
 
-  persotool tune build/split --model lightfm --space configs/spaces/lightfm.toml --trials 50 -o build/tune-lfm \\
+  persotool tune build/split --model lightfm --space lightfm --trials 50 -o build/tune-lfm \\
       --study lfm --storage postgresql://tuner@db/optuna     # the same command on every worker
 
-  persotool tune build/split --space configs/spaces/lightfm.toml --metric ndcg@10 --metric diversity@10 -o build/pareto
+  persotool tune build/split --space lightfm --metric ndcg@10 --metric diversity@10 -o build/pareto
 """
 
 SPEC = Spec(

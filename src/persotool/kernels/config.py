@@ -6,8 +6,10 @@ the command line never loads polars or numpy."""
 from __future__ import annotations
 
 import tomllib
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -18,6 +20,8 @@ class Strict(BaseModel):
     """A config model: unknown settings are errors, every field documents itself."""
 
     model_config = ConfigDict(extra="forbid", frozen=False)
+    config_folder: ClassVar[str] = ""  # where persotool's shipped configs of this kind are (models, spaces)
+    default_config: ClassVar[str | None] = None  # the shipped config used when none is given
 
     @classmethod
     def resolve(cls, config: Any = None, options: dict[str, Any] | None = None, *, source: Any = None):
@@ -25,19 +29,50 @@ class Strict(BaseModel):
         `options` over it: its fields as keywords, dotted keys reaching into tables, None meaning
         "the default". `source` is the stage's input (a stage's own `resolve` may use it)."""
         given = {key: value for key, value in (options or {}).items() if value is not None}
+        config = cls.default_config if config is None else config
         if isinstance(config, cls):
             if not given:
                 return config
             config = config.model_dump(mode="json", exclude_unset=True)
-        return load_config(cls, config, given)
+        return load_config(cls, config, given, folder=cls.config_folder)
 
 
-def load_toml(path: Path) -> dict[str, Any]:
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the configs persotool ships
+
+
+def locate(path: Path | str, folder: str = "") -> Path:
+    """A config file by path, or by the name of one persotool ships (`benchmark`, `--space ease`,
+    `--schema movielens`, `--config lightfm` for a model), found in the package from any working
+    directory. An old repository path (`configs/spaces/ease.toml`) finds the shipped file too."""
+    path = Path(path)
+    if path.exists():
+        return path
+    name = path.name if path.suffix == ".toml" else f"{path.name}.toml"
+    shipped = [CONFIGS / folder / name, CONFIGS / name]
+    parts = path.parts
+    if "configs" in parts:  # configs/spaces/ease.toml, as the repository used to hold it
+        shipped.insert(0, CONFIGS.joinpath(*parts[parts.index("configs") + 1 :]))
+    if len(parts) == 1 or "configs" in parts:
+        for candidate in shipped:
+            if candidate.is_file():
+                return candidate
+    return path
+
+
+def shipped(folder: str = "") -> list[str]:
+    """The names of the configs persotool ships in `folder`."""
+    return sorted(p.stem for p in (CONFIGS / folder).glob("*.toml"))
+
+
+def load_toml(path: Path, folder: str = "") -> dict[str, Any]:
+    path = locate(path, folder)
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError("no such config file", where=str(path)) from None
+        names = shipped(folder)
+        hint = f" (or name one persotool ships: {', '.join(names)})" if names else ""
+        raise ConfigError(f"no such config file{hint}", where=str(path)) from None
     except IsADirectoryError:
         raise ConfigError(
             "is a directory, not a TOML config file (a stage's output goes in `out`, its third argument)",
@@ -47,6 +82,51 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"is not valid TOML ({exc})", where=str(path)) from None
     except UnicodeDecodeError:
         raise ConfigError("is not UTF-8 text", where=str(path)) from None
+
+
+def relative_to_file(model: type[BaseModel], data: Any, base: Path) -> Any:
+    """Paths written in a config file are relative to that file, wherever the command runs: every
+    field typed as a path (in tables and lists of tables too), and every text field marked
+    `json_schema_extra={"path": True}` (a world's `source`, unless one of its `keywords`)."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if out.get(key) is None:
+            continue
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        members = _members(field.annotation)
+        value = out[key]
+        if Path in members or extra.get("path"):
+            text = value if isinstance(value, str) else ""
+            keep = not text or text in extra.get("keywords", ()) or Path(text).is_absolute() or text.startswith("{")
+            if not keep:  # "{sources}/..." is the stage's to fill in
+                out[key] = str(base / text)
+            continue
+        for member in members:
+            origin, inner = typing.get_origin(member), _model_in(member)
+            if inner is None:
+                continue
+            if origin is list and isinstance(value, list):
+                out[key] = [relative_to_file(inner, item, base) for item in value]
+            elif origin is dict and isinstance(value, dict):
+                out[key] = {k: relative_to_file(inner, v, base) for k, v in value.items()}
+            elif origin is None:
+                out[key] = relative_to_file(inner, value, base)
+    return out
+
+
+def _members(annotation) -> tuple:
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return typing.get_args(annotation) if union else (annotation,)
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The config model an annotation holds: itself, or a list's or a table's values."""
+    args = typing.get_args(annotation)
+    candidate = args[-1] if typing.get_origin(annotation) in (list, dict) and args else annotation
+    return candidate if isinstance(candidate, type) and issubclass(candidate, BaseModel) else None
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -94,13 +174,16 @@ def nest(overrides: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def load_config(model: type[BaseModel], path: Any = None, overrides: dict[str, Any] | None = None):
+def load_config(model: type[BaseModel], path: Any = None, overrides: dict[str, Any] | None = None, folder: str = ""):
     """Every config the commands and the API read: a TOML file or a dict (optional), then
     `overrides` (dotted keys reach into tables), validated by `model`."""
     if isinstance(path, dict):
         data, where = path, "config"
+    elif path:
+        found = locate(path, folder)
+        data, where = relative_to_file(model, load_toml(found, folder), found.resolve().parent), str(path)
     else:
-        data, where = (load_toml(Path(path)) if path else {}), (str(path) if path else "options")
+        data, where = {}, "options"
     given = {key: key for key in overrides or {}}
     return validate(model, deep_merge(data, nest(overrides or {})), where, given)
 
@@ -110,7 +193,7 @@ def model_config(
 ) -> tuple[str, dict[str, Any]]:
     """(model name, hyperparameters) from a model config file (`model = NAME` and `[params]`),
     overridden by `model` and `params`. `label` names the benchmark entry the config belongs to."""
-    data = load_toml(Path(config)) if config else {}
+    data = load_toml(Path(config), "models") if config else {}
     unknown = set(data) - {"model", "params"}
     if unknown:
         raise ConfigError(

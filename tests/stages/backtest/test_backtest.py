@@ -16,7 +16,7 @@ import persotool as pt
 from persotool.stages.backtest import run as bt
 from persotool.stages.backtest.compare import VERDICTS
 from persotool.stages.backtest.config import BacktestConfig
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 
 # the quantities the synthetic log's behaviour parameters determine
 BEHAVIOUR = (
@@ -136,7 +136,7 @@ def test_world_directory_feeds_simulate(synth, tmp_path):
         "simulate",
         ds,
         "--config",
-        REPO / "configs" / "simulation.toml",
+        "simulation",
         "-o",
         out,
         "--set",
@@ -175,7 +175,7 @@ def test_calibrate_and_backtest_refuse_bad_input_in_one_line(synth, dataset, tmp
     assert not (tmp_path / "b").exists()
     assert run_cli("calibrate", ds, "-o", tmp_path / "w2", "--no-track").exit_code == 0
     # a world calibrated on the synthetic log, used for MovieLens
-    config = REPO / "configs" / "simulation.toml"
+    config = "simulation"
     wrong = run_cli(
         "simulate",
         dataset,

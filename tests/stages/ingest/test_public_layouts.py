@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 
 
 def ingest(tmp_path: Path, *args) -> tuple[dict, Path]:
@@ -222,7 +222,7 @@ def test_recbole_atomic_files_with_shipped_schema(tmp_path: Path, monkeypatch: p
         "196\t49\tM\twriter\t55105\n186\t39\tF\texecutive\t00000\n"
     )
     monkeypatch.chdir(tmp_path)
-    schema = REPO / "configs" / "schemas" / "recbole-atomic.toml"
+    schema = "recbole-atomic"
     summary, out = ingest(tmp_path, folder / "ml-100k.inter", "--schema", schema)
     assert summary["rows_kept"] == 3
     items = table(out, "items").sort("item_id")

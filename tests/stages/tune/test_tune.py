@@ -17,11 +17,12 @@ import pytest
 
 import persotool as pt
 from persotool.errors import ConfigError
+from persotool.kernels.config import CONFIGS
 from persotool.stages.tune.space import load_space
-from tests.conftest import MOVIELENS, REPO, run_cli
+from tests.conftest import MOVIELENS, run_cli
 
 PERSOTOOL = Path(sys.executable).parent / "persotool"
-SPACES = REPO / "configs" / "spaces"
+SPACES = CONFIGS / "spaces"
 
 
 @pytest.fixture(scope="module")

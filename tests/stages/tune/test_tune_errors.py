@@ -8,9 +8,10 @@ import polars as pl
 import pytest
 
 import persotool as pt
-from tests.conftest import REPO, run_cli
+from persotool.kernels.config import CONFIGS
+from tests.conftest import run_cli
 
-POPULAR = REPO / "configs" / "spaces" / "popular.toml"
+POPULAR = CONFIGS / "spaces" / "popular.toml"
 
 
 @pytest.fixture(scope="module")

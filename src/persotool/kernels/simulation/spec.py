@@ -1,10 +1,10 @@
-"""The simulation config (configs/simulation.toml): the world, user behaviour, arms and analysis.
+"""The simulation config (a TOML file such as the shipped `simulation`): the world, user behaviour, arms and analysis.
 Every constant of the user model is a field here, with its default and what it does."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -13,7 +13,7 @@ from persotool.kernels.config import Strict
 POLICIES = ("model", "random", "popular", "oracle", "logged")
 MAX_POPULATION = 50_000_000  # simulated users; memory grows linearly (see SimulationConfig.memory_bytes)
 
-# The truth families' own settings: deliberately unlike the arms' defaults in configs/models/, so the
+# The truth families' own settings: deliberately unlike the arms' defaults in the shipped model configs, so the
 # world does not share an arm's model. `truth_factors` sets the ALS/LightFM factors.
 TRUTH_DEFAULTS: dict[str, dict[str, Any]] = {
     "als": {"regularization": 0.1, "alpha": 1.0, "iterations": 10},
@@ -28,6 +28,7 @@ class WorldSpec(Strict):
 
     source: str = Field(
         "calibrated",
+        json_schema_extra={"path": True, "keywords": ["calibrated", "synthetic"]},
         description="calibrated: fitted on the dataset's whole log now; a world directory from `persotool "
         "calibrate`: its fit; synthetic: the ground truth of `datasets synth`",
     )
@@ -243,6 +244,10 @@ class RobustnessSpec(Strict):
 
 
 class SimulationConfig(Strict):
+    """An experiment: its world, users' behaviour, arms, analysis, feedback loop and robustness."""
+
+    default_config: ClassVar[str | None] = "simulation"  # the shipped one: oracle against most popular
+
     name: str = Field("experiment", description="experiment name: salts the assignment of users to arms")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
     days: int = Field(30, ge=1, le=3650, description="days the test runs")

@@ -1,4 +1,4 @@
-"""The benchmark stage's config (configs/benchmark.toml): the contenders, the baseline they are
+"""The benchmark stage's config (a TOML file; `benchmark` is the shipped one): the contenders, the baseline they are
 tested against, the metrics and the test's family-wise error rate."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from persotool.kernels.config import load_config as load
 
 class ModelEntry(Strict):
     """One contender: a registry model name with parameters, or a model config file
-    (configs/models/*.toml, resolved relative to the benchmark config) with optional overrides."""
+    (a path relative to the benchmark config, or a shipped model config by name) with optional overrides."""
 
     model: str | None = None
     config: Path | None = None
@@ -29,7 +29,7 @@ class ModelEntry(Strict):
 
 
 class BenchmarkConfig(Strict):
-    """configs/benchmark.toml."""
+    """A benchmark: the contenders, the baseline, the metrics and the tests' error rate."""
 
     name: str = Field("benchmark", description="the benchmark's name (its MLflow run)")
     baseline: str = Field(description="the entry every other model is tested against")
@@ -70,12 +70,8 @@ class BenchmarkConfig(Strict):
         given = {key: value for key, value in options.items() if value is not None}
         if isinstance(config, cls):
             cfg = config.model_copy(update=given) if given else config
-        elif config is None:
-            raise ConfigError(
-                "a benchmark needs a config: a BenchmarkConfig or a TOML file such as configs/benchmark.toml"
-            )
         else:
-            cfg = load_config(config, given)
+            cfg = load_config(config if config is not None else "benchmark", given)
         if add:
             cfg = cfg.adding(add)
         if only:
@@ -112,12 +108,9 @@ class BenchmarkConfig(Strict):
 
 
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> BenchmarkConfig:
-    """A benchmark config file with `overrides`; model config paths resolved against the file."""
-    cfg = load(BenchmarkConfig, path, overrides)
-    for entry in cfg.models.values():
-        if entry.config is not None and not entry.config.is_absolute():
-            entry.config = (Path(path).parent / entry.config).resolve()
-    return cfg
+    """A benchmark config file (or the name of a shipped one) with `overrides`; model config paths
+    in the file are relative to it."""
+    return load(BenchmarkConfig, path, overrides)
 
 
 class Contenders(Strict):

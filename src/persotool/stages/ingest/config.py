@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from persotool.errors import ConfigError
-from persotool.kernels.config import Strict, deep_merge, load_toml, validate
+from persotool.kernels.config import Strict, deep_merge, load_toml, locate, relative_to_file, validate
 
 MAX_EVENT_WEIGHT = 1e6
 TIME_FORMATS = ("auto", "s", "ms", "us", "ns", "iso")
@@ -200,7 +200,9 @@ class SettingsFrom(Strict):
         None, description="a built-in layout (movielens: ratings.csv or ratings.dat, movies beside them as items)"
     )
     schema_file: Path | None = Field(
-        None, alias="schema", description="a TOML schema file with any of these settings (configs/schemas/)"
+        None,
+        alias="schema",
+        description="a TOML file of these settings, or a shipped one (movielens, recbole-atomic, retail-events)",
     )
     list_separator: str | None = Field(
         None, description="splits list-valued attribute cells (' ' for space-separated genres; '' keeps them whole)"
@@ -232,9 +234,11 @@ def resolve(config: Any = None, options: dict[str, Any] | None = None, *, source
     if isinstance(config, IngestConfig):
         merged = deep_merge(merged, config.model_dump(mode="json", exclude_unset=True))
     elif config is not None or schema:
-        path = Path(schema or config)
-        merged, where = deep_merge(merged, load_toml(path)), str(path)
+        path = locate(schema or config, "schemas")
+        data = relative_to_file(IngestConfig, load_toml(path, "schemas"), path.resolve().parent)
+        merged, where = deep_merge(merged, data), str(schema or config)
     merged = deep_merge(merged, _given(options))
+    _beside_sources(merged, sources)
     for table in ("items", "users"):
         if isinstance(merged.get(table), dict) and "path" in merged[table] and "key" not in merged[table]:
             raise ConfigError(f"`{table}` needs `{table[:-1]}_key` (the {table[:-1]} id column in that file)")
@@ -251,6 +255,19 @@ def resolve(config: Any = None, options: dict[str, Any] | None = None, *, source
         )
     options_given = {OPTIONS[k]: k for k, v in options.items() if v is not None and v != []}
     return validate(IngestConfig, merged, where, options_given)
+
+
+def _beside_sources(merged: dict[str, Any], sources: list[str]) -> None:
+    """Attribute files a schema names beside the logs: `{sources}` is the first source's folder
+    (the source itself when it is a folder) and `{stem}` its name without suffixes, so that one
+    shipped schema reads RecBole's `ml-100k/ml-100k.item` beside `ml-100k/ml-100k.inter`."""
+    first = Path(sources[0]) if sources else Path(".")
+    folder = first if first.is_dir() else first.parent
+    stem = first.name.split(".")[0]
+    for table in ("items", "users"):
+        spec = merged.get(table)
+        if isinstance(spec, dict) and isinstance(spec.get("path"), str) and "{" in spec["path"]:
+            spec["path"] = spec["path"].format(sources=folder, stem=stem)
 
 
 def _given(options: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The train stage's config: which model, with which hyperparameters. A model config file
-(`configs/models/*.toml`, a tuning's `best.toml`) is this config: `model = NAME` and `[params]`."""
+(shipped by name: `lightfm`, `ease`...; a tuning's `best.toml`) is this config: `model = NAME` and `[params]`."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -10,6 +10,8 @@ from persotool.kernels.config import Strict
 
 class TrainConfig(Strict):
     """A model to fit on a split."""
+
+    config_folder: ClassVar[str] = "models"
 
     model: str | None = Field(None, description="the model to train: popular, itemknn, ease, als, bpr, lightfm, random")
     params: dict[str, Any] = Field(default_factory=dict, description="its hyperparameters (the model's defaults)")

@@ -15,7 +15,9 @@ class TuneConfig(Strict):
     """A study: which model, over which space, towards which metric(s) on the validation part."""
 
     model: str | None = Field(None, description="the model to tune (default: the space's)")
-    space: Path = Field(description="search space file (configs/spaces/*.toml)")
+    space: Path = Field(
+        description="search space: a TOML file, or a shipped one by name (als, bpr, ease, itemknn, lightfm, popular)"
+    )
     trials: int | None = Field(20, ge=1, description="trials in the whole study (None: until `timeout`)")
     timeout: float | None = Field(None, gt=0, description="seconds this worker keeps starting trials")
     metrics: list[str] = Field(["ndcg@10"], min_length=1, description="objective(s), on the validation part")

@@ -1,5 +1,5 @@
-"""Search spaces (configs/spaces/*.toml): which hyperparameters a study varies, over what range,
-and which only exist when another takes some value.
+"""Search spaces (TOML files; shipped by name: `ease`, `lightfm`...): which hyperparameters a study
+varies, over what range, and which only exist when another takes some value.
 
     model = "lightfm"
     [fixed]                 # passed as they are to every trial
@@ -146,7 +146,7 @@ def load_space(path: Path | str, model: str | None = None) -> SearchSpace:
     from persotool.errors import ConfigError
     from persotool.kernels.config import load_config
 
-    space = load_config(SearchSpace, path)
+    space = load_config(SearchSpace, path, folder="spaces")
     if model is not None and model != space.model:
         raise ConfigError(f"the space is for {space.model!r}, not {model!r}", where=str(path))
     try:
