@@ -54,3 +54,24 @@ def test_unknown_option_is_usage_error() -> None:
 def test_info_on_a_non_dataset_is_data_error(tmp_path) -> None:
     result = run_cli("datasets", "info", tmp_path)
     assert result.exit_code == 4 and "no manifest.json" in result.stderr
+
+
+def test_shell_completion_completes_commands_and_flags() -> None:
+    """`persotool --install-completion` sets it up; the shell then asks through _PERSOTOOL_COMPLETE."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    persotool = str(Path(sys.executable).parent / "persotool")
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_PERSOTOOL_COMPLETE": "complete_bash", "COMP_WORDS": words}
+        env["COMP_CWORD"] = str(len(words.split()) - 1)
+        done = subprocess.run([persotool], env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert complete("persotool sp") == ["split"]
+    assert complete("persotool split --stra") == ["--strategy"]
+    assert "synth" in complete("persotool datasets s")

@@ -154,3 +154,23 @@ def test_option_errors_name_the_flag_not_the_setting(world, tmp_path: Path, args
     done = run_cli(*[paths.get(a, a) for a in args], "-o", tmp_path / "o", "--no-track")
     assert done.exit_code == 3 and done.stderr.startswith(line), done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_tables_print_whole_when_piped(capsys, monkeypatch) -> None:
+    """Piped to a file or a CI log, a table is not cut at 80 columns (`precisio…`)."""
+    from persotool.cli.options import show
+    from persotool.kernels import render
+
+    class Wide(render.View):
+        def blocks(self):
+            columns = ["model", *(f"precision@{k}" for k in (1, 5, 10, 20, 50, 100, 200, 500))]
+            return [render.Table("wide", columns, [["lightfm-warp", *("0.0520" for _ in columns[1:])]])]
+
+        def to_dict(self):
+            return {}
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    show(Wide(), as_json=False)  # pytest's captured stdout is not a terminal
+    out = capsys.readouterr().out
+    assert "…" not in out and "precision@500" in out
+    assert max(len(line) for line in out.splitlines()) > 120

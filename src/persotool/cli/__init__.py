@@ -78,11 +78,17 @@ class PersotoolGroup(PlainHelpGroup):
                 sys.modules["persotool.tracking"].close_recorders()
 
 
+_COMPLETION = "_PERSOTOOL_COMPLETE" in os.environ or any(
+    arg in ("--install-completion", "--show-completion") for arg in __import__("sys").argv[1:2]
+)
+
 app = typer.Typer(
     name="persotool",
     cls=PersotoolGroup,
     no_args_is_help=True,
-    add_completion=False,
+    # Shell completion costs every command 0.15 s of imports: it is set up only when asked for
+    # (`persotool --install-completion` / `--show-completion`, or a shell completing a word)
+    add_completion=_COMPLETION,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Offline personalization experiments: ingest logs, train and evaluate recommenders, "

@@ -97,9 +97,15 @@ def show(result, as_json: bool, after: str | None = None) -> None:
 
 
 def console():
+    """The terminal's console; piped (a file, `less`, a CI log) tables print whole, at their natural
+    width, instead of being cut at 80 columns (COLUMNS, when set, still decides)."""
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False)
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console(highlight=False)
+    return Console(highlight=False, width=100_000)
 
 
 def plain_help_option(option):

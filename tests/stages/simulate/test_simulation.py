@@ -337,6 +337,9 @@ def test_simulate_command_outputs_json_and_nested_runs(dataset: Path, tmp_path: 
     assert terminal.exit_code == 0, terminal.stderr
     for heading in ("als against popular", "Tests outside the families", "Homogenization", "Users left out"):
         assert heading in report and heading in terminal.stdout, heading
+    # the calibration section reads as a table of fields, never as Python or numpy reprs
+    assert "np.float64" not in report and "{" not in report.split("<h2>Calibration</h2>")[1]
+    assert "<td>visit_model.params.alpha</td>" in report
     assert {m["metric"] for m in payload["metrics"]} >= {"ctr", "retention_d1", "retention_d7", "rmst_days", "churned"}
     for name in (
         "results.csv",

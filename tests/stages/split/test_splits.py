@@ -109,3 +109,12 @@ def test_bad_cutoffs_are_config_errors(dataset: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
     manifest = json.loads((dataset / "manifest.json").read_text())
     assert manifest["kind"] == "dataset"
+
+
+def test_a_fractional_cutoff_may_be_a_number(dataset: Path, tmp_path: Path) -> None:
+    """pt.split(..., cutoff=0.8) as pt.backtest(..., cutoff=0.8) takes it: the same split as "0.8"."""
+    import persotool as pt
+
+    number = pt.split(dataset, out=tmp_path / "a", strategy="temporal", cutoff=0.75)
+    text = pt.split(dataset, out=tmp_path / "b", strategy="temporal", cutoff="0.75")
+    assert number.digest == text.digest and number.manifest.config["cutoff"] == "0.75"

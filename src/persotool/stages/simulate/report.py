@@ -195,6 +195,32 @@ def _table_html(frame: pl.DataFrame, digits: int = 4) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _flat_rows(values: dict, prefix: str = ""):
+    """A nested mapping as (dotted field, readable value) rows: numbers to 4 significant digits, short
+    lists inline, nothing shown as a Python or numpy repr."""
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flat_rows(value, name + ".")
+        elif isinstance(value, list | tuple):
+            shown = [_readable(v) for v in value[:12]]
+            yield name, ", ".join(shown) + (f", ... ({len(value)} values)" if len(value) > 12 else "")
+        else:
+            yield name, _readable(value)
+
+
+def _readable(value) -> str:
+    import numbers
+
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if isinstance(value, bool) else ""
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    if isinstance(value, numbers.Real):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
 def homogenization_table(analysis: Analysis | dict) -> pl.DataFrame:
     """One row per arm; from an Analysis or its `homogenization` mapping (results.json)."""
     homogenization = analysis if isinstance(analysis, dict) else analysis.homogenization
@@ -278,7 +304,8 @@ def write_all(
         f' alt="{p}"></figure>'
         for p in PLOTS
     )
-    calibration = pl.DataFrame({"field": list(calibration), "value": [str(v) for v in calibration.values()]})
+    rows = list(_flat_rows(calibration))
+    calibration = pl.DataFrame({"field": [k for k, _ in rows], "value": [v for _, v in rows]})
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(cfg.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;
 font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}td:first-child{{text-align:left}}

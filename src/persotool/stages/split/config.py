@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from persotool.kernels.config import Strict
 
@@ -27,3 +27,9 @@ class SplitConfig(Strict):
         "all", description="seen: keep only held-out users with training history (no cold-start users)"
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
+
+    @field_validator("cutoff", "valid_cutoff", mode="before")
+    @classmethod
+    def _fraction(cls, value):
+        """A fraction given as a number (pt.split(..., cutoff=0.8)) is the same cutoff as "0.8"."""
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
