@@ -67,3 +67,24 @@ def test_a_simulation_refuses_an_edited_world_before_any_work(world, tmp_path) -
     made = run_cli("simulate", world["dataset"], "--config", config, "-o", tmp_path / "sim", "--no-track")
     assert made.exit_code == 4 and "manifest field 'grid.sizes'" in made.stderr, made.stderr
     assert not (tmp_path / "sim").exists()
+
+
+def test_a_log_of_one_day_is_refused_not_fitted_to_its_starting_values(tmp_path) -> None:
+    with open(tmp_path / "day.csv", "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["u", "i", "t"])
+        for u in range(200):
+            for k in range(1 + u % 4):
+                out.writerow([f"u{u}", f"i{(u + k) % 40}", 1_700_000_000 + (u * 17 + k) % 3600])
+    ds = pt.ingest(tmp_path / "day.csv", out=tmp_path / "ds", user_col="u", item_col="i", time_col="t")
+    made = run_cli("calibrate", ds.path, "-o", tmp_path / "w", "--no-track")
+    assert made.exit_code == 4 and "needs at least 2 days" in made.stderr and "2023-11-14 22:13" in made.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_fit_the_in_sample_check_rejects_is_flagged(world, tmp_path) -> None:
+    copy = _edited(world, tmp_path, lambda m: m["diagnostics"]["active_days"].update(p_value=1e-8))
+    assert any("in-sample check rejects the fit" in note for note in pt.World(copy).notes())
+    original = pt.World(world["world"])
+    rejected = original.manifest.diagnostics["active_days"]["p_value"] < 0.01
+    assert rejected == any("in-sample check rejects the fit" in note for note in original.notes())

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from persotool.errors import ConfigError, DataError
 from persotool.kernels.simulation import visit_model as cal
 
+MIN_RETURNING = 5  # users active on two days or more: fewer, and nothing is learnt about returning
 MODEL = "two-state visit model (active/dormant, Beta heterogeneity; BG/BB with returns)"
 ENGAGEMENT_CAP = 200  # interactions per active day counted exactly up to this; beyond, pooled
 
@@ -168,9 +169,23 @@ def calibrate_frame(
     """Fit the calibration on an interactions frame (user_idx, timestamp)."""
     started = time.perf_counter()
     win = window(frame, until, option=option)
+    first, last = frame["timestamp"].min(), frame["timestamp"].max()
+    span = f"the log runs from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
+    if win.cutoff_day < 2:
+        raise DataError(
+            f"{span}: the visit model learns how users come back from day to day, and needs at least 2 days "
+            "(calibrate on a longer log)"
+        )
     h = cal.histories(frame, win.start, win.cutoff_day)
     if len(h) < 10:
         raise DataError(f"only {len(h)} users are active before {win.until.date()}; calibration needs at least 10")
+    returning = int((h.active_days > 1).sum())
+    if returning < MIN_RETURNING:
+        raise DataError(
+            f"only {returning} of {len(h):,} users were active on more than one day before {win.until.date()} "
+            f"({span}): with nobody seen coming back, the fit would be its starting values; calibration needs "
+            f"at least {MIN_RETURNING}"
+        )
     grid = cal.Grid.default()
     lik = cal.node_likelihood(h, grid)
     fit = cal.fit(h, grid, lik)

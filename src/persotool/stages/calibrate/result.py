@@ -11,6 +11,8 @@ from persotool.kernels import render, storage
 from persotool.kernels.artifact import Artifact, Manifest, Ref
 from persotool.kernels.simulation.calibration import WorldFile
 
+REJECTED = 0.01  # the in-sample check's p-value below which the fit is called rejected
+
 
 class WorldManifest(Manifest):
     """A world directory's manifest, checked field by field with the bounds a simulation needs."""
@@ -114,6 +116,20 @@ class World(Artifact):
                 left={"active days"},
             ),
         ]
+
+    def notes(self) -> list[str]:
+        """A fit the in-sample check rejects, or one that did not converge, is said out loud."""
+        m, notes = self.manifest, []
+        check = m.diagnostics["active_days"]
+        if check["p_value"] < REJECTED:
+            notes.append(
+                f"the in-sample check rejects the fit (chi-square p = {check['p_value']:.2g}): the fitted model does "
+                "not reproduce how many days users were active in the window (see active_days.png); simulations "
+                "built on it inherit that misfit, and `backtest` measures what it costs"
+            )
+        if not m.fit["converged"]:
+            notes.append("the likelihood fit did not converge: its parameters and standard errors are not reliable")
+        return notes
 
     def measures(self) -> dict[str, float]:
         m = self.manifest
