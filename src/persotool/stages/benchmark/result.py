@@ -87,6 +87,15 @@ class Benchmark(Artifact):
             "mlflow_run_id": self.mlflow_run_id,
         }
 
+    def notes(self) -> list[str]:
+        from persotool.kernels.metrics.coverage import cold_notes
+
+        notes = cold_notes(getattr(self.manifest, "cold", None) or {})
+        values = self.results.select(self.config.metric_names())
+        if len(values) > 1 and all(values[c].n_unique() == 1 for c in values.columns):
+            notes.append("every model scores exactly the same on every metric: nothing here tells them apart")
+        return notes
+
     def measures(self) -> dict[str, float]:
         """Every model's figures as `MODEL.METRIC` (ease.ndcg@10)."""
         return {

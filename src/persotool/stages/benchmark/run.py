@@ -49,6 +49,7 @@ def run(split, cfg: BenchmarkConfig, out: Path, *, force: bool = False, progress
     from persotool.kernels import storage as artifacts
     from persotool.kernels import training
     from persotool.kernels.metrics.comparison import compare
+    from persotool.kernels.metrics.coverage import cold_counts
     from persotool.kernels.metrics.definitions import parse
     from persotool.kernels.metrics.ranking import evaluate_model
     from persotool.stages.split.result import Split
@@ -114,6 +115,7 @@ def run(split, cfg: BenchmarkConfig, out: Path, *, force: bool = False, progress
             models={r.label: {"model": r.model, "params": r.params} for r in runs},
             users_evaluated=evaluated,
             users_without_relevant=without,
+            cold=cold_counts(split.train, truth),
         )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
     return Benchmark(out)

@@ -11,8 +11,9 @@ def run_spec(evaluation) -> RunSpec:
         name=f"{label} · evaluate",
         command="evaluate",
         output=None if evaluation.scratch is not None else out,
-        params={k: v for k, v in context.items() if k != "config"} | {"config": context.get("config", {})},
-        metrics=evaluation.summary,
+        params={k: v for k, v in context.items() if k not in ("config", "cold")}
+        | {"config": context.get("config", {})},
+        metrics={**evaluation.summary, **{f"cold.{k}": v for k, v in (context.get("cold") or {}).items()}},
         tags={k: str(v) for k, v in context.items() if k.endswith("digest")},
         artifacts=[(out / f"{name}.parquet", "evaluation") for name in ("per_user", "segments")],
     )

@@ -48,6 +48,11 @@ class Evaluation(Artifact):
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary, "mlflow_run_id": self.mlflow_run_id}
 
+    def notes(self) -> list[str]:
+        from persotool.kernels.metrics.coverage import cold_notes
+
+        return cold_notes(self.context.get("cold") or {})
+
     def measures(self) -> dict[str, float]:
         return {key: value for key, value in self.summary.items() if isinstance(value, int | float) or value is None}
 

@@ -60,6 +60,7 @@ def _model(
 ):
     from persotool.errors import ConfigError
     from persotool.kernels.metrics import segments
+    from persotool.kernels.metrics.coverage import cold_counts
     from persotool.kernels.metrics.ranking import evaluate_model
     from persotool.kernels.models.features import feature_matrix
     from persotool.kernels.models.registry import load
@@ -86,6 +87,7 @@ def _model(
         "on": on,
         "segment_by": segment_by,
         "model_digest": manifest["model_digest"],
+        "cold": cold_counts(split.train, truth),
         "dataset_digest": split.manifest.dataset.digest,
     }
     return result, per_segment, context

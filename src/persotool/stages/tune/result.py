@@ -71,7 +71,25 @@ class Tuning(Artifact):
         }
 
     def notes(self) -> list[str]:
-        return list(getattr(self.manifest, "notes", None) or [])
+        notes = list(getattr(self.manifest, "notes", None) or [])
+        best = self.manifest.best or {}
+        tied = best.get("tied_with") or []
+        if tied:
+            metric = self.manifest.config["metrics"][0]
+            shown = ", ".join(str(n) for n in tied[:10]) + (" ..." if len(tied) > 10 else "")
+            notes.append(
+                f"{len(tied) + 1} trials tie exactly at the best {metric} ({best['values'][metric]:.6g}): trial "
+                f"{best['number']} is kept, but {shown} score the same with other parameters; the validation "
+                "part cannot choose between them"
+            )
+        running = self.trials.filter(self.trials["state"] == "running") if len(self.trials) else self.trials
+        if len(running):
+            notes.append(
+                f"{len(running)} trials were still running in other workers when this one wrote its results "
+                f"({', '.join(str(n) for n in running['number'].to_list()[:10])}); rerun `tune` with the same "
+                "output once they finish to see every trial"
+            )
+        return notes
 
     def measures(self) -> dict[str, float]:
         best = self.manifest.best or {}

@@ -126,6 +126,17 @@ def _prepare(out: Path, force: bool) -> bool:
     return created
 
 
+def _tied(table, metric: str, value: float, number: int) -> list[int]:
+    """Completed trials whose objective equals the best one exactly (other parameters, same score:
+    the best is then the lowest-numbered of them, an arbitrary choice worth knowing)."""
+    import polars as pl
+
+    if table.is_empty():
+        return []
+    same = table.filter((pl.col("state") == "complete") & (pl.col(metric) == value) & (pl.col("number") != number))
+    return sorted(same["number"].to_list())
+
+
 def trials_table(study, cfg: TuneConfig):
     import polars as pl
 
@@ -186,6 +197,7 @@ def write(out: Path, study, cfg: TuneConfig, space: SearchSpace, split, where: s
     if front:
         top = front[0]
         best = {"number": top.number, "values": dict(zip(cfg.metrics, top.values, strict=True)), "params": top.params}
+        best["tied_with"] = _tied(table, cfg.metrics[0], top.values[0], top.number)
         params = {**space.fixed, **top.params}
         artifacts.write_file_atomic(out / "best.toml", lambda p: p.write_text(toml_config(space.model, params)))
     if len(cfg.metrics) > 1 and front:
