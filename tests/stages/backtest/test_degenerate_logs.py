@@ -35,6 +35,9 @@ def test_a_log_where_every_user_returns_gets_undefined_not_a_crash(tmp_path: Pat
     auc = next(q for q in result.quantities if q["quantity"] == "AUC of returning")
     assert auc["verdict"] == "undefined" and "every known user returned (20)" in auc["note"]
     assert result.manifest.verdict["counts"]["undefined"] >= 1
+    # every naive forecast a verdict may compare against is on the table, and per-user verdicts name theirs
+    shown = result.to_markdown()
+    assert "| nobody |" in shown and "vs persistence" in shown
 
 
 def test_a_cutoff_too_early_is_refused_in_the_options_own_name(tmp_path: Path) -> None:

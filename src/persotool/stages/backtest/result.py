@@ -75,7 +75,7 @@ class Backtest(Artifact):
     def blocks(self) -> list[render.Block]:
         m = self.manifest
         w, v = m.window, m.verdict
-        columns = ["quantity", "logs", "simulator", "persistence", "hist. rate", "noise ±", "verdict"]
+        columns = ["quantity", "logs", "simulator", "persistence", "hist. rate", "nobody", "noise ±", "verdict"]
         rows = [
             [
                 _label(q["quantity"]),
@@ -83,8 +83,9 @@ class Backtest(Artifact):
                 _short(q.get("simulated")),
                 _short(q.get("persistence")),
                 _short(q.get("historical rate")),
+                _short(q.get("nobody returns")),
                 _short(q.get("noise")),
-                _verdict_cell(q["verdict"]),
+                _verdict_cell(q["verdict"]) + (f" vs {_NAIVE[q['best_naive']]}" if q.get("best_naive") else ""),
             ]
             for q in m.quantities
         ]
@@ -108,11 +109,13 @@ class Backtest(Artifact):
                 left={"quantity", "verdict"},
                 compact=True,
                 caption="aggregates: values; distributions: means, KS against a real-vs-resampled-real floor; "
-                "per user: each forecast's score. better: better than the naive forecast",
+                "per user: each forecast's score, the verdict against the best naive forecast (vs). "
+                "nobody: the forecast that nobody returns. better: better than the naive forecast",
             ),
         ]
 
 
+_NAIVE = {"persistence": "persistence", "historical rate": "hist. rate", "nobody returns": "nobody"}
 _LABELS = {
     "share of users returning": "returning share",
     "active days per user": "active days/user",
