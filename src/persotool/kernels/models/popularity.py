@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from persotool.errors import DataError
 from persotool.kernels.models.base import Recommender, TrainingContext
 from persotool.kernels.models.hyperparameters import PopularParams, RandomParams
 
@@ -51,6 +52,11 @@ class MostPopular(Recommender):
         counts = self.popularity_.astype(np.float64)
         if self.window_days is not None and frame is not None and len(frame):
             end = frame["timestamp"].max()
+            if end is None:
+                raise DataError(
+                    f"window_days = {self.window_days:g} counts recent days, but this training data has no "
+                    "timestamps (it was ingested without a time column); leave window_days unset"
+                )
             recent = frame.filter(pl.col("timestamp") >= end - pl.duration(days=self.window_days))
             recent_counts = np.bincount(
                 recent.unique(["user_idx", "item_idx"])["item_idx"].to_numpy(), minlength=self.n_items_

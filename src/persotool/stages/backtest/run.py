@@ -40,6 +40,7 @@ from persotool.kernels.simulation import calibration as fitted
 from persotool.stages.backtest.compare import compare
 from persotool.stages.backtest.config import BacktestConfig
 from persotool.stages.backtest.result import Backtest
+from persotool.stages.ingest.result import Dataset
 
 
 def _clones(cfg: BacktestConfig, users: int) -> int:
@@ -72,6 +73,7 @@ def forecast(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     manifest = read_artifact(dataset, "dataset")
+    Dataset(dataset).require_times("a back-test (it forecasts who returns after a cutoff)")
     frame = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp"])
     if frame.is_empty():
         raise ConfigError(f"{dataset} has no interactions to back-test")

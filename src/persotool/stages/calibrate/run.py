@@ -15,6 +15,7 @@ from persotool.kernels import storage as artifacts
 from persotool.kernels.simulation.calibration import MODEL, Calibration, calibrate_frame, interactions
 from persotool.stages.calibrate.config import CalibrateConfig
 from persotool.stages.calibrate.result import World
+from persotool.stages.ingest.result import Dataset
 
 
 def run(dataset, cfg: CalibrateConfig, out: Path, *, force: bool = False) -> World:
@@ -31,6 +32,7 @@ def calibrate(
     """Fit the calibration on `dataset` up to `until` and write the world directory `out`."""
     artifacts.check_output(out, force=force, inputs=[dataset])
     manifest = artifacts.read_artifact(dataset, "dataset")
+    Dataset(dataset).require_times("calibrate (the visit model is fitted on active days)")
     calibration = calibrate_frame(interactions(dataset), until, seed=seed)
     payload = artifacts.new_manifest(
         World.kind,

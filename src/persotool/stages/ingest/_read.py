@@ -166,14 +166,15 @@ def _read_csv(
             )
         index_of[column] = names.index(column)
     wanted = sorted(set(index_of.values()))
-    time_column = f"c{index_of[mapping['time']]}"
+    time_column = f"c{index_of[mapping['time']]}" if "time" in mapping else None
     overrides = {
         f"c{index_of[col]}": coded[role]
         for role, col in mapping.items()
         if role in CODED_ROLES and f"c{index_of[col]}" != time_column
     }
     # Whole-number epoch times read straight as integers; the text read below handles the rest.
-    attempts = [{time_column: pl.Int64}, {}] if spec.columns.time_format in ("s", "ms", "us") else [{}]
+    epoch = time_column is not None and spec.columns.time_format in ("s", "ms", "us")
+    attempts = [{time_column: pl.Int64}, {}] if epoch else [{}]
     for attempt, time_type in enumerate(attempts):
         try:
             raw = pl.read_csv(
@@ -299,10 +300,15 @@ def _first_line(exc: BaseException) -> str:
 def _with_time(loaded: _Loaded, spec: IngestConfig, types: dict[str, pl.DataType]) -> tuple[pl.DataFrame, str]:
     """One file's rows with parsed UTC timestamps; coded roles become Categorical whatever the format."""
     frame = loaded.frame
-    try:
-        ts, time_reason, fmt = parse_time(frame["time"], spec.columns.time_format, spec.columns.timezone)
-    except (ConfigError, DataError) as exc:
-        raise type(exc)(exc.message, where=str(loaded.source.path)) from None
+    if "time" not in frame.columns:  # a log without times: every row at one placeholder moment
+        frame = frame.with_columns(time=pl.lit(None, dtype=pl.String))
+        ts = pl.Series("timestamp", [0] * len(frame), dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+        time_reason, fmt = pl.Series("reason", [None] * len(frame), dtype=pl.String), "none"
+    else:
+        try:
+            ts, time_reason, fmt = parse_time(frame["time"], spec.columns.time_format, spec.columns.timezone)
+        except (ConfigError, DataError) as exc:
+            raise type(exc)(exc.message, where=str(loaded.source.path)) from None
     coded = {
         role: pl.col(role) if frame.schema[role] == types[role] else pl.col(role).cast(pl.String).cast(types[role])
         for role in CODED_ROLES

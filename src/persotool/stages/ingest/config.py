@@ -80,7 +80,9 @@ class ColumnMap(Strict):
 
     user: str = Field(description="the column holding the user id")
     item: str = Field(description="the column holding the item id")
-    time: str = Field(description="the column holding the event time")
+    time: str | None = Field(
+        None, description="the column holding the event time (none: a log without times, e.g. user,item,count)"
+    )
     time_format: str = Field("auto", description="auto, s, ms, us, ns (epoch), iso (ISO-8601), or a strftime pattern")
     timezone: str = Field("UTC", description="zone of timestamps written without one")
     event: str | None = Field(None, description="the column holding the event type (view, purchase...)")
@@ -250,8 +252,8 @@ def resolve(config: Any = None, options: dict[str, Any] | None = None, *, source
             merged[key] = {**merged[key], "separator": list_separator}
     if "columns" not in merged:
         raise ConfigError(
-            "say which columns hold the user, item and time: user_col, item_col and time_col, a schema file, "
-            "or the movielens preset"
+            "say which columns hold the user, item and time: user_col, item_col and time_col (time_col may be left "
+            "out for a log without times), a schema file, or the movielens preset"
         )
     options_given = {OPTIONS[k]: k for k, v in options.items() if v is not None and v != []}
     return validate(IngestConfig, merged, where, options_given)

@@ -81,7 +81,7 @@ class DatasetInfo(View):
             ("items", f"{info['items']:,}"),
             ("sessions", f"{info['sessions']:,}"),
             ("sparsity", f"{info['sparsity']:.4%}"),
-            ("time range", f"{info['time_min']} .. {info['time_max']}"),
+            ("time range", f"{info['time_min']} .. {info['time_max']}" if info["time_min"] else "no timestamps"),
             ("top 1% items' share", f"{info['top_1pct_items_share']:.1%}"),
             ("items with features", f"{info['items_with_features']:,}"),
             ("rows read / rejected", f"{info['rows_read']:,} / {info['rows_rejected']:,}"),

@@ -48,6 +48,21 @@ class Dataset(Artifact):
     def counts(self) -> dict[str, Any]:
         return self.manifest.counts
 
+    @property
+    def timed(self) -> bool:
+        """Whether the log had event times (a `user,item,count` dump does not)."""
+        return self.manifest.time_min is not None
+
+    def require_times(self, purpose: str) -> None:
+        """Refuse, before anything is written, a use that needs event times on a log without them."""
+        from persotool.errors import DataError
+
+        if not self.timed:
+            raise DataError(
+                f"has no timestamps (it was ingested without a time column); {purpose} needs event times",
+                where=str(self.path),
+            )
+
     @cached_property
     def interactions(self):
         return self.table("interactions")
@@ -85,6 +100,11 @@ class Dataset(Artifact):
 
     def notes(self) -> list[str]:
         c, notes = self.manifest.counts, []
+        if not self.timed:
+            notes.append(
+                "this log has no timestamps: split it with --strategy random or user-random; temporal and "
+                "leave-last splits, popularity windows, calibrate, backtest and simulate need event times"
+            )
         if c.get("files_empty"):
             notes.append(
                 f"{c['files_empty']:,} of {c['files_empty'] + c['files_read']:,} files had no data rows "
@@ -109,7 +129,7 @@ class Dataset(Artifact):
         pairs = [(key.replace("_", " "), f"{result[key]:,}") for key in keys]
         pairs += [(f"  rejected: {reason}", f"{count:,}") for reason, count in result["rejected_by_reason"].items()]
         pairs += [
-            ("time range", f"{result['time_min']} .. {result['time_max']}"),
+            ("time range", f"{result['time_min']} .. {result['time_max']}" if self.timed else "no timestamps"),
             ("dataset digest", result["dataset_digest"]),
             ("seconds", f"{result['seconds']:.2f}"),
             ("mlflow run", self.run_cell()),

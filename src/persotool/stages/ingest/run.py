@@ -126,9 +126,10 @@ def _ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool, c
         weight, value_of, counts["below_threshold"] = _weights(spec, coded, rows.value)
         _confirm(loaded)  # the background byte checks passed: nothing is written before
         phases.mark("sessions")
-        _write_interactions(rows, sessions.session, users, items, coded.events, value_of, weight, tmp)
+        timed = spec.columns.time is not None
+        _write_interactions(rows, sessions.session, users, items, coded.events, value_of, weight, tmp, timed)
         phases.mark("write")
-        user_table, item_table, time_range, n_sessions = _user_item_tables(rows, sessions, users, items)
+        user_table, item_table, time_range, n_sessions = _user_item_tables(rows, sessions, users, items, timed)
         kept_rows = len(rows.user)
         del rows, sessions, packed
         user_table, item_table, attribute_sources = _with_attributes(
@@ -327,9 +328,18 @@ def _weights(spec: IngestConfig, coded, value: np.ndarray) -> tuple[pl.Expr, pl.
 
 
 def _write_interactions(
-    rows: _Rows, session: np.ndarray, users: _Vocabulary, items: _Vocabulary, events, value_of, weight, tmp: Path
+    rows: _Rows,
+    session: np.ndarray,
+    users: _Vocabulary,
+    items: _Vocabulary,
+    events,
+    value_of,
+    weight,
+    tmp: Path,
+    timed: bool = True,
 ) -> None:
-    """interactions.parquet, streamed: ids, events and weights are looked up a morsel at a time."""
+    """interactions.parquet, streamed: ids, events and weights are looked up a morsel at a time; a
+    log without times has null timestamps (and one session per user)."""
     pl.LazyFrame(
         {
             "user_idx": rows.user,
@@ -344,7 +354,7 @@ def _write_interactions(
         item_idx=pl.col("item_idx"),
         user_id=pl.lit(users.public).gather(pl.col("user_idx")),
         item_id=pl.lit(items.public).gather(pl.col("item_idx")),
-        timestamp=pl.col("timestamp").cast(UTC_DTYPE),
+        timestamp=pl.col("timestamp").cast(UTC_DTYPE) if timed else pl.lit(None, dtype=UTC_DTYPE),
         event=pl.lit(events).gather(pl.col("event")),
         value=pl.lit(value_of).gather(pl.col("value")),
         weight=weight,
@@ -352,7 +362,7 @@ def _write_interactions(
     ).cast(INTERACTION_SCHEMA).sink_parquet(tmp / "interactions.parquet", compression="zstd", compression_level=1)
 
 
-def _user_item_tables(rows: _Rows, s: _Sessions, users: _Vocabulary, items: _Vocabulary):
+def _user_item_tables(rows: _Rows, s: _Sessions, users: _Vocabulary, items: _Vocabulary, timed: bool = True):
     """users and items tables (counts, sessions, first and last seen), the time range and the
     number of sessions."""
     stamps, n_items = rows.stamps, len(items.codes)
@@ -362,8 +372,8 @@ def _user_item_tables(rows: _Rows, s: _Sessions, users: _Vocabulary, items: _Voc
             "user_id": users.public,
             "n_interactions": s.ends - s.starts + 1,
             "n_sessions": s.session[s.ends] - s.session[s.starts] + 1,
-            "first_seen": pl.Series(stamps[s.starts]).cast(UTC_DTYPE),
-            "last_seen": pl.Series(stamps[s.ends]).cast(UTC_DTYPE),
+            "first_seen": pl.Series(stamps[s.starts]).cast(UTC_DTYPE) if timed else None,
+            "last_seen": pl.Series(stamps[s.ends]).cast(UTC_DTYPE) if timed else None,
         },
         schema_overrides={"n_interactions": pl.UInt32, "n_sessions": pl.UInt32},
     )
@@ -376,7 +386,8 @@ def _user_item_tables(rows: _Rows, s: _Sessions, users: _Vocabulary, items: _Voc
         },
         schema_overrides={"n_interactions": pl.UInt32, "n_users": pl.UInt32},
     )
-    return user_table, item_table, (int(stamps.min()), int(stamps.max())), int(s.session[-1]) + 1
+    time_range = (int(stamps.min()), int(stamps.max())) if timed else (None, None)
+    return user_table, item_table, time_range, int(s.session[-1]) + 1
 
 
 def _with_attributes(spec, user_table, item_table, users: _Vocabulary, items: _Vocabulary, work, pseudonymize, counts):

@@ -13,6 +13,7 @@ import polars as pl
 
 from persotool.kernels.simulation import build, engine, world
 from persotool.kernels.simulation.spec import SimulationConfig
+from persotool.stages.ingest.result import Dataset
 from persotool.stages.simulate import fidelity
 from persotool.stages.simulate.analysis import Analysis, analyse
 from persotool.stages.simulate.retrain import retrainer
@@ -82,6 +83,7 @@ def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: b
     if out is not None:
         artifacts.check_output(out, force=force, inputs=inputs_of(dataset, cfg))
     dataset_manifest = artifacts.read_artifact(dataset, "dataset")
+    Dataset(dataset).require_times("simulate (visits and fidelity are measured in days)")
     built = build.build(dataset, cfg)
     world_seconds = time.perf_counter() - started
     sim = engine.run_days(built, cfg, dataset_manifest["dataset_digest"], retrain=retrainer(cfg, Path(dataset)))

@@ -144,6 +144,12 @@ def run(dataset: Path, cfg: SplitConfig, out: Path, *, force: bool = False) -> S
     artifacts.check_output(out, force=force, inputs=[dataset])
     dataset = Path(dataset)
     source = artifacts.read_artifact(dataset, "dataset")
+    if cfg.strategy in ("temporal", "leave-last") and source.get("time_min") is None:
+        raise DataError(
+            f"has no timestamps (it was ingested without a time column); strategy {cfg.strategy} needs event "
+            "times: use --strategy random or user-random",
+            where=str(dataset),
+        )
     frame = pl.read_parquet(dataset / "interactions.parquet", columns=TRAIN_COLUMNS)
     rows_in = len(frame)
     frame, rounds = k_core(frame, cfg.min_user_interactions, cfg.min_item_interactions)
