@@ -150,10 +150,18 @@ def test_runs_orphaned_by_a_killed_recorder_are_marked_killed(tmp_path: Path, sc
     client = MlflowClient(f"sqlite:///{scratch_cwd / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("orphans") or client.get_experiment(client.create_experiment("orphans"))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    tags = {"persotool.host": socket.gethostname(), "persotool.pid": dead.stdout.strip()}
-    orphan = client.create_run(experiment.experiment_id, tags=tags).info.run_id  # what kill -9 leaves
-    alive = client.create_run(experiment.experiment_id, tags=tags | {"persotool.pid": str(os.getpid())}).info.run_id
+    host, dead_pid, live_pid = socket.gethostname(), dead.stdout.strip(), str(os.getpid())
+
+    def run(recorder: str, ran_by: str) -> str:
+        tags = {"persotool.recorder": f"{host}:{recorder}", "persotool.host": host, "persotool.pid": ran_by}
+        return client.create_run(experiment.experiment_id, tags=tags).info.run_id
+
+    orphan = run(dead_pid, live_pid)  # what kill -9 leaves: its recorder is gone (whoever ran the work)
+    alive = run(live_pid, dead_pid)  # recorded by a live process: a tuning trial whose worker has ended
+    legacy = {"persotool.host": host, "persotool.pid": dead_pid}  # before the recorder tag
+    legacy_orphan = client.create_run(experiment.experiment_id, tags=legacy).info.run_id
     result = run_cli("ingest", TINY, "--preset", "movielens", "-o", tmp_path / "ds", "--experiment", "orphans")
     assert result.exit_code == 0, result.stderr
     assert client.get_run(orphan).info.status == "KILLED"
+    assert client.get_run(legacy_orphan).info.status == "KILLED"
     assert client.get_run(alive).info.status == "RUNNING"

@@ -396,11 +396,13 @@ def _close_orphans(client, experiment_id: str) -> None:
     import socket
 
     host = socket.gethostname().replace("'", "")
-    orphans = client.search_runs(
-        [experiment_id], f"attributes.status = 'RUNNING' and tags.`persotool.host` = '{host}'", max_results=200
-    )
-    for run in orphans:
-        pid = run.data.tags.get("persotool.pid", "")
+    running = "attributes.status = 'RUNNING'"
+    recorded = client.search_runs([experiment_id], f"{running} and tags.`persotool.recorder` LIKE '{host}:%'")
+    # runs from before the recorder tag: host and pid named the recorder
+    legacy = client.search_runs([experiment_id], f"{running} and tags.`persotool.host` = '{host}'", max_results=200)
+    for run in [*recorded[:200], *(r for r in legacy if "persotool.recorder" not in r.data.tags)]:
+        recorder = run.data.tags.get("persotool.recorder") or f":{run.data.tags.get('persotool.pid', '')}"
+        pid = recorder.rpartition(":")[2]
         if pid.isdigit() and not _process_alive(int(pid)):
             client.set_terminated(run.info.run_id, "KILLED")
 
@@ -419,7 +421,9 @@ def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) ->
     tags = {
         "persotool.version": __version__,
         "persotool.command": spec.command,
-        "persotool.host": socket.gethostname(),  # with the pid: who records it, to tell orphans
+        # who records it (to tell orphans); host and pid say who ran it, which a spec may set
+        "persotool.recorder": f"{socket.gethostname()}:{os.getpid()}",
+        "persotool.host": socket.gethostname(),
         "persotool.pid": str(os.getpid()),
         MLFLOW_SOURCE_NAME: f"persotool {spec.command}",
         **spec.tags,

@@ -25,9 +25,8 @@ def triplets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines = []
     for user in range(120):
         for song in rng.sample(range(200), 12):
-            lines.append(
-                f"b80344d063b5ccb3212f76538f3d9e43d87dca9e{user:03d}\tSOAKIMP12A8C130995{song:03d}\t{rng.randint(1, 30)}"
-            )
+            user_id = f"b80344d063b5ccb3212f76538f3d9e43d87dca9e{user:03d}"
+            lines.append(f"{user_id}\tSOAKIMP12A8C130995{song:03d}\t{rng.randint(1, 30)}")
     path = root / "train_triplets.txt"
     path.write_text("\n".join(lines) + "\n")
     out = root / "ds"

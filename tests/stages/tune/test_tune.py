@@ -352,3 +352,38 @@ def test_a_failing_trial_is_recorded_with_its_error_and_the_study_goes_on(small_
     done = trials.filter(pl.col("state") == "complete")
     assert done.height >= 1 and done["param.learning_rate"].max() < failed["param.learning_rate"].min()
     assert tuned.manifest.best["params"]["learning_rate"] in done["param.learning_rate"].to_list()
+
+
+def test_each_trial_run_names_the_worker_that_ran_it(small_split: Path, tmp_path: Path, scratch_cwd) -> None:
+    """A tracked worker records the whole study, trials an untracked worker ran included: each nested
+    run names the process that ran its trial (persotool.pid, persotool.worker) and, separately, the
+    process recording it (persotool.recorder), whose death alone marks a running run killed."""
+    from mlflow.tracking import MlflowClient
+
+    storage = str(tmp_path / "handoff.journal")
+    space = SPACES / "itemknn.toml"
+    common = ["--study", "handoff", "--storage", storage, "--experiment", "tune-handoff"]
+    pt.tune(small_split, out=tmp_path / "a", space=space, trials=2, study="handoff", storage=storage)
+    args = [str(PERSOTOOL), "tune", str(small_split), "--space", str(space), "--trials", "4", *common]
+    proc = subprocess.Popen(
+        [*args, "-o", str(tmp_path / "b"), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=scratch_cwd,
+    )
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    second = json.loads(stdout)
+    client = MlflowClient(f"sqlite:///{scratch_cwd / 'mlflow.db'}")
+    parent = client.get_run(second["mlflow_run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    by_trial = {int(run.data.tags["persotool.leaf"]): run.data.tags for run in children}
+    assert sorted(by_trial) == [0, 1, 2, 3]
+    host = socket.gethostname()
+    assert [by_trial[n]["persotool.pid"] for n in (0, 1)] == [str(os.getpid())] * 2
+    assert [by_trial[n]["persotool.pid"] for n in (2, 3)] == [str(proc.pid)] * 2
+    assert all(tags["persotool.worker"] == f"{host}:{tags['persotool.pid']}" for tags in by_trial.values())
+    assert {tags["persotool.recorder"] for tags in by_trial.values()} == {f"{host}:{proc.pid}"}

@@ -43,7 +43,7 @@ def run_spec(tuning) -> RunSpec:
                 tags={
                     "persotool.trial_state": row["state"],
                     "persotool.default_config": str(row["default"]).lower(),
-                    **({"persotool.worker": str(row["worker"])} if row.get("worker") else {}),
+                    **_ran_by(row.get("worker")),
                     **({"persotool.error": str(row["error"])[:250]} if row.get("error") else {}),
                 },
                 leaf=str(row["number"]),
@@ -60,6 +60,14 @@ def run_spec(tuning) -> RunSpec:
         children=children,
         tree=hashlib.sha256(f"{m.storage}\x1f{m.study}".encode()).hexdigest()[:24],
     )
+
+
+def _ran_by(worker: str | None) -> dict[str, str]:
+    """The worker (host:pid) that ran a trial, which need not be the one recording it."""
+    if not worker:
+        return {}
+    host, _, pid = str(worker).rpartition(":")
+    return {"persotool.worker": str(worker), "persotool.host": host, "persotool.pid": pid}
 
 
 def _resolved(m) -> dict:
