@@ -19,7 +19,7 @@ STAMP := $(VENV)/.synced
 RUN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: setup demo test bench lint flags ui clean
+.PHONY: setup demo test bench lint flags docs docs-check ui clean
 
 setup: $(STAMP)
 
@@ -60,12 +60,24 @@ bench: $(STAMP)
 	$(RUN)/python benchmarks/tune.py
 	$(RUN)/python benchmarks/backtest.py
 	$(RUN)/python benchmarks/robustness.py
+	$(RUN)/python scripts/docs.py fill
 
 lint: $(STAMP)
 	$(RUN)/ruff check src tests benchmarks scripts
 	$(RUN)/ruff format --check src tests benchmarks scripts
 	$(RUN)/lint-imports
 	$(RUN)/python -m persotool.stages.catalogue --check
+
+# the documents' result tables: docs/demo/ from make demo's outputs, then every marked block of
+# README.md and docs/*.md from docs/demo/ and benchmarks/results/ (scripts/docs.py says how)
+docs: $(STAMP)
+	$(RUN)/python scripts/docs.py snapshot $(DEMO)
+
+# fails when a document's table differs from its source, or docs/demo/ from make demo's outputs
+docs-check: $(STAMP)
+	@if [ -d $(DEMO)/ab-test ]; then $(RUN)/python scripts/docs.py check --demo $(DEMO); \
+	else echo "no $(DEMO): checking the documents against docs/demo/ only (run make demo first to check it too)"; \
+	$(RUN)/python scripts/docs.py check; fi
 
 flags: $(STAMP)
 	$(RUN)/python -m persotool.stages.catalogue

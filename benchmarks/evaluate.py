@@ -1,7 +1,7 @@
 """Evaluation and training benchmark: persotool's full-ranking evaluation against
 `lightfm.evaluation` and against a bare numpy floor, and persotool's LightFM training against bare
 `LightFM.fit`, all on the same model and matrices in one run. Results:
-benchmarks/results/evaluate.json (quoted in the README).
+benchmarks/results/evaluate.json (shown in docs/performance.md by `make docs`).
 
     python benchmarks/evaluate.py [--users 20000] [--items 10000] [--threads 1] [--epochs 5]
 

@@ -2,7 +2,7 @@
 pipeline, on the same 20M-row synthetic CSV, in one run. Each variant runs in its own process so
 its peak RSS is its own, and the three take turns `--repeat` times (3 by default): the figures are
 each variant's median, so one noisy run on a shared machine does not decide the verdict. Results:
-benchmarks/results/ingest.json (quoted in the README).
+benchmarks/results/ingest.json (shown in docs/performance.md by `make docs`).
 
     python benchmarks/ingest.py [--rows 20000000] [--repeat 3] [--keep]
 """
