@@ -31,6 +31,24 @@ def test_every_command_has_help_with_an_example() -> None:
         assert "<bool>" not in result.stdout, f"{' '.join(path)} --help shows a <bool> placeholder for a switch"
 
 
+def test_command_lists_show_each_first_sentence_whole() -> None:
+    """`persotool --help` (and `datasets --help`) list each command with the first sentence of its
+    help, whole, wrapped rather than cut with '...' (tune's ended mid-sentence)."""
+    import re
+
+    for group in ((), ("datasets",)):
+        listing = run_cli(*group, "--help").stdout.split("Commands:", 1)[1]
+        command = typer.main.get_command(app)
+        for name in group:
+            command = command.commands[name]
+        assert "..." not in listing
+        flat = " ".join(listing.split()).replace("- ", "-")  # click may wrap after a hyphen
+        for name, sub in command.commands.items():
+            text = " ".join(sub.help.split("\n\n")[0].split())
+            first = re.split(r"(?<!e\.g)(?<!i\.e)\. ", text)[0].rstrip(".").replace("- ", "-")
+            assert f"{name} {first}" in flat, f"{' '.join((*group, name))}: {first!r} not shown whole"
+
+
 def test_version() -> None:
     result = run_cli("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"persotool {__version__}"
