@@ -13,11 +13,14 @@ from persotool.kernels.simulation import calibration as fitted
 from persotool.kernels.simulation import visit_model as cal
 from persotool.kernels.simulation.world import top_share
 from persotool.stages.backtest.config import BacktestConfig
+from persotool.stages.backtest.naive import recency_frequency
 
-NAIVE = ("persistence", "historical rate", "nobody returns")
+RECENCY_FREQUENCY = "recency + frequency"  # a logistic/Poisson regression on both (see `naive`)
+NAIVE = ("persistence", "historical rate", RECENCY_FREQUENCY, "nobody returns")
 BEST_MIXING = "model (best mixing)"  # the closed form under the nonparametric mixing distribution
 SOURCES = ("real", "simulated", "model (closed form)", BEST_MIXING, *NAIVE)  # each quantity's figures
-VERDICTS = ("better than the naive forecast", "within noise", "close", "misfit")
+INCONCLUSIVE = "inconclusive"  # more than 25% off, but the log's noise floor is wider than the gap
+VERDICTS = ("better than the naive forecast", "within noise", "close", INCONCLUSIVE, "misfit")
 UNDEFINED = "undefined"  # a per-user score a degenerate log cannot give (everyone returned, say)
 # Beyond the noise floor but practically small: large logs make the floor smaller than any
 # difference that would change a decision, so a relative error of at most 25% (aggregates) or a KS
@@ -126,7 +129,8 @@ def compare(frame, calibration, built, state, cfg: BacktestConfig, clones: int) 
     real = _real(frame, calibration, cfg.slate_size)
     sim = _simulated(state, clones, len(h))
     _item_counts(frame, calibration, real, sim, built.n_items, cfg.seed)
-    forecasts = _forecasts(calibration, real, sim, horizon)
+    rf = recency_frequency(frame, calibration, horizon)
+    forecasts = _forecasts(calibration, real, sim, horizon, rf)
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 59]))
     n = len(h)
     boots = [rng.integers(0, n, n) for _ in range(cfg.bootstrap)]
@@ -167,7 +171,7 @@ def compare(frame, calibration, built, state, cfg: BacktestConfig, clones: int) 
             "supports_forecast": returning >= cfg.min_returning,
             "held_out_days": horizon,
         },
-        "notes": _notes(rows, sim, calibration, cfg, returning, n),
+        "notes": _notes(rows, sim, calibration, cfg, returning, n) + ([rf.note] if rf.note else []),
         "per_user": _per_user_table(h, real, sim, forecasts),
         "curve": pl.DataFrame(
             {
@@ -196,7 +200,7 @@ def _item_counts(frame, calibration, real: dict, sim: dict, n_items: int, seed: 
         sim["item_counts"] = thin.multivariate_hypergeometric(sim["item_counts"].astype(np.int64), total)
 
 
-def _forecasts(calibration, real: dict, sim: dict, horizon: int) -> dict[str, tuple]:
+def _forecasts(calibration, real: dict, sim: dict, horizon: int, rf) -> dict[str, tuple]:
     """Each forecast: (chance of returning, score ranking who returns, active days) per known user."""
     h = calibration.histories
     n = len(h)
@@ -209,6 +213,7 @@ def _forecasts(calibration, real: dict, sim: dict, horizon: int) -> dict[str, tu
         BEST_MIXING: (best_return, best_return, best_days),
         "persistence": (real["persistence"] > 0, real["persistence"], real["persistence"]),
         "historical rate": (real["historical_return"], real["historical"], real["historical"]),
+        RECENCY_FREQUENCY: (rf.returns, rf.returns, rf.active_days),
         "nobody returns": (np.zeros(n), np.zeros(n), np.zeros(n)),
     }
 
@@ -279,6 +284,8 @@ def _per_user_table(h, real: dict, sim: dict, forecasts: dict) -> pl.DataFrame:
             "best_mixing_active_days": forecasts[BEST_MIXING][2],
             "persistence_active_days": real["persistence"],
             "historical_active_days": real["historical"],
+            "recency_frequency_return_probability": forecasts[RECENCY_FREQUENCY][0],
+            "recency_frequency_active_days": forecasts[RECENCY_FREQUENCY][2],
         }
     )
 
@@ -367,9 +374,13 @@ def _aggregate_row(name: str, real: float, values: dict[str, float], noise: floa
     sim = values["simulated"]
     error = abs(sim - real)
     naive_errors = [abs(values[k] - real) for k in NAIVE if k in values]
-    if error <= noise:
+    off = error > CLOSE_RELATIVE * abs(real)  # more than 25% off is never "within noise"
+    if error <= noise and off:
+        verdict = INCONCLUSIVE
+        note = _inconclusive(note, sim, real, noise)
+    elif error <= noise:
         verdict = "within noise"
-    elif error > CLOSE_RELATIVE * abs(real):
+    elif off:
         verdict = "misfit"
     elif naive_errors and error < min(naive_errors):
         verdict = "better than the naive forecast"
@@ -386,6 +397,14 @@ def _aggregate_row(name: str, real: float, values: dict[str, float], noise: floa
         "verdict": verdict,
         "note": note,
     }
+
+
+def _inconclusive(note: str, sim: float, real: float, noise: float) -> str:
+    why = (
+        f"{sim:.3g} against {real:.3g} is more than {CLOSE_RELATIVE:.0%} off, but the log's noise floor "
+        f"(±{noise:.3g}) is wider than the gap: the log is too small to tell"
+    )
+    return f"{note}; {why}" if note else why
 
 
 def _distribution_row(name: str, real: np.ndarray, sim: np.ndarray, rng, reps: int, note: str) -> dict[str, Any]:
@@ -409,15 +428,30 @@ def _distribution_row(name: str, real: np.ndarray, sim: np.ndarray, rng, reps: i
             0.95,
         )
     )
+    mean_real, mean_sim = float(np.mean(real)), float(np.mean(sim))
+    note = f"{note}; KS distance {ks:.3f} against a floor of {floor:.3f}"
+    # "close" and "within noise" need the means within 25% too: a small KS distance can hide a
+    # large gap in the mean of a long-tailed distribution
+    off = abs(mean_sim - mean_real) > CLOSE_RELATIVE * abs(mean_real)
+    if ks <= floor:
+        verdict = INCONCLUSIVE if off else "within noise"
+        if off:
+            note = f"{note}; means {mean_sim:.3g} against {mean_real:.3g}, more than {CLOSE_RELATIVE:.0%} apart"
+    elif ks <= CLOSE_KS and not off:
+        verdict = "close"
+    else:
+        verdict = "misfit"
+        if ks <= CLOSE_KS:
+            note = f"{note}; means {mean_sim:.3g} against {mean_real:.3g}, more than {CLOSE_RELATIVE:.0%} apart"
     return {
         "quantity": name,
         "kind": "distribution",
-        "real": float(np.mean(real)),
-        "simulated": float(np.mean(sim)),
+        "real": mean_real,
+        "simulated": mean_sim,
         "ks_distance": ks,
         "noise": floor,
-        "verdict": "within noise" if ks <= floor else "close" if ks <= CLOSE_KS else "misfit",
-        "note": f"{note}; KS distance {ks:.3f} against a floor of {floor:.3f}",
+        "verdict": verdict,
+        "note": note,
     }
 
 

@@ -75,7 +75,17 @@ class Backtest(Artifact):
     def blocks(self) -> list[render.Block]:
         m = self.manifest
         w, v = m.window, m.verdict
-        columns = ["quantity", "logs", "simulator", "persistence", "hist. rate", "nobody", "noise ±", "verdict"]
+        columns = [
+            "quantity",
+            "logs",
+            "simulator",
+            "persistence",
+            "hist. rate",
+            "rec+freq",
+            "nobody",
+            "noise ±",
+            "verdict",
+        ]
         rows = [
             [
                 _label(q["quantity"]),
@@ -83,6 +93,7 @@ class Backtest(Artifact):
                 _short(q.get("simulated")),
                 _short(q.get("persistence")),
                 _short(q.get("historical rate")),
+                _short(q.get("recency + frequency")),
                 _short(q.get("nobody returns")),
                 _short(q.get("noise")),
                 _verdict_cell(q["verdict"]) + (f" vs {_NAIVE[q['best_naive']]}" if q.get("best_naive") else ""),
@@ -110,12 +121,19 @@ class Backtest(Artifact):
                 compact=True,
                 caption="aggregates: values; distributions: means, KS against a real-vs-resampled-real floor; "
                 "per user: each forecast's score, the verdict against the best naive forecast (vs). "
-                "nobody: the forecast that nobody returns. better: better than the naive forecast",
+                "rec+freq: a regression on recency and frequency fitted inside the calibration window; "
+                "nobody: the forecast that nobody returns. better: better than the naive forecast; "
+                "inconclusive: more than 25% off, but within the log's noise floor (too small to tell)",
             ),
         ]
 
 
-_NAIVE = {"persistence": "persistence", "historical rate": "hist. rate", "nobody returns": "nobody"}
+_NAIVE = {
+    "persistence": "persistence",
+    "historical rate": "hist. rate",
+    "recency + frequency": "rec+freq",
+    "nobody returns": "nobody",
+}
 _LABELS = {
     "share of users returning": "returning share",
     "active days per user": "active days/user",
@@ -144,6 +162,8 @@ def _short(value) -> str:
 
 
 def _verdict_cell(verdict: str) -> str:
-    colour = {"misfit": "red", "better than the naive forecast": "green", "close": "dim"}.get(verdict)
+    colour = {"misfit": "red", "better than the naive forecast": "green", "close": "dim", "inconclusive": "dim"}.get(
+        verdict
+    )
     verdict = "better" if verdict == "better than the naive forecast" else verdict
     return f"[{colour}]{verdict}[/{colour}]" if colour else verdict

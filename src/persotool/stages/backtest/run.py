@@ -10,6 +10,9 @@ interactions per active day are compared on simulated visits with at least one e
 Every quantity is shown beside naive forecasts and a noise floor:
 - persistence: each user is as active as in the last window of the same length before the cutoff;
 - historical rate: each user's active days per day since their first, over the held-out days;
+- recency + frequency: a logistic regression of returning (and a Poisson regression of active
+  days) on days since the last active day and active days so far, fitted on a time split inside the
+  calibration window (see `naive`);
 - nobody returns;
 - the model's closed-form forecast (no simulation), which the simulation should reproduce;
 - noise floor: for aggregates, 1.96 bootstrap standard errors of the real value (users resampled);
@@ -17,10 +20,13 @@ Every quantity is shown beside naive forecasts and a noise floor:
   bootstrap resamples (real against resampled real); for per-user scores, a paired bootstrap of
   the difference between the simulator and the best naive forecast.
 
-Verdicts: an aggregate is "within noise" of the logs; else a "misfit" when more than 25% off; else
-"better than the naive forecast" when closer than every naive forecast, else "close". A
-distribution is "within noise", else "close" up to a KS distance of 0.1 (on large logs the noise
-floor falls below any difference that matters), else a "misfit". A per-user score is
+Verdicts: an aggregate more than 25% off the logs is "inconclusive" (the log is too small to tell)
+when the noise floor is wider than the gap, else a "misfit"; one within 25% is "within noise" of
+the logs, else "better than the naive forecast" when closer than every naive forecast, else
+"close". A distribution is "within noise" when its KS distance is within the floor and its mean
+within 25% ("inconclusive" when only the first holds), "close" when the KS distance is at most 0.1
+and the mean within 25% (on large logs the floor falls below any difference that matters), else a
+"misfit". A per-user score is
 "better than the naive forecast" when the paired 95% interval of its difference with the best naive
 forecast is above zero, "within noise" when it holds zero, "misfit" when below.
 """

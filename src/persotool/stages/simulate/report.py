@@ -356,8 +356,9 @@ def _arm_tables(results: pl.DataFrame, cfg: SimulationConfig) -> list:
 
     correction = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "un"}[cfg.analysis.correction]
     caption = (
-        f"95% CI; p {correction}-corrected within each family; ▲▼ significant. * CUPED-adjusted estimate and "
-        "interval (pre-period covariate). Retention, churn and RMST count from each user's first exposure."
+        f"95% CI; p {correction}-corrected within each family; ▲▼ significant. * CUPED-adjusted effect and "
+        "interval (pre-period covariate); the means beside them are raw, so they need not subtract to the effect. "
+        "Retention, churn and RMST count from each user's first exposure."
     )
     columns = ["metric", "control", "arm", "effect", "95% CI", "p", "true"]
     tables = []
