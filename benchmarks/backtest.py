@@ -24,7 +24,7 @@ RESULTS = HERE / "results" / "backtest.json"
 def _summary(result: dict) -> dict:
     from persotool.stages.backtest.compare import SOURCES
 
-    keep = (*SOURCES, "noise", "verdict")
+    keep = (*SOURCES, "noise", "verdict", "best_naive")
     return {
         "window": result["window"],
         "verdict": result["verdict"],

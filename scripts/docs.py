@@ -273,18 +273,31 @@ def bench_backtest(r: dict) -> str:
         phases = part["seconds"]
         split = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items() if name != "total")
         rows.append([f"back-test, {label} ({split})", _s(phases["total"]), ""])
-        columns = ["real", "simulated", "model (closed form)", "model (best mixing)", "persistence", "historical rate"]
+        columns = [
+            "real",
+            "simulated",
+            "model (closed form)",
+            "model (best mixing)",
+            "persistence",
+            "historical rate",
+            "recency + frequency",
+        ]
         table = [
-            [name, *(_g(q.get(c)) for c in columns), _g(q.get("noise")), q.get("verdict", "")]
+            [
+                name,
+                *(_g(q.get(c)) for c in columns),
+                _g(q.get("noise")),
+                q.get("verdict", "") + (f" vs {q['best_naive']}" if q.get("best_naive") else ""),
+            ]
             for name, q in part["quantities"].items()
         ]
         window = part["window"]
         verdict = part["verdict"]
         note = (
             f"Calibrated {window['start'][:10]} to {window['until'][:10]}, {window['held_out_days']:,} days held out; "
-            f"{verdict['returning_users']} of {verdict['known_users']:,} known users returned. "
+            f"{verdict['returning_users']:,} of {verdict['known_users']:,} known users returned. "
             + " ".join(part.get("notes", []))
-        )
+        ).strip()
         out.append(_table([f"{label}: quantity", *columns, "noise ±", "verdict"], table, note))
     head = _table(["run", "time", "target"], rows, f"Machine: {_machine(r)}.")
     return [head, *out]  # part=1: timings; 2: MovieLens; 3: the synthetic log
