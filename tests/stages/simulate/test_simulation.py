@@ -79,10 +79,12 @@ def test_first_exposure_does_not_depend_on_the_arm(ab) -> None:
 def _aa_rates(cfg, built, sim):
     rejections: dict[str, int] = {}
     stops: dict[str, int] = {}
-    any_primary_stop = 0
+    any_primary_stop = unbalanced = 0
     for r in range(REPLICATES):
         replicate = cfg.model_copy(update={"name": f"aa-{r}"})  # a fresh random assignment
         result = analyse(sim, built, replicate, light=True, sequential=True)
+        assert len(result.balance) == 2 * (len(cfg.arms) - 1)  # pre-period visits and engagements per arm
+        unbalanced += any(row["unbalanced"] for row in result.balance)
         for row in result.results.iter_rows(named=True):
             for column in REPORTED_P:
                 if row.get(column) is not None and row[column] == row[column]:
@@ -96,13 +98,14 @@ def _aa_rates(cfg, built, sim):
         {k: v / REPLICATES for k, v in rejections.items()},
         {k: v / REPLICATES for k, v in stops.items()},
         any_primary_stop / REPLICATES,
+        unbalanced / REPLICATES,
     )
 
 
 @pytest.mark.parametrize("which", ["aa", "aa3"])
 def test_aa_false_positive_rates_are_nominal_and_sequential_looks_keep_alpha(which, request) -> None:
     cfg, built, sim = request.getfixturevalue(which)
-    rates, stops, family_wise = _aa_rates(cfg, built, sim)
+    rates, stops, family_wise, unbalanced = _aa_rates(cfg, built, sim)
     treated = len(cfg.arms) - 1
     assert len(rates) >= 12 * treated
     bad = {k: v for k, v in rates.items() if abs(v - ALPHA) > FPR_TOLERANCE}
@@ -111,6 +114,31 @@ def test_aa_false_positive_rates_are_nominal_and_sequential_looks_keep_alpha(whi
     assert set(stops) == {f"{arm.name}:{m}" for arm in cfg.arms[1:] for m in ("engagements", "visits")}
     assert all(v <= ALPHA + FPR_TOLERANCE for v in stops.values()), stops
     assert family_wise <= ALPHA + FPR_TOLERANCE
+    # the pre-period balance check (Holm over its checks) warns at most alpha of the time by chance
+    assert unbalanced <= ALPHA + FPR_TOLERANCE, unbalanced
+    # retention and churn are adjusted on the pre-period too, and their tests stay nominal
+    assert {f"{arm.name}:{m}:raw_p_value" for arm in cfg.arms[1:] for m in ("retention_d1", "churned")} <= set(rates)
+
+
+def test_the_balance_check_flags_a_planted_pre_period_imbalance(aa) -> None:
+    """Tables where arm b's users visited 0.2 SD more before the test than control's: flagged and
+    named; the same users split evenly are not."""
+    from persotool.stages.simulate.analysis import _balance, balance_warnings
+
+    cfg = aa[0]
+    rng = np.random.default_rng(11)
+    n = 4000
+    arm = rng.random(n) < 0.5
+    pre_visits = rng.poisson(3.0, n).astype(np.float64)
+    table = {"pre_visits": pre_visits, "pre_engagements": rng.poisson(8.0, n).astype(np.float64)}
+    shifted = {**table, "pre_visits": pre_visits + np.where(arm, 0.2 * np.sqrt(3.0), 0.0)}
+    even = _balance({"a": table, "b": table}, {"a": ~arm, "b": arm}, ["a", "b"], "a", cfg)
+    assert not any(row["unbalanced"] for row in even) and balance_warnings(even, "a") == []
+    planted = _balance({"a": shifted, "b": shifted}, {"a": ~arm, "b": arm}, ["a", "b"], "a", cfg)
+    visits = next(row for row in planted if row["covariate"] == "pre_visits")
+    assert visits["unbalanced"] and visits["standardized_difference"] == pytest.approx(0.2, abs=0.05)
+    (warning,) = balance_warnings(planted, "a")
+    assert "unbalanced before the test: visits per user in the pre-period, b" in warning
 
 
 @pytest.mark.parametrize("population", ["triggered", "itt"])

@@ -41,7 +41,19 @@ from persotool.stages.simulate import statistics as st
 
 MEAN_METRICS = ("engagements", "visits", "examined", "diversity")
 RATIO_METRICS = {"ctr": ("engagements", "impressions"), "engagement_rate": ("engagements", "examined")}
-CUPED_COVARIATE = {"engagements": "pre_engagements", "visits": "pre_visits", "examined": "pre_engagements"}
+# each metric's pre-period analogue, for CUPED (regression adjustment): returning and churn are
+# adjusted on the pre-period's visits
+CUPED_COVARIATE = {
+    "engagements": "pre_engagements",
+    "visits": "pre_visits",
+    "examined": "pre_engagements",
+    "retention_d1": "pre_visits",
+    "retention_d7": "pre_visits",
+    "retention_d30": "pre_visits",
+    "churned": "pre_visits",
+}
+# what the balance check compares between arms: each pre-period measure, by the metric it stands for
+BALANCE = {"pre_visits": "visits", "pre_engagements": "engagements"}
 DAILY = {"engagements": "daily_engagements", "visits": "daily_visits", "examined": "daily_examined"}
 
 
@@ -121,6 +133,7 @@ class Analysis:
     survival: dict[str, Any]
     per_user: pl.DataFrame
     homogenization: dict[str, dict[str, Any]] = field(default_factory=dict)
+    balance: list[dict[str, Any]] = field(default_factory=list)  # pre-period balance, arm against control
 
 
 def _row(metric: str, kind: str, method: str, arm: str, effect: st.Effect, true: float, **extra) -> dict[str, Any]:
@@ -190,7 +203,9 @@ def analyse(
         )
         results = results.join(first, on=["arm", "metric"], how="left")
     per_user = pl.DataFrame() if light else _per_user(world, tables, arm_of, in_arm, names)
+    balance_rows = _balance(tables, in_arm, names, control, cfg)
     return Analysis(
+        balance=balance_rows,
         results=results,
         srm_p=srm_p,
         arm_sizes=sizes,
@@ -235,7 +250,8 @@ def _effect(metric, arm, control, tables, in_arm, truth_users, cfg, level, light
     effect, method = raw, "Welch t"
     covariate = CUPED_COVARIATE.get(metric)
     if covariate and cfg.pre_days and a.cuped:
-        effect, reduction = st.cuped(y_t, y_c, treat[covariate][mask], ctrl[covariate][ctrl_mask], level=level)
+        x_t, x_c = treat[covariate][mask][seen_t], ctrl[covariate][ctrl_mask][seen_c]
+        effect, reduction = st.cuped(y_t[seen_t], y_c[seen_c], x_t, x_c, level=level)
         method = "Welch t, CUPED"
         extra |= {
             "cuped_variance_reduction": reduction,
@@ -255,6 +271,53 @@ def _effect(metric, arm, control, tables, in_arm, truth_users, cfg, level, light
         boot = st.bootstrap(y_t[seen_t], y_c[seen_c], resamples=a.bootstrap, seed=cfg.seed, level=level)
         extra |= {"bootstrap_ci_low": boot.ci_low, "bootstrap_ci_high": boot.ci_high}
     return _row(metric, kind, method, arm, effect, true, **extra)
+
+
+def _balance(tables, in_arm, names, control, cfg) -> list[dict[str, Any]]:
+    """Is the assignment balanced before the test? Each pre-period measure of the analysed users, arm
+    against control (Welch's t), Holm-corrected over every check: an unbalanced row (adjusted p below
+    alpha) happens by chance at most alpha of the time in an A/A, and warns that effects on the
+    metrics it stands for lean on the adjustment."""
+    if not cfg.pre_days:
+        return []
+    rows = []
+    for arm in names:
+        if arm == control:
+            continue
+        for covariate, metric in BALANCE.items():
+            t, c = tables[arm][covariate][in_arm[arm]], tables[control][covariate][in_arm[control]]
+            if len(t) < 2 or len(c) < 2:
+                continue
+            test = st.welch(t, c)
+            sd = float(np.sqrt((t.var(ddof=1) + c.var(ddof=1)) / 2))
+            rows.append(
+                {
+                    "arm": arm,
+                    "measure": f"{metric} per user in the pre-period",
+                    "covariate": covariate,
+                    "control": float(c.mean()),
+                    "treatment": float(t.mean()),
+                    "standardized_difference": float((t.mean() - c.mean()) / sd) if sd > 0 else 0.0,
+                    "p_value": test.p_value,
+                }
+            )
+    adjusted = st.adjust(np.array([row["p_value"] for row in rows]), "holm") if rows else []
+    for row, p in zip(rows, adjusted, strict=True):
+        row["p_adjusted"] = float(p)
+        row["unbalanced"] = bool(p < cfg.analysis.alpha)
+    return rows
+
+
+def balance_warnings(rows: list[dict[str, Any]], control: str) -> list[str]:
+    return [
+        f"the assignment is unbalanced before the test: {row['measure']}, {row['arm']} {row['treatment']:.3g} "
+        f"against {control} {row['control']:.3g} ({row['standardized_difference']:+.2f} SD, p = "
+        f"{row['p_adjusted']:.2g} after Holm over {len(rows)} checks); effects on metrics tied to it are "
+        "CUPED-adjusted on the pre-period, but read them with care (another experiment name reshuffles the "
+        "assignment)"
+        for row in rows
+        if row["unbalanced"]
+    ]
 
 
 def _families(results: pl.DataFrame, families: dict[str, str], a) -> pl.DataFrame:

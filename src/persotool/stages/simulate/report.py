@@ -347,7 +347,14 @@ def _design_line(summary: dict, cfg: SimulationConfig) -> str:
         if summary["analysed"] == "triggered"
         else f"intention to treat: all {assigned:,} assigned users, visitors or not"
     )
-    return f"[bold]{cfg.name}[/bold]: {cfg.days} days; {who} ({sizes}); sample ratio {srm} (p = {srm_p:.3g})"
+    line = f"[bold]{cfg.name}[/bold]: {cfg.days} days; {who} ({sizes}); sample ratio {srm} (p = {srm_p:.3g})"
+    checks = summary.get("balance") or []
+    if checks:
+        unbalanced = [row for row in checks if row["unbalanced"]]
+        smallest = min(row["p_adjusted"] for row in checks)
+        state = "[red]unbalanced![/red]" if unbalanced else "ok"
+        line += f"; pre-period balance {state} ({len(checks)} checks, smallest p = {smallest:.2g} after Holm)"
+    return line
 
 
 def _arm_tables(results: pl.DataFrame, cfg: SimulationConfig) -> list:

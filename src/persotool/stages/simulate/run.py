@@ -15,7 +15,7 @@ from persotool.kernels.simulation import build, engine, world
 from persotool.kernels.simulation.spec import SimulationConfig
 from persotool.stages.ingest.result import Dataset
 from persotool.stages.simulate import fidelity
-from persotool.stages.simulate.analysis import Analysis, analyse
+from persotool.stages.simulate.analysis import Analysis, analyse, balance_warnings
 from persotool.stages.simulate.retrain import retrainer
 
 
@@ -110,7 +110,9 @@ def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: b
         seconds=seconds,
         user_days_per_second=round(sim.user_days / max(sim.seconds["days"], 1e-9)),
         fidelity={row["distribution"]: row["ks_distance"] for row in table.iter_rows(named=True)},
-        warnings=world.truth_overlap(cfg) + build.engagement_notes(built),
+        warnings=world.truth_overlap(cfg)
+        + build.engagement_notes(built)
+        + balance_warnings(result.balance, cfg.control),
     )
     experiment = Outcome(cfg, built, sim, result, manifest, fidelity.Fidelity(table, real, simulated))
     if cfg.robustness.worlds:
@@ -190,6 +192,7 @@ def summary(experiment: Outcome) -> dict[str, Any]:
         "arm_sizes": a.arm_sizes,
         "assigned": a.assigned,
         "sample_ratio_mismatch_p": a.srm_p,
+        "balance": a.balance,
         "days": cfg.days,
         "population": experiment.world.n_users,
         "families": {
