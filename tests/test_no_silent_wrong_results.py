@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from persotool.kernels.metrics import beyond
-from persotool.kernels.metrics.segments import segment_table
+from persotool.kernels.metrics.segments import OTHER, segment_table
 from tests.conftest import MOVIELENS, run_cli
 
 
@@ -173,9 +173,9 @@ def test_small_segments_are_pooled_and_get_no_interval() -> None:
     labels = pl.DataFrame({"user_idx": list(range(60)), "segment": ["big"] * 50 + ["x"] * 3 + ["y"] * 2 + ["z"] * 5})
     table = segment_table(per_user, labels, ["ndcg@10"], min_users=20)
     rows = {row["segment"]: row for row in table.iter_rows(named=True)}
-    assert set(rows) == {"big", "other"}
-    assert rows["other"]["users"] == 10 and rows["other"]["ci_low"] is None
-    assert "3 segments of fewer than 20 users each, pooled" in rows["other"]["note"]
+    assert set(rows) == {"big", OTHER}
+    assert rows[OTHER]["users"] == 10 and rows[OTHER]["ci_low"] is None
+    assert "3 segments of fewer than 20 users each, pooled" in rows[OTHER]["note"]
     assert rows["big"]["ci_low"] < rows["big"]["mean"] < rows["big"]["ci_high"]
     single = segment_table(per_user, labels, ["ndcg@10"], min_users=3)
     # y alone is below 3 users: a pool of one segment keeps its name, without an interval

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ from persotool.errors import ConfigError
 ACTIVITY_BUCKETS = ((1, 5), (6, 20), (21, 100), (101, 500), (501, None))
 BOOTSTRAP = 1000
 MIN_SEGMENT_USERS = 20  # below it a bootstrap interval of a mean says nothing (one user: zero width)
-OTHER = "other"
+# the pooled small segments: a name no real category is likely to have (MovieLens has an occupation "other")
+OTHER = "(small segments pooled)"
+QUANTILE_BINS = 4
 SEGMENT_SCHEMA = {
     "segment": pl.String,
     "metric": pl.String,
@@ -79,8 +82,15 @@ def segment_table(
     def order(label: str) -> tuple[float, str]:
         if label == OTHER:
             return (float("inf"), "\uffff")  # the pooled small segments come last
-        head = label.split("-")[0].split("+")[0].split(" ")[0]
-        return (float(head), label) if head.isdigit() else (float("inf"), label)
+        if label.startswith("<"):  # below the first explicit edge
+            return (float("-inf"), label)
+        head = label.split(" to ")[0].split("+")[0].split(" ")[0]
+        if "-" in head[1:]:  # an activity bucket such as 6-20
+            head = head[: head.index("-", 1)]
+        try:
+            return (float(head), label)
+        except ValueError:
+            return (float("inf"), label)
 
     for segment in sorted(joined["segment"].unique().to_list(), key=order):
         part = joined.filter(pl.col("segment") == segment)
@@ -106,12 +116,58 @@ def segment_table(
     return pl.DataFrame(rows, schema=SEGMENT_SCHEMA)
 
 
-def labels_for(by: str, train: pl.DataFrame, dataset: Path) -> pl.DataFrame:
-    """Segment labels: `activity` (training interactions) or any column of the dataset's users table."""
+def labels_for(
+    by: str, train: pl.DataFrame, dataset: Path, *, bins: int = QUANTILE_BINS, edges: list[float] | None = None
+) -> pl.DataFrame:
+    """Segment labels: `activity` (training interactions) or any column of the dataset's users table;
+    a numeric column is cut into `bins` quantile bins, or at explicit `edges`."""
     if by == "activity":
         return activity_labels(train.group_by("user_idx").agg(n=pl.len()))
     users = pl.read_parquet(Path(dataset) / "users.parquet")
     if by not in users.columns or by in ("user_idx", "features"):
         options = [c for c in users.columns if c not in ("user_idx", "user_id", "features")]
         raise ConfigError(f"cannot segment by {by!r}: use activity or a users column ({', '.join(options)})")
+    column = numeric(users[by])
+    if column is not None:
+        return users.select("user_idx").with_columns(segment=pl.Series(binned(column, bins, edges), dtype=pl.String))
+    if edges:
+        raise ConfigError(f"segment edges need a numeric column; {by!r} holds {users[by].dtype}")
     return users.select("user_idx", segment=pl.col(by).cast(pl.String).fill_null("(missing)"))
+
+
+def numeric(column: pl.Series) -> pl.Series | None:
+    """The column as numbers when it holds numbers (attribute files are read as text: an age column
+    arrives as strings), else None."""
+    if column.dtype.is_numeric():
+        return column.cast(pl.Float64)
+    if column.dtype != pl.String:
+        return None
+    text = column.str.strip_chars()
+    present = text.fill_null("") != ""
+    values = text.cast(pl.Float64, strict=False)
+    if not present.any() or values.filter(present).null_count():
+        return None
+    return values
+
+
+def binned(values: pl.Series, bins: int, edges: list[float] | None) -> list[str]:
+    """A numeric column as ranges: quantile bins (ties merged) or explicit edges, whose open ends
+    get a bin each (`<18`, `65+`); missing values are `(missing)`."""
+    x = values.to_numpy()
+    finite = x[np.isfinite(x)]
+    if edges:
+        cuts = np.unique(np.asarray(edges, dtype=np.float64))
+        inner = [f"{lo:g} to <{hi:g}" for lo, hi in itertools.pairwise(cuts)]
+        names = [f"<{cuts[0]:g}", *inner, f"{cuts[-1]:g}+"]
+        index = np.searchsorted(cuts, x, side="right")
+    else:
+        if not len(finite):
+            return ["(missing)"] * len(x)
+        cuts = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)))
+        if len(cuts) == 1:
+            names, index = [f"{cuts[0]:g}"], np.zeros(len(x), dtype=np.int64)
+        else:
+            names = [f"{lo:g} to <{hi:g}" for lo, hi in itertools.pairwise(cuts[:-1])]
+            names.append(f"{cuts[-2]:g} to {cuts[-1]:g}")  # the last bin holds the maximum
+            index = np.clip(np.searchsorted(cuts, x, side="right") - 1, 0, len(names) - 1)
+    return [names[i] if np.isfinite(v) else "(missing)" for i, v in zip(index, x, strict=True)]

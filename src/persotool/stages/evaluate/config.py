@@ -20,7 +20,13 @@ class EvaluateConfig(Strict):
     on: Literal["test", "valid"] = Field("test", description="the split's part to measure on")
     split: Path | None = Field(None, description="evaluate on this split of the model's dataset (default: the model's)")
     segment_by: str = Field("activity", description="activity (training interactions) or a column of users.parquet")
-    min_segment_users: int = Field(20, ge=1, description="smaller segments are pooled into 'other'")
+    segment_bins: int = Field(4, ge=2, le=20, description="a numeric users column: this many quantile bins")
+    segment_edges: list[float] | None = Field(
+        None, description="a numeric users column: bin edges instead of quantiles (e.g. 18,25,35,50,65)"
+    )
+    min_segment_users: int = Field(
+        20, ge=1, description="smaller segments are pooled into one '(small segments pooled)' segment"
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the bootstrap and the sampled measures")
     recommendations: Path | None = Field(
         None, description="another system's lists: user_id,item_id,rank (CSV or Parquet), instead of a model"

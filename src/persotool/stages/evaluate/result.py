@@ -46,7 +46,14 @@ class Evaluation(Artifact):
         return self.table("segments")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.summary, "mlflow_run_id": self.mlflow_run_id}
+        """The flat metric@k summary, then the per-segment means with their intervals."""
+        segments = self.segments.to_dicts() if len(self.segments) else []
+        return {
+            **self.summary,
+            "segment_by": self.context.get("segment_by"),
+            "segments": segments,
+            "mlflow_run_id": self.mlflow_run_id,
+        }
 
     def notes(self) -> list[str]:
         from persotool.kernels.metrics.coverage import cold_notes

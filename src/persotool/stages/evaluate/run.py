@@ -34,9 +34,7 @@ def run(model, cfg: EvaluateConfig, out: Path | None, *, force: bool = False) ->
     else:
         if model is None:
             raise ConfigError("give a model directory, or recommendations and truth")
-        result, per_segment, context = _model(
-            model, cfg.split, names, cfg.on, cfg.segment_by, cfg.seed, cfg.min_segment_users
-        )
+        result, per_segment, context = _model(model, cfg.split, names, cfg.on, cfg, cfg.seed, cfg.min_segment_users)
     flat = {
         **result.summary,
         **result.beyond,
@@ -55,9 +53,7 @@ def run(model, cfg: EvaluateConfig, out: Path | None, *, force: bool = False) ->
     return Evaluation(target, scratch=scratch)
 
 
-def _model(
-    model_dir: Path, split_dir: Path | None, names: list[str], on: str, segment_by: str, seed: int, min_users: int
-):
+def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, cfg, seed: int, min_users: int):
     from persotool.errors import ConfigError
     from persotool.kernels.metrics import segments
     from persotool.kernels.metrics.coverage import cold_counts
@@ -78,7 +74,10 @@ def _model(
         )
     vectors, _ = feature_matrix(split.dataset_path, "item", split.n_items)
     result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=seed)
-    labels = segments.labels_for(segment_by, split.train, split.dataset_path)
+    segment_by = cfg.segment_by
+    labels = segments.labels_for(
+        segment_by, split.train, split.dataset_path, bins=cfg.segment_bins, edges=cfg.segment_edges
+    )
     per_segment = segments.segment_table(result.per_user, labels, list(result.summary), seed=seed, min_users=min_users)
     context = {
         "model": manifest["model"],

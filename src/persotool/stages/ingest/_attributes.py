@@ -63,7 +63,9 @@ def _attributes(
         }
     )
     joined = index.join(table, on="__key", how="left")
-    unknown = rows - duplicates - int(joined[spec_attr.key].is_not_null().sum())
+    # the file's key column, renamed by the join when it shares a name with ours (user_id, item_id)
+    key = f"{spec_attr.key}_right" if spec_attr.key in index.columns else spec_attr.key
+    unknown = rows - duplicates - int(joined[key].is_not_null().sum())
     token_lists = []
     for column in spec_attr.features:
         values = pl.col(column)
@@ -76,16 +78,14 @@ def _attributes(
             ).fill_null([])
         )
     features = pl.concat_list(token_lists) if token_lists else pl.lit([], dtype=pl.List(pl.String))
-    drop = ["__key", spec_attr.key] if spec_attr.key != f"{kind}_id" else ["__key"]
+    drop = ["__key", key] if key != f"{kind}_id" else ["__key"]
     if pseudonymize is not None and kind == "user":
-        drop = ["__key", spec_attr.key]  # the raw key column must not survive
+        drop = ["__key", key]  # the raw key column must not survive
     out = joined.with_columns(features=features).drop(drop)
     counts = {
         f"{kind}_attribute_rows": rows,
         f"{kind}_attribute_duplicates": duplicates,
         f"{kind}_attribute_unknown_ids": max(unknown, 0),
-        f"{kind}s_without_attributes": int(joined[spec_attr.key].is_null().sum())
-        if spec_attr.key in joined.columns
-        else 0,
+        f"{kind}s_without_attributes": int(joined[key].is_null().sum()),
     }
     return out, counts
