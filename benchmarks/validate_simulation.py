@@ -45,6 +45,7 @@ def main() -> None:
         "triples, so its binomial noise must be small (sd 0.5 points at 2000)",
     )
     parser.add_argument("--population", type=int, default=5000)
+    parser.add_argument("--power-replicates", type=int, default=200, help="assignments per size, sequential power")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -65,6 +66,7 @@ def main() -> None:
     report: dict = {
         "replicates": args.replicates,
         "ab_replicates": args.ab_replicates,
+        "power_replicates": args.power_replicates,
         "population": args.population,
         "days": args.days,
         "alpha": alpha,
@@ -75,8 +77,8 @@ def main() -> None:
         ratings = str(ROOT / "datasets" / "movielens-small" / "ratings.csv")
         ingest(IngestConfig.model_validate(preset("movielens", ratings)), [ratings], dataset)
 
-        def simulate(arms, **analysis):
-            overrides = {"days": args.days, "pre_days": 14, "world.population": args.population, "arms": arms}
+        def simulate(arms, population=args.population, **analysis):
+            overrides = {"days": args.days, "pre_days": 14, "world.population": population, "arms": arms}
             overrides |= {f"analysis.{k}": v for k, v in analysis.items()}
             cfg = load_config(SimulationConfig, None, overrides)
             built = build.build(dataset, cfg)
@@ -91,10 +93,11 @@ def main() -> None:
             cfg, built, sim = simulate(arms, primary=PRIMARY, guardrails=["churned"])
             rejections: dict[str, int] = {}
             stopped: dict[str, int] = {}
-            family_stops = family_rejections = 0
+            family_stops = family_rejections = unbalanced = 0
             for r in range(args.replicates):
                 result = analyse(sim, built, cfg.model_copy(update={"name": f"aa-{r}"}), light=True, sequential=True)
                 results = result.results
+                unbalanced += any(row["unbalanced"] for row in result.balance)
                 for row in results.iter_rows(named=True):
                     for column in REPORTED_P:
                         if row.get(column) is not None and row[column] == row[column]:
@@ -112,6 +115,7 @@ def main() -> None:
                 "false_positive_rate": fpr,
                 "pass": bool(all(abs(v - alpha) <= tolerance for v in fpr.values())),
                 "primary_family_holm_rate": family_rejections / args.replicates,
+                "balance_warning_rate": unbalanced / args.replicates,
                 "sequential_any_day_rate": msprt,
                 "sequential_primary_family_rate": family_stops / args.replicates,
                 "sequential_pass": bool(
@@ -141,6 +145,44 @@ def main() -> None:
             report[f"ab_min_coverage_{population}"] = min(coverage.values())
         truth = analyse(sim, built, cfg, light=True).results
         true_effects = {f"{row['arm']}:{row['metric']}": row["true_effect"] for row in truth.iter_rows(named=True)}
+        # the sequential test's power: random against popular at growing sizes, each size's stop rate
+        # beside the fixed-horizon test's rejection rate, and how often it stops where the
+        # fixed-horizon p is below 0.001
+        report["sequential_power"] = []
+        arms = [
+            {"name": "popular", "policy": "popular", "share": 0.5},
+            {"name": "random", "policy": "random", "share": 0.5},
+        ]
+        for size in (1000, 2000, args.population):
+            cfg_s, built_s, sim_s = simulate(arms, population=size, primary=["engagements"])
+            fixed, stops, strong, strong_stops, days, enrolled = 0, 0, 0, 0, [], []
+            for r in range(args.power_replicates):
+                result = analyse(
+                    sim_s, built_s, cfg_s.model_copy(update={"name": f"sq-{r}"}), light=True, sequential=True
+                )
+                row = result.results.filter(result.results["metric"] == "engagements").row(0, named=True)
+                seq = result.sequential.filter(result.sequential["stop"])
+                enrolled.append(sum(result.arm_sizes.values()))
+                fixed += int(row["p_value"] < alpha)
+                stops += int(len(seq) > 0)
+                if len(seq):
+                    days.append(int(seq["day"].min()))
+                if row["p_value"] < 0.001:
+                    strong += 1
+                    strong_stops += int(len(seq) > 0)
+            report["sequential_power"].append(
+                {
+                    "population": size,
+                    "enrolled": float(np.mean(enrolled)),
+                    "fixed_horizon_power": fixed / args.power_replicates,
+                    "sequential_stop_rate": stops / args.power_replicates,
+                    "fixed_p_below_0.001": strong,
+                    "stop_rate_where_fixed_p_below_0.001": strong_stops / strong if strong else None,
+                    "median_stop_day": float(np.median(days)) if days else None,
+                    "days": args.days,
+                }
+            )
+        print(f"sequential power done ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
     oracle_vs_random = {
         metric: true_effects[f"oracle:{metric}"] - true_effects[f"random:{metric}"]
         for metric in ("engagements", "rmst_days", "churned", "retention_d7")

@@ -445,6 +445,16 @@ def bench_validate_simulation(r: dict) -> str:
                 "",
             ]
         )
+        if "balance_warning_rate" in part:
+            rows.append(
+                [
+                    f"{label}: pre-period balance warnings",
+                    f"{r['replicates']:,}",
+                    f"{part['balance_warning_rate']:.1%}",
+                    "<= 5%",
+                    "",
+                ]
+            )
         rows.append(
             [
                 f"{label}: sequential test stops",
@@ -468,6 +478,17 @@ def bench_validate_simulation(r: dict) -> str:
                 "pass" if r["ab_pass"] else "FAIL",
             ]
         )
+    for part in r.get("sequential_power", []):
+        strong = part["stop_rate_where_fixed_p_below_0.001"]
+        strong = "n/a" if strong is None else f"{strong:.0%}"
+        day = "n/a" if part["median_stop_day"] is None else f"{part['median_stop_day']:.0f}"
+        result = (
+            f"stops in {part['sequential_stop_rate']:.0%} (fixed horizon rejects in "
+            f"{part['fixed_horizon_power']:.0%}); "
+            f"where the fixed-horizon p < 0.001 ({part['fixed_p_below_0.001']} runs): {strong}; median stop day {day}"
+        )
+        enrolled = f"A/B random against popular, {part['enrolled']:,.0f} enrolled: sequential test"
+        rows.append([enrolled, f"{r.get('power_replicates', 200):,}", result, "most (> 50%)", ""])
     note = (
         f"A world of {r['population']:,} users fitted to the bundled MovieLens log, {r['days']} days, alpha "
         f"{r['alpha']}; {_s(r['seconds'])}. Machine: {_machine(r)}."

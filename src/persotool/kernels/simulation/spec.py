@@ -183,11 +183,12 @@ class AnalysisSpec(Strict):
     sequential_window: int = Field(
         7, ge=1, description="days after a user's first exposure whose total the sequential test monitors"
     )
-    msprt_tau: float = Field(
-        0.1,
+    msprt_tau: float | None = Field(
+        None,
         gt=0,
         description="sd of the mSPRT's normal mixture, in units of the monitored metric's sd per user in the "
-        "pre-period (fixed before the test starts)",
+        "pre-period; unset: matched to the test's planned size, so that an effect a fixed-horizon test would "
+        "find at p = 0.001 stops it soonest (fixed before the test starts)",
     )
 
     @model_validator(mode="before")

@@ -396,18 +396,36 @@ def _survival(tables, in_arm, truth_users, names, control, cfg, rows, families) 
     return curves
 
 
+MATCHED_P = 0.001  # the fixed-horizon p-value whose effect a matched mixture detects soonest
+
+
 def sequential_tau(sim: Simulation, metric: str, cfg: SimulationConfig) -> float:
-    """The mSPRT mixture's sd, fixed before the test: `msprt_tau` times the sd per user of the
-    metric's total over `sequential_window` days in the pre-period (scaled up when the pre-period is
-    shorter), over users who visited in it. Without a pre-period, `msprt_tau` on the raw scale."""
+    """The mSPRT mixture's sd, fixed before the test from the pre-period alone (so the test stays
+    always valid). With `msprt_tau` set: that many sds per user of the metric's total over
+    `sequential_window` days in the pre-period (scaled up when the pre-period is shorter), over users
+    who visited in it. Unset (the default): matched to the planned test, tau^2 = (z^2 - 1) V, where V
+    is the variance of the difference of means with the pre-period's visitors split by the traffic
+    shares and z the normal quantile of a two-sided p of 0.001: the mixture whose always-valid p is
+    smallest, at the planned size, for an effect a fixed-horizon test would call p = 0.001 (the
+    maximum over tau^2 / V of the mixture's likelihood ratio is at z^2 - 1). Without a pre-period,
+    `msprt_tau` (or 0.1) on the raw scale."""
     a, pre = cfg.analysis, sim.pre
     if pre is None or not cfg.pre_days:
-        return a.msprt_tau
+        return a.msprt_tau or 0.1
     days = min(a.sequential_window, cfg.pre_days)
     totals = getattr(pre, DAILY[metric])[:, :days].sum(axis=1, dtype=np.float64) * (a.sequential_window / days)
     visited = pre.visits > 0
     sd = float(totals[visited].std(ddof=1)) if visited.sum() > 1 else 0.0
-    return a.msprt_tau * (sd if sd > 0 else 1.0)
+    sd = sd if sd > 0 else 1.0
+    if a.msprt_tau is not None:
+        return a.msprt_tau * sd
+    shares = np.asarray(cfg.shares, dtype=np.float64) / sum(cfg.shares)
+    control = [arm.name for arm in cfg.arms].index(cfg.control)
+    smallest = float(np.delete(shares, control).min()) if len(shares) > 1 else 0.5
+    visitors = max(int(visited.sum()), 4)
+    variance = sd**2 * (1 / (visitors * smallest) + 1 / (visitors * shares[control]))
+    z = st.stats.norm.ppf(1 - MATCHED_P / 2)
+    return float(np.sqrt((z**2 - 1) * variance))
 
 
 def _arrivals(values: np.ndarray, ready: np.ndarray, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
