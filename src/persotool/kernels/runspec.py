@@ -30,6 +30,9 @@ class RunSpec:
     tree: str | None = None
     leaf: str | None = None
     scratch: list[Path] = field(default_factory=list)  # temporary files made for the run, removed after
+    # a trained model to log as an MLflow model (its directory, its dataset's directory): it shows in
+    # the run's Models, can be registered, and `mlflow models serve` answers with its lists
+    model: tuple[Path, Path] | None = None
 
 
 def flatten(config: dict[str, Any], prefix: str = "", limit: int = 6000) -> dict[str, str]:

@@ -446,6 +446,42 @@ def _write_run(client, experiment_id: str, spec: RunSpec, parent: str | None) ->
     return run_id
 
 
+def _log_model(client, run_id: str, model_dir: Path, dataset: Path) -> None:
+    """The model as an MLflow model (pyfunc, defined in code: `served_model.py`), with the model's
+    files and its dataset's id maps as its one artifact, so nothing is pickled."""
+    import tempfile
+
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    from persotool.kernels.models.serving import package
+
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "user_id"), ColSpec("long", "k", required=False)]),
+        outputs=Schema(
+            [
+                ColSpec("string", "user_id"),
+                ColSpec("string", "item_id"),
+                ColSpec("integer", "rank"),
+                ColSpec("float", "score"),
+                ColSpec("string", "source"),
+            ]
+        ),
+    )
+    with tempfile.TemporaryDirectory(prefix="persotool-model-") as tmp:
+        staged = package(Path(model_dir), Path(dataset), Path(tmp) / "model")
+        mlflow.set_tracking_uri(client.tracking_uri)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(__file__).with_name("served_model.py")),
+                artifacts={"model": str(staged)},
+                signature=signature,
+                pip_requirements=[f"persotool=={__version__}"],
+            )
+
+
 def _fill_run(client, run_id: str, spec: RunSpec) -> None:
     from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
 
@@ -474,3 +510,5 @@ def _fill_run(client, run_id: str, spec: RunSpec) -> None:
             client.log_artifacts(run_id, str(path), artifact_dir)
         else:
             client.log_artifact(run_id, str(path), artifact_dir)
+    if spec.model is not None:
+        _log_model(client, run_id, *spec.model)

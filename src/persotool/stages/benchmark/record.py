@@ -21,6 +21,7 @@ def run_spec(benchmark) -> RunSpec:
                 metric_history=model.history or {},
                 tags={"persotool.model_digest": model.model_digest, "persotool.benchmark_role": "model"},
                 artifacts=[(out / "models" / label, "model")],
+                model=(out / "models" / label, model.dataset.path),
             )
         )
     best, best_tags = {}, {}

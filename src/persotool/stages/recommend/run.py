@@ -14,12 +14,10 @@ import polars as pl
 
 from persotool.errors import DataError
 from persotool.kernels import storage
-from persotool.kernels.models.base import top_k
+from persotool.kernels.models.serving import SOURCES, id_lists, id_maps
 from persotool.stages.recommend.config import RecommendConfig
 from persotool.stages.recommend.result import Recommendations
 from persotool.stages.train.result import TrainedModel
-
-SOURCES = ("model", "fallback: no training history", "fallback: unknown user")
 
 
 def run(model, cfg: RecommendConfig, out: Path, *, force: bool = False) -> Recommendations:
@@ -31,30 +29,19 @@ def run(model, cfg: RecommendConfig, out: Path, *, force: bool = False) -> Recom
     inputs = [model_dir, *([cfg.users] if cfg.users is not None else [])]
     storage.check_output(out, force=force, inputs=inputs)
     trained = TrainedModel(model_dir)
-    dataset = Path(trained.manifest.dataset.path)
-    user_ids = pl.read_parquet(dataset / "users.parquet", columns=["user_idx", "user_id"]).sort("user_idx")
-    item_ids = pl.read_parquet(dataset / "items.parquet", columns=["item_idx", "item_id"]).sort("item_idx")
+    user_ids, item_ids = id_maps(Path(trained.manifest.dataset.path))
     wanted = user_ids["user_id"] if cfg.all_users else read_users(cfg.users)
-    index = wanted.to_frame("user_id").join(user_ids, on="user_id", how="left")["user_idx"]
-    recommender = trained.model
-    items, scores, source = lists(recommender, index.to_numpy(), cfg)
-    n, k = items.shape
-    recs = pl.DataFrame(
-        {
-            "user_id": wanted.gather(np.repeat(np.arange(n), k)),
-            "item_id": item_ids["item_id"].gather(items.ravel()),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-            "score": scores.ravel(),
-            "source": pl.Series(np.repeat(source, k)).replace_strict(dict(enumerate(SOURCES)), return_dtype=pl.String),
-        }
+    recs = id_lists(
+        trained.model, wanted, user_ids, item_ids, cfg.k, exclude_seen=cfg.exclude_seen, batch_users=cfg.batch_users
     )
+    n = len(wanted)
+    k = len(recs) // max(n, 1)
+    source = recs["source"].gather(np.arange(0, len(recs), max(k, 1)))  # one row per user
     counts = {
         "users": n,
         "rows": len(recs),
         "k": k,
-        **{
-            name.replace("fallback: ", "").replace(" ", "_"): int((source == i).sum()) for i, name in enumerate(SOURCES)
-        },
+        **{name.replace("fallback: ", "").replace(" ", "_"): int((source == name).sum()) for name in SOURCES},
     }
     with storage.atomic_directory(out, force=force, inputs=inputs) as tmp:
         recs.write_parquet(tmp / "recs.parquet")
@@ -74,27 +61,6 @@ def run(model, cfg: RecommendConfig, out: Path, *, force: bool = False) -> Recom
         )
         storage.write_json_atomic(tmp / storage.MANIFEST, manifest)
     return Recommendations(out)
-
-
-def lists(recommender, users: np.ndarray, cfg: RecommendConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(items, scores, source code) per user; `users` holds dataset indices, NaN or null for ids the
-    dataset does not know. Batched: at most `batch_users` rows of scores exist at once."""
-    known = ~np.isnan(users.astype(np.float64))
-    index = np.where(known, np.nan_to_num(users.astype(np.float64), nan=-1), -1).astype(np.int64)
-    k = min(cfg.k, recommender.n_items_)
-    items = np.empty((len(index), k), dtype=np.int32)
-    scores = np.empty((len(index), k), dtype=np.float32)
-    for start in range(0, len(index), cfg.batch_users):
-        rows = np.flatnonzero(known[start : start + cfg.batch_users]) + start
-        if len(rows):
-            items[rows], scores[rows] = recommender.recommend(index[rows], k, cfg.exclude_seen)
-    if (~known).any():  # the popularity ranking, nothing to exclude
-        popular_items, popular_scores = top_k(recommender.popularity_[None, :].astype(np.float32), k)
-        items[~known], scores[~known] = popular_items[0], popular_scores[0]
-    trained = np.zeros(len(index), dtype=bool)
-    trained[known] = recommender.known_users_[index[known]]
-    source = np.where(~known, 2, np.where(trained, 0, 1)).astype(np.int8)
-    return items, scores, source
 
 
 def read_users(path: Path) -> pl.Series:

@@ -19,4 +19,5 @@ def run_spec(model) -> RunSpec:
             "persotool.dataset_digest": m.dataset.digest,
         },
         artifacts=[(out, "model")],
+        model=(out, m.dataset.path),
     )
