@@ -46,6 +46,13 @@ def main() -> None:
     )
     parser.add_argument("--population", type=int, default=5000)
     parser.add_argument("--power-replicates", type=int, default=200, help="assignments per size, sequential power")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[1800, 6000, 30000], help="world sizes of the A/A by size"
+    )
+    parser.add_argument("--size-replicates", type=int, default=1000, help="A/A assignments per size")
+    parser.add_argument(
+        "--power-sizes", type=int, nargs="+", help="world sizes of the sequential power (default 1000 2000 POPULATION)"
+    )
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -125,6 +132,38 @@ def main() -> None:
             }
             print(f"A/A {design} done ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
 
+        # A/A at growing sizes (about 300, 1,000 and 5,000 enrolled users): every reported p-value's
+        # rejection rate against a 99% binomial band around alpha; with about 33 checks per size,
+        # chance alone puts one outside in about a third of runs
+        report["aa_by_size"] = []
+        band = 2.576 * np.sqrt(alpha * (1 - alpha) / args.size_replicates)
+        pair = [{"name": "a", "policy": "popular", "share": 0.5}, {"name": "b", "policy": "popular", "share": 0.5}]
+        for size in args.sizes:
+            cfg_s, built_s, sim_s = simulate(pair, population=size, primary=PRIMARY, guardrails=["churned"])
+            counts: dict[str, int] = {}
+            enrolled = []
+            for r in range(args.size_replicates):
+                result = analyse(sim_s, built_s, cfg_s.model_copy(update={"name": f"size-{r}"}), light=True)
+                enrolled.append(sum(result.arm_sizes.values()))
+                for row in result.results.iter_rows(named=True):
+                    for column in REPORTED_P:
+                        if row.get(column) is not None and row[column] == row[column]:
+                            key = f"{row['metric']}:{column}"
+                            counts[key] = counts.get(key, 0) + int(row[column] < alpha)
+            rates = {k: v / args.size_replicates for k, v in counts.items()}
+            outside = {k: v for k, v in rates.items() if abs(v - alpha) > band}
+            report["aa_by_size"].append(
+                {
+                    "population": size,
+                    "enrolled": float(np.mean(enrolled)),
+                    "replicates": args.size_replicates,
+                    "band_99": round(float(band), 4),
+                    "false_positive_rate": rates,
+                    "outside_band": outside,
+                }
+            )
+        print(f"A/A by size done ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
+
         cfg, built, sim = simulate(
             [
                 {"name": "popular", "policy": "popular", "share": 2},
@@ -153,7 +192,7 @@ def main() -> None:
             {"name": "popular", "policy": "popular", "share": 0.5},
             {"name": "random", "policy": "random", "share": 0.5},
         ]
-        for size in (1000, 2000, args.population):
+        for size in args.power_sizes or (1000, 2000, args.population):
             cfg_s, built_s, sim_s = simulate(arms, population=size, primary=["engagements"])
             fixed, stops, strong, strong_stops, days, enrolled = 0, 0, 0, 0, [], []
             for r in range(args.power_replicates):

@@ -478,6 +478,20 @@ def bench_validate_simulation(r: dict) -> str:
                 "pass" if r["ab_pass"] else "FAIL",
             ]
         )
+    for part in r.get("aa_by_size", []):
+        rates = part["false_positive_rate"]
+        outside = part["outside_band"]
+        worst = ", ".join(f"{k} {v:.1%}" for k, v in sorted(outside.items())) or "none"
+        rows.append(
+            [
+                f"A/A by size, {part['enrolled']:,.0f} enrolled",
+                f"{part['replicates']:,}",
+                f"{len(rates)} p-values, rates {min(rates.values()):.1%} to {max(rates.values()):.1%}; "
+                f"outside the 99% band: {worst}",
+                f"5% +- {part['band_99']:.1%}",
+                "",
+            ]
+        )
     for part in r.get("sequential_power", []):
         strong = part["stop_rate_where_fixed_p_below_0.001"]
         strong = "n/a" if strong is None else f"{strong:.0%}"

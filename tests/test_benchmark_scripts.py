@@ -58,8 +58,18 @@ def test_validate_simulation_small(tmp_path: Path) -> None:
         "600",
         "--days",
         "10",
+        "--power-sizes",
+        "600",
+        "--power-replicates",
+        "4",
+        "--sizes",
+        "600",
+        "--size-replicates",
+        "4",
         out=tmp_path / "v.json",
     )
+    assert report["aa_by_size"][0]["replicates"] == 4 and report["aa_by_size"][0]["false_positive_rate"]
+    assert report["sequential_power"][0]["population"] == 600
     for design in ("aa_two_equal_arms", "aa_three_arms_20_30_50"):
         rates = report[design]["false_positive_rate"]
         assert rates and all(0 <= v <= 1 for v in rates.values())
