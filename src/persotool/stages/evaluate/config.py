@@ -28,6 +28,12 @@ class EvaluateConfig(Strict):
         20, ge=1, description="smaller segments are pooled into one '(small segments pooled)' segment"
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the bootstrap and the sampled measures")
+    compare: Path | None = Field(
+        None, description="another model of the same dataset: how much its top-k lists differ (Jaccard, RBO)"
+    )
+    changed_below: float = Field(
+        0.5, ge=0, le=1, description="with compare: a user's list counts as changed below this Jaccard similarity"
+    )
     recommendations: Path | None = Field(
         None, description="another system's lists: user_id,item_id,rank (CSV or Parquet), instead of a model"
     )

@@ -51,6 +51,7 @@ class Evaluation(Artifact):
         return {
             **self.summary,
             "segment_by": self.context.get("segment_by"),
+            **({"stability": self.context["stability"]} if self.context.get("stability") else {}),
             "segments": segments,
             "mlflow_run_id": self.mlflow_run_id,
         }
@@ -68,6 +69,19 @@ class Evaluation(Artifact):
         blocks: list[render.Block] = [
             render.Table(f"Evaluation of {self.context.get('model', 'ranked lists')}", ["metric", "value"], rows)
         ]
+        stable = self.context.get("stability")
+        if stable:
+            rows = [
+                [name, f"{v['mean']:.4f}", f"[{v['ci_low']:.4f}, {v['ci_high']:.4f}]"]
+                for name, v in stable.items()
+                if isinstance(v, dict)
+            ]
+            title = f"Against {stable['model']} ({stable['compared_with']}): how much the lists differ"
+            caption = (
+                "per user, then averaged (bootstrap 95% CI): Jaccard of the two top-k sets, rank-biased overlap "
+                f"(p = 0.9), changed: share of users with Jaccard below {stable['changed_below']}"
+            )
+            blocks.append(render.Table(title, ["measure", "mean", "95% CI"], rows, caption=caption))
         segments = self.segments
         if len(segments):
             shown = segments.filter(segments["metric"].str.starts_with("ndcg"))
@@ -94,4 +108,8 @@ class Evaluation(Artifact):
         from persotool.stages.evaluate.names import computed_names, metric_names
 
         lists = cfg.recommendations is not None or cfg.truth is not None
-        return computed_names(metric_names(cfg.k, cfg.metrics, lists=lists))
+        names = computed_names(metric_names(cfg.k, cfg.metrics, lists=lists))
+        if getattr(cfg, "compare", None) is not None:
+            widest = max(cfg.k) if not isinstance(cfg.k, int) else cfg.k
+            names += [f"{m}@{widest}" for m in ("jaccard", "rbo", "changed")]
+        return names

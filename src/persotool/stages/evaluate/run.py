@@ -24,7 +24,7 @@ def run(model, cfg: EvaluateConfig, out: Path | None, *, force: bool = False) ->
     model = None if model is None else Path(getattr(model, "path", model))
     external = cfg.recommendations is not None or cfg.truth is not None
     names = metric_names(cfg.k, cfg.metrics, lists=external)
-    inputs = [Path(p) for p in (model, cfg.split, cfg.recommendations, cfg.truth) if p is not None]
+    inputs = [Path(p) for p in (model, cfg.split, cfg.recommendations, cfg.truth, cfg.compare) if p is not None]
     if out is not None:
         check_output(Path(out), force=force, inputs=inputs)
     if external:
@@ -74,6 +74,8 @@ def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, c
         )
     vectors, _ = feature_matrix(split.dataset_path, "item", split.n_items)
     result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=seed)
+    if cfg.compare is not None:
+        _stability(result, Path(cfg.compare), split, truth, names, vectors, cfg)
     segment_by = cfg.segment_by
     labels = segments.labels_for(
         segment_by, split.train, split.dataset_path, bins=cfg.segment_bins, edges=cfg.segment_edges
@@ -88,8 +90,45 @@ def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, c
         "model_digest": manifest["model_digest"],
         "cold": cold_counts(split.train, truth),
         "dataset_digest": split.manifest.dataset.digest,
+        **({"stability": result.stability} if getattr(result, "stability", None) else {}),
     }
     return result, per_segment, context
+
+
+def _stability(result, other_dir: Path, split, truth, names, vectors, cfg) -> None:
+    """Per evaluated user, how much the other model's top-k list differs from this one's (k the
+    widest cut-off): jaccard@k, rbo@k and changed@k (1 when the Jaccard similarity is below
+    `changed_below`), added to the per-user table and the summary (so segments and gates see them),
+    with bootstrap intervals in the context."""
+    import numpy as np
+    import polars as pl
+
+    from persotool.kernels.metrics import segments, stability
+    from persotool.kernels.metrics.ranking import evaluate_model
+    from persotool.kernels.models.registry import load
+    from persotool.kernels.storage import read_artifact
+
+    manifest = read_artifact(other_dir, "model")
+    check_lineage(manifest, split, other_dir)
+    other = evaluate_model(load(other_dir), truth, names, n_items=split.n_items, item_features=vectors, seed=cfg.seed)
+    k = result.recommendations.shape[1]
+    mine, theirs = result.recommendations, other.recommendations[:, :k]
+    users = np.sort(result.per_user["user_idx"].to_numpy())
+    sim = stability.jaccard(mine, theirs)
+    columns = {
+        f"jaccard@{k}": sim,
+        f"rbo@{k}": stability.rbo(mine, theirs),
+        f"changed@{k}": (sim < cfg.changed_below).astype(np.float64),
+    }
+    frame = pl.DataFrame({"user_idx": users, **columns}).with_columns(
+        pl.col("user_idx").cast(result.per_user["user_idx"].dtype)
+    )
+    result.per_user = result.per_user.join(frame, on="user_idx", how="left")
+    result.stability = {"compared_with": str(other_dir), "model": manifest["model"], "changed_below": cfg.changed_below}
+    for name, values in columns.items():
+        low, high = segments.bootstrap_ci(values, seed=cfg.seed)
+        result.summary[name] = float(values.mean()) if len(values) else float("nan")
+        result.stability[name] = {"mean": result.summary[name], "ci_low": low, "ci_high": high}
 
 
 def check_lineage(manifest: dict, split, model_dir: Path) -> None:
