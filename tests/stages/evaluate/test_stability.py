@@ -71,3 +71,21 @@ def test_a_stability_gate_without_compare_is_a_typo_and_a_foreign_model_is_refus
     assert typo.exit_code == 2 and "jaccard@10" in typo.stderr
     refused = run_cli("evaluate", ease, "--compare", foreign, "--no-track")
     assert refused.exit_code == 4 and "foreign: was trained on dataset" in refused.stderr
+
+
+def test_a_benchmark_says_how_much_each_model_overlaps_the_baseline(models, tmp_path: Path) -> None:
+    ease, _, _ = models
+    split = pt.TrainedModel(ease).manifest.split.path
+    config = pt.BenchmarkConfig(
+        name="overlap",
+        baseline="popular",
+        k=[10],
+        metrics=["ndcg"],
+        models={"popular": {"model": "popular"}, "ease": {"model": "ease", "params": {"l2": 100}}},
+    )
+    bench = pt.benchmark(split, config, tmp_path / "bench")
+    rows = {row["model"]: row for row in bench.results.iter_rows(named=True)}
+    assert rows["popular"]["rbo_vs_baseline@10"] == pytest.approx(1.0)
+    assert rows["popular"]["jaccard_vs_baseline@10"] == 1.0
+    assert 0 <= rows["ease"]["jaccard_vs_baseline@10"] < 1
+    assert "rbo vs baseline@10" in bench.to_markdown()

@@ -112,12 +112,16 @@ class Benchmark(Artifact):
         labels = self.results["model"].to_list()
         by_model = {row["model"]: row for row in self.results.iter_rows(named=True)}
         rows = []
-        for name in [*cfg.metric_names(), "fit_seconds"]:
-            cells = [name.replace("_seconds", " s")]
+        overlap = [c for c in self.results.columns if c.startswith(("jaccard_vs_baseline@", "rbo_vs_baseline@"))]
+        for name in [*cfg.metric_names(), *overlap, "fit_seconds"]:
+            cells = [name.replace("_seconds", " s").replace("_vs_baseline", " vs baseline")]
             for label in labels:
                 value = by_model[label][name]
                 if name == "fit_seconds":
                     cells.append(f"{value:.1f}")
+                    continue
+                if name in overlap:  # no test: how much the lists differ, not which is better
+                    cells.append(f"{value:.3f}  ")
                     continue
                 mark = {"+": " [green]▲[/green]", "-": " [red]▼[/red]"}.get(marks.get((label, name), ""), "  ")
                 cells.append(f"{value:.4f}{mark}")
@@ -130,7 +134,13 @@ class Benchmark(Artifact):
         return [
             render.Table(title, columns, rows),
             f"[green]▲[/green]/[red]▼[/red]: better/worse than {cfg.baseline}, paired t-test and Wilcoxon both "
-            f"significant after Holm correction over {len(self.tests)} comparisons (alpha {cfg.alpha}).",
+            f"significant after Holm correction over {len(self.tests)} comparisons (alpha {cfg.alpha})."
+            + (
+                f" jaccard/rbo vs baseline: how much each model's top-k lists overlap {cfg.baseline}'s for the same "
+                "users (mean Jaccard of the sets, rank-biased overlap with p = 0.9; 1: the same lists)."
+                if overlap
+                else ""
+            ),
         ]
 
 

@@ -41,6 +41,7 @@ class ModelRun:
     eval_seconds: float
     history: dict[str, list[float]]
     manifest: dict[str, Any]
+    recommendations: Any = None  # (users, K) top-K item indices, for the stability against the baseline
 
 
 def run(split, cfg: BenchmarkConfig, out: Path, *, force: bool = False, progress: Progress | None = None):
@@ -95,8 +96,10 @@ def run(split, cfg: BenchmarkConfig, out: Path, *, force: bool = False, progress
                     round(eval_seconds, 3),
                     info["history"],
                     manifest,
+                    result.recommendations,
                 )
             )
+        _against_baseline(runs, cfg.baseline)
         results = results_table(runs, names)
         tests = compare({r.label: r.per_user for r in runs}, cfg.baseline, names, alpha=cfg.alpha)
         per_user = pl.concat([r.per_user.select(pl.lit(r.label).alias("model"), pl.all()) for r in runs])
@@ -119,6 +122,21 @@ def run(split, cfg: BenchmarkConfig, out: Path, *, force: bool = False, progress
         )
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, manifest)
     return Benchmark(out)
+
+
+def _against_baseline(runs: list[ModelRun], baseline: str) -> None:
+    """How much each model's top-K lists differ from the baseline's for the same users (mean
+    Jaccard and rank-biased overlap), stored with its beyond-accuracy measures."""
+    from persotool.kernels.metrics import stability
+
+    base = next((r for r in runs if r.label == baseline), None)
+    if base is None or base.recommendations is None:
+        return
+    for r in runs:
+        k = min(r.recommendations.shape[1], base.recommendations.shape[1])
+        mine, theirs = r.recommendations[:, :k], base.recommendations[:, :k]
+        r.beyond[f"jaccard_vs_baseline@{k}"] = float(stability.jaccard(mine, theirs).mean()) if len(mine) else None
+        r.beyond[f"rbo_vs_baseline@{k}"] = float(stability.rbo(mine, theirs).mean()) if len(mine) else None
 
 
 def results_table(runs: list[ModelRun], names: list[str]) -> pl.DataFrame:
