@@ -64,6 +64,7 @@ TIMING = re.compile(r"(^| )(fit s|seconds|duration|elapsed|time s)( |$)", re.I)
 def demo_markdown(demo: Path) -> dict[str, str]:
     """Each demo step's tables as its command draws them, timings left out."""
     import persotool as pt
+    from persotool.kernels import render
 
     pages = {}
     for name, folder, command in DEMO_STEPS:
@@ -76,9 +77,7 @@ def demo_markdown(demo: Path) -> dict[str, str]:
             view = result
         blocks = [_untimed(block) for block in view.blocks()]
         notes = [f"note: {note}" for note in view.notes()]
-        from persotool.kernels import render
-
-        body = render.to_markdown([block for block in blocks if block is not None] + notes)
+        body = render.to_markdown(blocks + notes)
         body = body.replace(str(demo.resolve()), "build/demo").replace(str(demo), "build/demo")
         header = f"<!-- written by scripts/docs.py snapshot from make demo's {folder}/: do not edit -->\n"
         pages[name] = f"{header}`{command}`\n\n{body}"
@@ -88,6 +87,8 @@ def demo_markdown(demo: Path) -> dict[str, str]:
 def _untimed(block):
     """A block without the cells that time the run or name its MLflow run (they differ between two
     identical runs)."""
+    from dataclasses import replace
+
     from persotool.kernels.render import Table
 
     if not isinstance(block, Table):
@@ -98,19 +99,13 @@ def _untimed(block):
         for row in block.rows
         if not TIMING.search(_plain(row[0])) and not _plain(row[0]).startswith("mlflow")  # per run, or untracked
     ]
-    return Table(
-        block.title,
-        [block.columns[i] for i in keep],
-        rows,
-        caption=block.caption,
-        left=block.left,
-        header=block.header,
-        compact=block.compact,
-    )
+    return replace(block, columns=[block.columns[i] for i in keep], rows=rows)
 
 
 def _plain(text: str) -> str:
-    return re.sub(r"\[/?(?:bold|dim|green|red)\]", "", text).replace("\n", " ").strip()
+    from persotool.kernels.render import plain
+
+    return plain(text).replace("\n", " ").strip()
 
 
 def snapshot(demo: Path) -> None:

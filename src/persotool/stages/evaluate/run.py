@@ -34,7 +34,7 @@ def run(model, cfg: EvaluateConfig, out: Path | None, *, force: bool = False) ->
     else:
         if model is None:
             raise ConfigError("give a model directory, or recommendations and truth")
-        result, per_segment, context = _model(model, cfg.split, names, cfg.on, cfg, cfg.seed, cfg.min_segment_users)
+        result, per_segment, context = _model(model, names, cfg)
     flat = {
         **result.summary,
         **result.beyond,
@@ -53,7 +53,7 @@ def run(model, cfg: EvaluateConfig, out: Path | None, *, force: bool = False) ->
     return Evaluation(target, scratch=scratch)
 
 
-def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, cfg, seed: int, min_users: int):
+def _model(model_dir: Path, names: list[str], cfg: EvaluateConfig):
     from persotool.errors import ConfigError
     from persotool.kernels.metrics import segments
     from persotool.kernels.metrics.coverage import cold_counts
@@ -65,22 +65,25 @@ def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, c
 
     manifest = read_artifact(model_dir, "model")
     model = load(model_dir)
-    split = Split(split_dir or Path(manifest["split"]["path"]))
+    split = Split(cfg.split or Path(manifest["split"]["path"]))
     check_lineage(manifest, split, model_dir)
+    on = cfg.on
     truth = split.test if on == "test" else split.valid
     if truth is None or on not in ("test", "valid"):
         raise ConfigError(
             f"`on` {on!r}: the split has no such part (test, or valid when it was cut with a validation part)"
         )
     vectors, _ = feature_matrix(split.dataset_path, "item", split.n_items)
-    result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=seed)
+    result = evaluate_model(model, truth, names, n_items=split.n_items, item_features=vectors, seed=cfg.seed)
     if cfg.compare is not None:
-        _stability(result, Path(cfg.compare), split, truth, names, vectors, cfg)
+        _stability(result, Path(cfg.compare), split, truth, cfg)
     segment_by = cfg.segment_by
     labels = segments.labels_for(
         segment_by, split.train, split.dataset_path, bins=cfg.segment_bins, edges=cfg.segment_edges
     )
-    per_segment = segments.segment_table(result.per_user, labels, list(result.summary), seed=seed, min_users=min_users)
+    per_segment = segments.segment_table(
+        result.per_user, labels, list(result.summary), seed=cfg.seed, min_users=cfg.min_segment_users
+    )
     context = {
         "model": manifest["model"],
         "model_dir": str(model_dir),
@@ -95,7 +98,7 @@ def _model(model_dir: Path, split_dir: Path | None, names: list[str], on: str, c
     return result, per_segment, context
 
 
-def _stability(result, other_dir: Path, split, truth, names, vectors, cfg) -> None:
+def _stability(result, other_dir: Path, split, truth, cfg: EvaluateConfig) -> None:
     """Per evaluated user, how much the other model's top-k list differs from this one's (k the
     widest cut-off): jaccard@k, rbo@k and changed@k (1 when the Jaccard similarity is below
     `changed_below`), added to the per-user table and the summary (so segments and gates see them),
@@ -110,9 +113,10 @@ def _stability(result, other_dir: Path, split, truth, names, vectors, cfg) -> No
 
     manifest = read_artifact(other_dir, "model")
     check_lineage(manifest, split, other_dir)
-    other = evaluate_model(load(other_dir), truth, names, n_items=split.n_items, item_features=vectors, seed=cfg.seed)
     k = result.recommendations.shape[1]
-    mine, theirs = result.recommendations, other.recommendations[:, :k]
+    # only the other model's top-k lists are needed: one cheap metric at the same depth, no AUC
+    other = evaluate_model(load(other_dir), truth, [f"hit_rate@{k}"], n_items=split.n_items, seed=cfg.seed)
+    mine, theirs = result.recommendations, other.recommendations
     users = np.sort(result.per_user["user_idx"].to_numpy())
     sim = stability.jaccard(mine, theirs)
     columns = {
