@@ -109,6 +109,15 @@ def test_backtest_on_synthetic_logs_finds_no_misfit_in_visits_and_returns(synth,
         assert (tmp_path / "bt" / name).is_file()
     # a CI job gates on it from Python: no misfit here
     assert pt.Backtest(tmp_path / "bt").require(ceilings={"misfits": 0}).measures()["misfits"] == 0
+    # the truth families are scored on what known users consumed after the cutoff (the synthetic log
+    # draws items from softmax(affinity): every fitted family beats popularity alone at predicting them)
+    fit = payload["truth_fit"]
+    families = {r["family"]: r for r in fit["families"]}
+    assert set(families) == {"popularity", "als", "ease", "itemknn", "weighted mixture"}
+    assert fit["users"] > 100 and sum(fit["weights"].values()) == pytest.approx(1.0)
+    assert fit["truth"].startswith("auto: ")
+    assert families["weighted mixture"]["loglik_gain"] > 0.01
+    assert "Truth families on held-out behaviour" in pt.Backtest(tmp_path / "bt").to_markdown()
 
 
 def test_a_misspecified_world_is_reported_as_a_misfit(synth, tmp_path):
@@ -161,6 +170,16 @@ def test_world_directory_feeds_simulate(synth, tmp_path):
     world = json.loads((tmp_path / "world" / "manifest.json").read_text())
     assert calibration["window"]["cutoff_day"] == world["window"]["cutoff_day"]
     assert calibration["visit_model"]["params"] == world["fit"]["params"]
+    # the world directory weighed the truth families on its window's last 20%; the auto truth uses them
+    assert calibration["truth_weights"] == world["truth"]["weights"]
+    assert calibration["truth_fit"]["from"] == "world directory"
+    assert sum(world["truth"]["weights"].values()) == pytest.approx(1.0)
+    # an edited weight is refused in one line, naming the field
+    world["truth"]["weights"]["als"] = -1.0
+    (tmp_path / "world" / "manifest.json").write_text(json.dumps(world))
+    bad = run_cli("simulate", ds, "--config", "simulation", "-o", tmp_path / "ab2", "--set",
+                  f"world.source={tmp_path / 'world'}", "--no-track")  # fmt: skip
+    assert bad.exit_code != 0 and "truth.weights" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_calibrate_and_backtest_refuse_bad_input_in_one_line(synth, dataset, tmp_path):
@@ -226,7 +245,7 @@ def test_every_truth_family_ranks_logged_items_above_others(synth):
     pairs = rng.integers(0, n_users, 3000), rng.integers(0, n_items, 3000)
     truths = {}
     for family in ("als", "ease", "itemknn", "lightfm", "mixture"):
-        users, items = world.fit_truth(history, WorldSpec(truth=family), seed=0)
+        users, items, _ = world.fit_truth(history, WorldSpec(truth=family), seed=0)
         seen = np.einsum("nd,nd->n", users[coo.row], items[coo.col])
         other = np.einsum("nd,nd->n", users[coo.row], items[others])
         assert (seen > other).mean() > 0.6, family

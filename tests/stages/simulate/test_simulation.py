@@ -354,8 +354,8 @@ def test_simulate_command_outputs_json_and_nested_runs(dataset: Path, tmp_path: 
         "--set", "feedback.every=4",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    # the world's truth is an ALS fit (the default): an ALS arm is warned about
-    assert "arm 'als' is a als model and als is the world's truth" in result.stderr
+    # the world's truth weighs ALS among its families (auto, the default): an ALS arm is warned about
+    assert "arm 'als' is a als model and als is part of the world's truth" in result.stderr
     payload = json.loads(result.stdout)
     # the feedback loop retrained the ALS model and the popularity counts on days 4 and 8
     assert payload["homogenization"]["als"]["retrained_on_days"] == [4, 8]

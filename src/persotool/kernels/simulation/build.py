@@ -50,6 +50,7 @@ class _Origin:
     item_f: np.ndarray
     quality_raw: np.ndarray
     info: dict[str, Any]
+    families: dict[str, Any] | None = None  # each truth family's embeddings (logs only)
 
 
 def build(dataset: Path, cfg: SimulationConfig, *, calibration=None, variant: Variant | None = None) -> SimulatedWorld:
@@ -125,14 +126,17 @@ def _calibrated_origin(
     fit = variant.fit if variant is not None else None
     draws = calibration.draw(rows, rng, fresh=spec.start == "fresh", fit=fit)
     history = seen_matrix(window, n_users, n_items)
-    user_f, item_f = fit_truth(history, spec, cfg.seed)
+    weights, fit_info = _truth_weights(window, cfg, calibration, n_users, n_items)
+    user_f, item_f, families = fit_truth(history, spec, cfg.seed, weights)
     info |= {
         "window": calibration.window.to_dict(),
         "visit_model": (fit or calibration.fit).to_dict(),
         "start": spec.start,
-        "truth": spec.truth if spec.truth != "mixture" else "mixture of " + ", ".join(spec.truth_mixture),
+        "truth": truth_label(spec, weights),
         "active_at_start": float(draws.active.mean()),
     }
+    if weights is not None:
+        info |= {"truth_weights": weights, "truth_fit": fit_info}
     return _Origin(
         window=window,
         source=known[rows],
@@ -145,7 +149,31 @@ def _calibrated_origin(
         item_f=item_f,
         quality_raw=np.log1p(np.bincount(window["item_idx"].to_numpy(), minlength=n_items)),
         info=info,
+        families=families,
     )
+
+
+def _truth_weights(window, cfg: SimulationConfig, calibration, n_users: int, n_items: int):
+    """An auto truth's family weights (None for any other truth): a world directory's, when it
+    weighed the same families, else fitted now on the window's own time split (`truth_fit`)."""
+    from persotool.kernels.simulation import truth_fit
+
+    spec = cfg.world
+    if spec.truth != "auto":
+        return None, {}
+    kept = getattr(calibration, "truth", None) or {}
+    if sorted(kept.get("weights", {})) == sorted(spec.truth_mixture):
+        return dict(kept["weights"]), {k: v for k, v in kept.items() if k != "weights"} | {"from": "world directory"}
+    frame = window.select("user_idx", "item_idx", "timestamp")
+    families = list(spec.truth_mixture)
+    return truth_fit.auto_weights(frame, spec, n_users, n_items, cfg.seed, families, cfg.behaviour.affinity_weight)
+
+
+def truth_label(spec, weights: dict[str, float] | None) -> str:
+    """The truth as the report names it: a family, a mixture, or auto with its weights."""
+    if weights is not None:
+        return "auto: " + ", ".join(f"{f} {w:.2f}" for f, w in weights.items())
+    return spec.truth if spec.truth != "mixture" else "mixture of " + ", ".join(spec.truth_mixture)
 
 
 def _assemble(origin: _Origin, cfg: SimulationConfig, logged_ids: list[str], n_users: int, n_items: int, rng):
@@ -184,6 +212,7 @@ def _assemble(origin: _Origin, cfg: SimulationConfig, logged_ids: list[str], n_u
         logs=stats,
         reactivation=None if reactivation is None else np.asarray(reactivation, dtype=np.float64),
         start_active=origin.start_active,
+        truth_families=origin.families or {},
     )
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -103,6 +103,7 @@ class Calibration:
     engagement: dict[str, Any]  # interactions per active day: histogram and mean
     diagnostics: dict[str, Any]
     seconds: float
+    truth: dict[str, Any] = field(default_factory=dict)  # an auto truth's weights, from `calibrate`
 
     def draw(self, rows: np.ndarray, rng: np.random.Generator, *, fresh: bool, fit: cal.Fit | None = None):
         """Per-clone posterior draws for history rows `rows` (see `calibration.draw`)."""
@@ -258,6 +259,21 @@ class FitRecord(BaseModel):
         return cov
 
 
+class TruthRecord(BaseModel):
+    """An auto truth's family weights as a world directory keeps them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    weights: dict[Literal["als", "ease", "itemknn", "lightfm"], float] = Field(min_length=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        if not all(math.isfinite(w) and w >= 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError("must be finite weights >= 0 with a positive sum")
+        return weights
+
+
 class WorldFile(BaseModel):
     """What a world directory's manifest must hold for a simulation to load it, with bounds: an
     edited manifest (a cutoff out of range, no fit, a grid of 600^3 nodes, a Beta parameter that is
@@ -271,6 +287,7 @@ class WorldFile(BaseModel):
     engagement: dict[str, Any]
     diagnostics: dict[str, Any]
     seconds: float = Field(ge=0)
+    truth: TruthRecord | None = None
 
 
 MAX_GRID_SIDE = 60  # 60^3 nodes: well beyond the default 24 x 24 x 10, still a few MB per user batch
@@ -318,5 +335,6 @@ def load(world_dir: Path, dataset: Path) -> tuple[Calibration, dict[str, Any]]:
         engagement=manifest["engagement"],
         diagnostics=manifest["diagnostics"],
         seconds=float(manifest["seconds"]),
+        truth=manifest.get("truth") or {},
     )
     return calibration, manifest

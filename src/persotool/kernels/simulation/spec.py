@@ -44,13 +44,14 @@ class WorldSpec(Strict):
         le=MAX_POPULATION,
         description="simulated users; 0 = the dataset's users, more = resampled from them (each with own draws)",
     )
-    truth: Literal["als", "ease", "itemknn", "lightfm", "mixture"] = Field(
-        "als",
+    truth: Literal["auto", "als", "ease", "itemknn", "lightfm", "mixture"] = Field(
+        "auto",
         description="the model family the true affinities come from, fitted on the calibration window with its own "
-        "settings (`truth_params`); mixture: the mean of the standardised affinities of `truth_mixture`",
+        "settings (`truth_params`); mixture: the mean of the standardised affinities of `truth_mixture`; auto: "
+        "their weighted sum, weighted by how well each predicts the window's last 20% (see truth_fit)",
     )
     truth_mixture: list[Literal["als", "ease", "itemknn", "lightfm"]] = Field(
-        ["als", "ease", "itemknn"], min_length=2, description="the families a mixture truth averages"
+        ["als", "ease", "itemknn"], min_length=2, description="the families a mixture or auto truth combines"
     )
     truth_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

@@ -62,6 +62,7 @@ class SimulatedWorld:
     start_active: np.ndarray | None = None  # (N,) bool: active on the first simulated day (None: all)
     fitted_behaviour: dict[str, float] = field(default_factory=dict)  # behaviour fields set by calibration
     logged_exponent: float = 1.0  # the logged-like policy samples items with probability ~ popularity^this
+    truth_families: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # before noise
 
     def behaviour(self, cfg: SimulationConfig) -> SimulationConfig:
         """`cfg` with the behaviour fields this world's calibration chose."""
@@ -218,12 +219,35 @@ def truth_settings(spec: WorldSpec, family: str) -> dict[str, Any]:
 DENSE_TRUTH_CELLS = 200_000_000  # users x items of the score matrix EASE and ItemKNN truths factorise
 
 
-def _family_factors(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
+_FITTED: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # family_factors' results in this process
+_FITTED_KEEP = 8
+
+
+def family_factors(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(user, item) embeddings of one truth family fitted on the logged interactions. EASE and
-    ItemKNN have none: their score matrix is factorised to `truth_factors` by a truncated SVD."""
-    from persotool.kernels.models.registry import build
+    ItemKNN have none: their score matrix is factorised to `truth_factors` by a truncated SVD.
+    A process keeps its last few fits (keyed by the history, the family's settings and
+    the seed): a fit is deterministic, and simulations of one log refit the same truth."""
+    import hashlib
 
     settings = truth_settings(spec, family)
+    history = sp.csr_matrix(history)
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (np.asarray(history.shape), history.indptr, history.indices, history.data):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    seeded = family in ("als", "lightfm")  # EASE and ItemKNN fits do not depend on the seed
+    key = json.dumps([family, settings, spec.truth_factors, seed if seeded else None, digest.hexdigest()], default=str)
+    if key not in _FITTED:
+        while len(_FITTED) >= _FITTED_KEEP:
+            _FITTED.pop(next(iter(_FITTED)))
+        _FITTED[key] = _fit_family(family, history, spec, seed, settings)
+    users, items = _FITTED[key]
+    return users.copy(), items.copy()
+
+
+def _fit_family(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: int, settings: dict[str, Any]):
+    from persotool.kernels.models.registry import build
+
     params = {**settings, "seed": seed} if family in ("als", "lightfm") else settings
     model = build(family, params)
     model.fit(history.astype(np.float32))
@@ -243,9 +267,27 @@ def _family_factors(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: 
     rank = max(1, min(spec.truth_factors, min(scores.shape) - 1))
     from scipy.sparse.linalg import svds
 
-    u, s, vt = svds(scores.astype(np.float64), k=rank, random_state=seed)
+    u, s, vt = svds(scores.astype(np.float64), k=rank, random_state=0)  # the same truth whatever the seed
     root = np.sqrt(s)
     return (u * root).astype(np.float32), (vt.T * root).astype(np.float32)
+
+
+def combine(
+    embeddings: dict[str, tuple[np.ndarray, np.ndarray]], weights: dict[str, float], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pair of embeddings whose dot product is the weighted sum of the families' affinities,
+    each scaled to unit sd over random (user, item) pairs: the families side by side."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 71]))
+    users, items = [], []
+    for family, weight in weights.items():
+        if weight <= 0:
+            continue
+        u, v = embeddings[family]
+        a, b = rng.integers(0, len(u), 20_000), rng.integers(0, len(v), 20_000)
+        sd = float(np.einsum("nd,nd->n", u[a], v[b]).std()) or 1.0
+        users.append(u * np.sqrt(weight / sd))
+        items.append(v * np.sqrt(weight / sd))
+    return np.hstack(users).astype(np.float32), np.hstack(items).astype(np.float32)
 
 
 def truth_overlap(cfg: SimulationConfig) -> list[str]:
@@ -255,7 +297,7 @@ def truth_overlap(cfg: SimulationConfig) -> list[str]:
     spec = cfg.world
     if spec.source == "synthetic":
         return []
-    families = spec.truth_mixture if spec.truth == "mixture" else [spec.truth]
+    families = spec.truth_mixture if spec.truth in ("mixture", "auto") else [spec.truth]
     warnings = []
     for arm in cfg.arms:
         if arm.policy != "model":
@@ -266,7 +308,7 @@ def truth_overlap(cfg: SimulationConfig) -> list[str]:
             continue
         settings = truth_settings(spec, family)
         same = all(manifest["params"].get(key) == value for key, value in settings.items() if key != "seed")
-        where = "is" if spec.truth != "mixture" else "is part of"
+        where = "is" if spec.truth not in ("mixture", "auto") else "is part of"
         warnings.append(
             f"arm {arm.name!r} is a {family} model and {family} {where} the world's truth"
             + (" with the same settings" if same else "")
@@ -276,20 +318,18 @@ def truth_overlap(cfg: SimulationConfig) -> list[str]:
     return warnings
 
 
-def fit_truth(history: sp.csr_matrix, spec: WorldSpec, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_truth(
+    history: sp.csr_matrix, spec: WorldSpec, seed: int, weights: dict[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """The basis of the true affinities: one family's embeddings, or a mixture's (each family's
-    affinity scaled to unit sd over random pairs, the embeddings side by side, so the affinity is
-    their sum)."""
-    families = spec.truth_mixture if spec.truth == "mixture" else [spec.truth]
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 71]))
-    users, items = [], []
-    for family in families:
-        u, v = _family_factors(family, history, spec, seed)
-        a, b = rng.integers(0, len(u), 20_000), rng.integers(0, len(v), 20_000)
-        sd = float(np.einsum("nd,nd->n", u[a], v[b]).std()) or 1.0
-        users.append(u / np.sqrt(sd))
-        items.append(v / np.sqrt(sd))
-    return np.hstack(users).astype(np.float32), np.hstack(items).astype(np.float32)
+    affinity scaled to unit sd over random pairs and by its weight, the embeddings side by side, so
+    the affinity is the weighted sum; `weights` None: one family, or equal weights), and each
+    family's own embeddings (unweighted), which the back-test scores on held-out behaviour."""
+    if weights is None:
+        families = spec.truth_mixture if spec.truth in ("mixture", "auto") else [spec.truth]
+        weights = {f: 1.0 for f in families}
+    fitted = {f: family_factors(f, history, spec, seed) for f, w in weights.items() if w > 0}
+    return (*combine(fitted, weights, seed), fitted)
 
 
 def synthetic_truth(spec: WorldSpec, dataset: Path, n_users: int, n_items: int):

@@ -22,6 +22,9 @@ def run_spec(backtest) -> RunSpec:
             if isinstance(value, int | float) and value == value:
                 metrics[f"{key}.{_key(source)}"] = float(value)
         tags[f"verdict.{key}"] = q["verdict"]
+    for row in m.truth_fit.get("families", []):
+        family = _key(row["family"])
+        metrics |= {f"truth.{family}.{k}": float(v) for k, v in row.items() if k != "family" and v is not None}
     verdict = m.verdict
     metrics |= {f"verdicts.{_key(k)}": v for k, v in verdict["counts"].items()}
     metrics |= {"returning_users": verdict["returning_users"], "known_users": verdict["known_users"]}

@@ -20,6 +20,11 @@ Every quantity is shown beside naive forecasts and a noise floor:
   bootstrap resamples (real against resampled real); for per-user scores, a paired bootstrap of
   the difference between the simulator and the best naive forecast.
 
+The preference truth is scored too: each truth family (ALS, EASE, ItemKNN, LightFM as
+`truth_mixture` names them, and the world's weighted mixture) fitted before the cutoff ranks the
+items each known user consumed after it among those they had not (AUC, NDCG@10), and predicts which
+item a held-out engagement went to (log-likelihood gain over popularity; see `truth_fit`).
+
 Verdicts: an aggregate more than 25% off the logs is "inconclusive" (the log is too small to tell)
 when the noise floor is wider than the gap, else a "misfit"; one within 25% is "within noise" of
 the logs, else "better than the naive forecast" when closer than every naive forecast, else
@@ -130,6 +135,10 @@ def forecast(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:
     t = time.perf_counter()
     result = compare(frame, calibration, built, state, cfg, clones)
     timings["compare"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result["truth_fit"] = truth_scores(frame, calibration.window.until, built, run_cfg, manifest["counts"])
+    result["notes"] += affinity_notes(result["truth_fit"], run_cfg.world)
+    timings["truth"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     result |= {
         "dataset": {"path": str(Path(dataset).resolve()), "digest": manifest["dataset_digest"]},
@@ -143,6 +152,46 @@ def forecast(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
     return result
+
+
+def truth_scores(frame: pl.DataFrame, cutoff, built, cfg, counts: dict[str, int]) -> dict[str, Any]:
+    """Each truth family (and the world's mixture) scored on what known users consumed after the
+    cutoff (`truth_fit.score_families`); families the world did not fit are fitted on the same
+    window."""
+    from persotool.kernels.simulation import truth_fit
+    from persotool.kernels.simulation.world import family_factors
+
+    spec = cfg.world
+    held = truth_fit.split(frame, cutoff, counts["n_users"], counts["n_items"], seed=cfg.seed)
+    found = {"users": len(held.users), "engagements": held.engagements, "truth": built.calibration.get("truth")}
+    if len(held.users) < truth_fit.MIN_USERS:
+        return found | {"note": f"{len(held.users)} known users consumed new items after the cutoff; too few to score"}
+    families = dict(built.truth_families)
+    for family in spec.truth_mixture:
+        if family not in families:
+            families[family] = family_factors(family, built.history, spec, cfg.seed)
+    weights = built.calibration.get("truth_weights")
+    if weights is None and spec.truth == "mixture":
+        weights = {f: 1 / len(spec.truth_mixture) for f in spec.truth_mixture}
+    rows = truth_fit.score_families(
+        families, held, seed=cfg.seed, affinity_weight=cfg.behaviour.affinity_weight, weights=weights
+    )
+    return found | {"weights": weights, "families": rows, "affinity_weight": cfg.behaviour.affinity_weight}
+
+
+def affinity_notes(fit: dict[str, Any], spec) -> list[str]:
+    """A note when held-out behaviour supports an affinity weight far from the simulator's own
+    (more than twice or less than half) for the world's truth."""
+    name = "weighted mixture" if fit.get("weights") else spec.truth
+    row = next((r for r in fit.get("families", []) if r["family"] == name), None)
+    at = fit.get("affinity_weight")
+    if row is None or not at or 0.5 <= row["beta"] / at <= 2:
+        return []
+    return [
+        f"held-out behaviour supports an affinity weight of {row['beta']:.3g} for the world's truth ({name}); the "
+        f"simulator uses {at:g}, so its preference effects are {'too strong' if row['beta'] < at else 'too weak'} "
+        "(set [behaviour] affinity_weight, or another truth)"
+    ]
 
 
 REFILL_DAYS = 7
@@ -210,6 +259,7 @@ def write(result: dict[str, Any], cfg: BacktestConfig, out: Path, *, force: bool
         config_hash=artifacts.config_hash(cfg.model_dump(mode="json")),
         fit=result["fit"],
         quantities=result["quantities"],
+        truth_fit=result["truth_fit"],
         verdict=result["verdict"],
         notes=result["notes"],
         clones=result["clones"],

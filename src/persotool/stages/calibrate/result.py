@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from persotool.kernels import render, storage
 from persotool.kernels.artifact import Artifact, Manifest, Ref
 from persotool.kernels.simulation.calibration import WorldFile
+from persotool.stages.backtest.result import truth_blocks
 
 REJECTED = 0.01  # the in-sample check's p-value below which the fit is called rejected
 
@@ -26,6 +27,7 @@ class WorldManifest(Manifest):
     diagnostics: dict[str, Any]
     users: int
     seconds: float
+    truth: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _loadable(self) -> WorldManifest:
@@ -64,6 +66,7 @@ class World(Artifact):
             "diagnostics": m.diagnostics,
             "engagement": {k: v for k, v in m.engagement.items() if k != "per_active_day"},
             "users": m.users,
+            "truth": m.truth,
             "seconds": m.seconds,
             "mlflow_run_id": self.mlflow_run_id,
         }
@@ -115,6 +118,7 @@ class World(Artifact):
                 ],
                 left={"active days"},
             ),
+            *truth_blocks(m.truth, "in the window's last 20%"),
         ]
 
     def notes(self) -> list[str]:
@@ -137,4 +141,5 @@ class World(Artifact):
         found |= {f"mean.{k}": float(v) for k, v in m.fit["means"].items()}
         found["log_likelihood"] = float(m.fit["log_likelihood"])
         found["active_days_check_p"] = float(m.diagnostics["active_days"]["p_value"])
+        found |= {f"truth_weight.{f}": float(w) for f, w in m.truth.get("weights", {}).items()}
         return found

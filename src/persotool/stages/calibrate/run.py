@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from persotool.kernels import storage as artifacts
 from persotool.kernels.simulation.calibration import MODEL, Calibration, calibrate_frame, interactions
@@ -22,18 +23,28 @@ def run(dataset, cfg: CalibrateConfig, out: Path, *, force: bool = False) -> Wor
     """Fit the visit model on `dataset`'s logs up to `cfg.until` and write the world directory
     `out`, which `simulate` loads with `[world] source = "OUT"`."""
     dataset, out = Path(getattr(dataset, "path", dataset)), Path(out)
-    calibrate(dataset, cfg.until, out, seed=cfg.seed, force=force)
+    calibrate(dataset, cfg.until, out, seed=cfg.seed, force=force, families=cfg.truth_mixture)
     return World(out)
 
 
 def calibrate(
-    dataset: Path, until: str | float | None, out: Path, *, seed: int = 0, force: bool = False
+    dataset: Path,
+    until: str | float | None,
+    out: Path,
+    *,
+    seed: int = 0,
+    force: bool = False,
+    families: list[str] | None = None,
 ) -> Calibration:
-    """Fit the calibration on `dataset` up to `until` and write the world directory `out`."""
+    """Fit the calibration on `dataset` up to `until` and write the world directory `out`; with
+    `families`, weigh those truth families by held-out fit inside the window (`truth_fit`)."""
     artifacts.check_output(out, force=force, inputs=[dataset])
     manifest = artifacts.read_artifact(dataset, "dataset")
     Dataset(dataset).require_times("calibrate (the visit model is fitted on active days)")
-    calibration = calibrate_frame(interactions(dataset), until, seed=seed)
+    frame = interactions(dataset)
+    calibration = calibrate_frame(frame, until, seed=seed)
+    if families:
+        calibration.truth = _truth(frame, calibration, manifest["counts"], families, seed)
     payload = artifacts.new_manifest(
         World.kind,
         World.schema_version,
@@ -48,12 +59,26 @@ def calibrate(
         seed=seed,
         users=len(calibration.histories),
         seconds=round(calibration.seconds, 3),
+        **({"truth": calibration.truth} if calibration.truth else {}),
     )
     with artifacts.atomic_directory(out, force=force, inputs=[dataset]) as tmp:
         calibration.users_table().write_parquet(tmp / "users.parquet")
         _plot(calibration, tmp / "active_days.png")
         (tmp / artifacts.MANIFEST).write_text(json.dumps(artifacts.finite_json(payload), indent=2) + "\n")
     return calibration
+
+
+def _truth(frame, calibration: Calibration, counts: dict[str, int], families: list[str], seed: int) -> dict:
+    """An auto truth's weights over `families`, fitted on the window's own time split, and the
+    families' scores there."""
+    from persotool.kernels.simulation.spec import BehaviourSpec, WorldSpec
+    from persotool.kernels.simulation.truth_fit import auto_weights
+
+    spec = WorldSpec(truth="auto", truth_mixture=families)
+    window = frame.filter(pl.col("timestamp") < calibration.window.until)
+    weight = BehaviourSpec().affinity_weight
+    weights, info = auto_weights(window, spec, counts["n_users"], counts["n_items"], seed, families, weight)
+    return {"weights": weights, **info, "affinity_weight": weight}
 
 
 def _plot(calibration: Calibration, path: Path) -> None:

@@ -42,6 +42,9 @@ def run_spec(experiment) -> RunSpec:
         metrics[f"{key}.p_adjusted"] = row["p_adjusted"]
         metrics[f"{key}.true_effect"] = row["true_effect"]
     tags = {"persotool.dataset_digest": m.dataset.digest}
+    if m.calibration.get("truth"):
+        tags["persotool.truth"] = m.calibration["truth"]
+    metrics |= {f"truth_weight.{f}": w for f, w in (m.calibration.get("truth_weights") or {}).items()}
     robust = summary.get("robustness")
     if robust:
         metrics["robustness.worlds"] = robust["worlds"]
