@@ -1,5 +1,5 @@
 """`simulate --worlds 20 --workers 2` on the demo's A/B test (demo/simulation.toml: 20,000 users,
-LightFM against popular, truths cycled over ALS, EASE and ItemKNN), target under 15 minutes on 2
+LightFM against popular, truth families drawn by held-out weight, behaviour by its priors), target under 15 minutes on 2
 cores, against its baseline measured in the same run: the same experiment in its one world
 (`--worlds 0`). The ratio of the two times says what each extra world costs: with 2 workers and no
 overhead, 20 worlds would cost 10 single runs. Results: benchmarks/results/robustness.json.

@@ -327,7 +327,8 @@ def bench_robustness(r: dict) -> list[str]:
                 "all",
                 len(v["per_world"]),
                 f"{v['effect']:+.2f} [{low:+.2f}, {high:+.2f}]",
-                f"{v['sign_agreement']:.0%}",
+                f"{v['sign_probability']:.0%}",
+                f"{v['power']:.0%}",
                 f"{true_low:+.2f} to {true_high:+.2f}",
                 v["verdict"],
             ]
@@ -342,6 +343,7 @@ def bench_robustness(r: dict) -> list[str]:
                     len(worlds),
                     f"{min(effects):+.2f} to {max(effects):+.2f}",
                     "",
+                    "",
                     f"{min(truths):+.2f} to {max(truths):+.2f}",
                     "",
                 ]
@@ -351,8 +353,9 @@ def bench_robustness(r: dict) -> list[str]:
                 [
                     f"{v['arm']}: {v['metric']} ({v['family']})",
                     "worlds",
-                    "effect (combined [95% CI], or range)",
-                    "same sign",
+                    "predicted [95% predictive], or estimates",
+                    "P(sign)",
+                    "power",
                     "true effect",
                     "verdict",
                 ],

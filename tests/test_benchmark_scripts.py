@@ -66,6 +66,12 @@ def test_validate_simulation_small(tmp_path: Path) -> None:
         "600",
         "--size-replicates",
         "4",
+        "--robustness-replicates",
+        "3",
+        "--robustness-worlds",
+        "2",
+        "--robustness-pool",
+        "3",
         out=tmp_path / "v.json",
     )
     assert report["aa_by_size"][0]["replicates"] == 4 and report["aa_by_size"][0]["false_positive_rate"]
@@ -75,6 +81,9 @@ def test_validate_simulation_small(tmp_path: Path) -> None:
         assert rates and all(0 <= v <= 1 for v in rates.values())
         assert set(report[design]["sequential_any_day_rate"]) >= {"b:engagements", "b:visits"}
     assert {"ab_min_coverage_triggered", "ab_min_coverage_itt", "oracle_minus_random_true_effect"} <= set(report)
+    null = report["robustness_null"]
+    assert null["replicates"] == 3 and null["worlds_per_replicate"] == 2
+    assert set(null["null_robust_rate"]) >= {"random-b:engagements"} and null["predictive_coverage"]
 
 
 def test_cli_help_benchmark_small(tmp_path: Path) -> None:

@@ -147,3 +147,14 @@ def test_auto_weights_fall_back_to_equal_weights_with_the_reason():
     weights, info = truth_fit.auto_weights(frame, WorldSpec(), 3, 3, 0, ["als", "ease"], 1.5)
     assert weights == {"als": 0.5, "ease": 0.5}
     assert "no time range" in info["note"]
+
+
+def test_auto_leaves_out_families_a_log_is_too_large_for():
+    """EASE and ItemKNN truths factorise the dense score matrix: on a log past that size, auto
+    weighs the families that fit and says which it left out (the default never fails on size)."""
+    frame = pl.DataFrame(
+        {"user_idx": [0], "item_idx": [0], "timestamp": pl.Series([1_600_000_000_000_000]).cast(pl.Datetime("us"))}
+    )
+    weights, info = truth_fit.auto_weights(frame, WorldSpec(), 20_000, 20_000, 0, ["als", "ease", "itemknn"], 1.5)
+    assert weights == {"als": 1.0}
+    assert set(info["skipped"]) == {"ease", "itemknn"} and "cells" in info["skipped"]["ease"]

@@ -32,30 +32,74 @@ def _worlds(effects, ses, truth=0.1) -> pl.DataFrame:
     )
 
 
-def test_rubins_rules_by_hand():
-    """Effects 1, 2, 3 with standard errors 0.5: W = 0.25, B = 1, T = 0.25 + (4/3) 1 = 1.5833;
-    df = 2 (1 + 0.25 / (4/3))^2 = 2.8204; the interval is 2 +- t(0.975, 2.8204) sqrt(1.5833)."""
-    row = robustness.combine(_worlds([1.0, 2.0, 3.0], [0.5, 0.5, 0.5]), 0.05, 0.9).row(0, named=True)
-    total = 0.25 + 4 / 3
-    df = 2 * (1 + 0.25 / (4 / 3)) ** 2
-    half = stats.t.ppf(0.975, df) * np.sqrt(total)
+def _rows(truths, ses, effects=None) -> pl.DataFrame:
+    frame = _worlds(effects if effects is not None else list(truths), ses)
+    return frame.with_columns(pl.Series("true_effect", truths, dtype=pl.Float64))
+
+
+def test_predictive_combination_by_hand():
+    """True effects 1, 2, 3 with assignment standard errors 0.5: the predicted effect is 2, the
+    predictive variance var(T) + mean(se^2) = 1 + 0.25, the interval the quantiles of the equal
+    mixture of N(1, .25), N(2, .25), N(3, .25) (checked against a million draws), every world's
+    true effect is positive (P(sign) = 4/5 by the rule of succession), and the power is the
+    mixture's rejection chance at z = 1.96."""
+    row = robustness.combine(_rows([1.0, 2.0, 3.0], [0.5] * 3, effects=[5.0, -4.0, 9.0]), 0.05, 0.9).row(0, named=True)
     assert row["effect"] == pytest.approx(2.0)
-    assert row["df"] == pytest.approx(df)
-    assert row["ci_low"] == pytest.approx(2 - half)
-    assert row["ci_high"] == pytest.approx(2 + half)
-    assert row["sign_agreement"] == 1.0
-    # the sign agrees everywhere but the world-to-world spread makes the interval hold zero
-    assert row["ci_low"] < 0 and row["verdict"] == "not robust: the combined interval holds zero"
+    assert row["true_variance"] == pytest.approx(1.0) and row["assignment_variance"] == pytest.approx(0.25)
+    draws = np.random.default_rng(0).normal(np.repeat([1.0, 2.0, 3.0], 400_000), 0.5)
+    assert row["ci_low"] == pytest.approx(np.quantile(draws, 0.025), abs=0.01)
+    assert row["ci_high"] == pytest.approx(np.quantile(draws, 0.975), abs=0.01)
+    z = stats.norm.ppf(0.975)
+    t = np.array([1.0, 2.0, 3.0]) / 0.5
+    assert row["power"] == pytest.approx(np.mean(stats.norm.cdf(t - z) + stats.norm.cdf(-t - z)))
+    assert row["sign_probability"] == pytest.approx(4 / 5) and row["verdict"].startswith("not robust: 3 of 3")
+    # the per-world estimates (5, -4, 9) play no part: their spread already holds the assignment noise
+    assert row["estimate_mean"] == pytest.approx(10 / 3)
 
 
-def test_verdict_needs_both_sign_agreement_and_an_interval_away_from_zero():
-    tight = robustness.combine(_worlds([1.0, 1.1, 0.9, 1.05], [0.05] * 4), 0.05, 0.9).row(0, named=True)
-    assert tight["verdict"] == "robust" and tight["robust"]
-    # one world of ten disagrees: 90% agreement still passes, two of ten do not
-    nine = robustness.combine(_worlds([1.0] * 9 + [-0.1], [0.05] * 10), 0.05, 0.9).row(0, named=True)
-    assert nine["sign_agreement"] == pytest.approx(0.9)
-    eight = robustness.combine(_worlds([1.0] * 8 + [-0.1, -0.2], [0.05] * 10), 0.05, 0.9).row(0, named=True)
-    assert eight["verdict"] == "not robust: the sign agrees in 80% of worlds"
+def test_the_assignment_noise_is_counted_once():
+    """One true effect in every world: the predictive interval is the experiment's own +-1.96 se,
+    however far apart the worlds' noisy estimates are (Rubin's rules on those would double it)."""
+    row = robustness.combine(_rows([0.4] * 8, [0.2] * 8, effects=[0.9, -0.1, 0.5, 0.2, 0.8, 0.0, 0.6, 0.3]), 0.05, 0.9)
+    row = row.row(0, named=True)
+    assert row["ci_low"] == pytest.approx(0.4 - 1.959964 * 0.2, abs=1e-5)
+    assert row["ci_high"] == pytest.approx(0.4 + 1.959964 * 0.2, abs=1e-5)
+    assert row["true_variance"] == 0.0
+
+
+def test_the_verdict_is_the_share_of_worlds_with_the_predicted_sign():
+    """P(sign) is (k + 1) / (n + 2) for k of n worlds agreeing: 19 of 20 is 0.909 (robust), 18 of 20
+    0.864 and 5 of 5 0.857 (not: five worlds cannot make a sign 90% sure), 10 of 10 0.917."""
+    nineteen = robustness.combine(_rows([1.0] * 19 + [-0.1], [0.05] * 20), 0.05, 0.9).row(0, named=True)
+    assert nineteen["sign_probability"] == pytest.approx(20 / 22) and nineteen["robust"]
+    eighteen = robustness.combine(_rows([1.0] * 18 + [-0.1, -0.2], [0.05] * 20), 0.05, 0.9).row(0, named=True)
+    assert eighteen["verdict"] == "not robust: 18 of 20 worlds have a true effect of the predicted sign (P 86%)"
+    five = robustness.combine(_rows([1.0] * 5, [0.05] * 5), 0.05, 0.9).row(0, named=True)
+    assert five["sign_probability"] == pytest.approx(6 / 7) and not five["robust"]
+    ten = robustness.combine(_rows([1.0] * 10, [0.05] * 10), 0.05, 0.9).row(0, named=True)
+    assert ten["sign_probability"] == pytest.approx(11 / 12) and ten["robust"]
+    # a true effect of exactly zero everywhere has no sign to be robust about, whatever the estimates say
+    null = robustness.combine(_rows([0.0] * 10, [0.05] * 10, effects=[0.3] * 10), 0.05, 0.9).row(0, named=True)
+    assert null["sign_probability"] == pytest.approx(1 / 12) and not null["robust"]
+    assert null["power"] == pytest.approx(0.05)
+    # no true effect known: said so, never robust
+    unknown = robustness.combine(_rows([None] * 3, [0.1] * 3, effects=[1.0] * 3), 0.05, 0.9).row(0, named=True)
+    assert unknown["verdict"] == "not robust: the simulator has no true effect for this metric"
+
+
+def test_auto_truths_are_drawn_by_weight_and_behaviour_within_its_ranges():
+    from persotool.kernels.simulation.spec import SimulationConfig
+
+    arms = [{"name": "a", "policy": "random", "share": 1}, {"name": "b", "policy": "popular", "share": 1}]
+    vary = {"fatigue_weight": [0.2, 0.4], "truth_noise": [0.1, 0.1]}
+    cfg = SimulationConfig.model_validate({"name": "x", "arms": arms, "robustness": {"worlds": 20, "vary": vary}})
+    entries = robustness.plan(cfg, {"als": 0.6, "ease": 0.4, "itemknn": 0.0})
+    truths = [e["truth"] for e in entries]
+    assert truths.count("als") == 12 and truths.count("ease") == 8  # systematic: proportional to the weights
+    assert all(0.2 <= e["behaviour"]["fatigue_weight"] <= 0.4 for e in entries)
+    assert {e["behaviour"]["truth_noise"] for e in entries} == {0.1}
+    with pytest.raises(ValueError, match="cannot vary"):
+        SimulationConfig.model_validate({**cfg.model_dump(), "robustness": {"vary": {"days": [1, 2]}}})
 
 
 def test_simulate_over_worlds_end_to_end(dataset: Path, tmp_path: Path, scratch_cwd: Path):
@@ -70,19 +114,27 @@ def test_simulate_over_worlds_end_to_end(dataset: Path, tmp_path: Path, scratch_
     out = tmp_path / "ab"
     made = run_cli(
         "simulate", dataset, "--config", config, "-o", out, "--worlds", "3", "--workers", "2",
-        "--set", 'robustness.truths=["itemknn", "als"]', "--experiment", "robustness", "--json",
+        "--experiment", "robustness", "--json",
     )  # fmt: skip
     assert made.exit_code == 0, made.stderr
     payload = json.loads(made.stdout)
     robust = payload["robustness"]
     assert robust["worlds"] == 3
     engagements = next(r for r in robust["combined"] if r["metric"] == "engagements")
-    assert [w["truth"] for w in engagements["per_world"]] == ["itemknn", "als", "itemknn"]
-    effects = [w["effect"] for w in engagements["per_world"]]
-    assert len(set(effects)) == 3  # three different worlds
-    assert engagements["effect"] == pytest.approx(np.mean(effects))
+    # auto: the truths are drawn by the main world's held-out weights, and behaviour within its priors
+    weights = payload["calibration"]["truth_weights"]
+    drawn = [w["truth"] for w in engagements["per_world"]]
+    assert set(drawn) <= {f for f, w in weights.items() if w > 0}
+    assert all(0 <= w["fatigue_weight"] <= 1 and 0.7 <= w["cascade_continue"] <= 0.95 for w in engagements["per_world"])
+    truths = [w["true_effect"] for w in engagements["per_world"]]
+    assert len(set(truths)) == 3  # three different worlds
+    assert engagements["effect"] == pytest.approx(np.mean(truths))  # the predicted effect: the mean true effect
     assert engagements["ci"][0] <= engagements["effect"] <= engagements["ci"][1]
-    assert engagements["verdict"] == "robust" or engagements["verdict"].startswith("not robust: ")
+    share = np.mean(np.sign(truths) == np.sign(engagements["effect"]))
+    assert engagements["sign_probability"] == pytest.approx(share)
+    assert engagements["verdict"] == (
+        "robust" if share >= 0.9 else f"not robust: {share:.0%} of worlds have a true effect of the predicted sign"
+    )
     table = pl.read_csv(out / "robustness.csv")
     assert set(table["arm"]) == {"oracle"} and len(pl.read_csv(out / "robustness_worlds.csv")) == 3 * len(table)
     assert "Robustness over 3 worlds" in (out / "report.html").read_text()

@@ -229,20 +229,65 @@ class AnalysisSpec(Strict):
         return families | {name: "secondary" for name in rest}
 
 
+# What each world varies of the user model, and where each range comes from (`RobustnessSpec.vary`).
+# None of these is measured by a rating log (it has no impressions): each range is a stated prior
+# around the default, wide enough to hold the values the literature and the audit tried.
+VARY_DEFAULTS: dict[str, tuple[float, float]] = {
+    "fatigue_weight": (0.0, 1.0),  # prior: none to twice the default 0.5 logit per earlier examination
+    "similarity_weight": (0.0, 2.0),  # prior: none to twice the default 1.0
+    "cascade_continue": (0.7, 0.95),  # prior on position decay: a skip ends the look 5-30% of the time
+    "truth_noise": (0.1, 0.6),  # prior: a third to twice the default 0.3 sd of noise on the truth's factors
+}
+VARY_BOUNDS: dict[str, tuple[float, float]] = {
+    "fatigue_weight": (0.0, 10.0),
+    "similarity_weight": (0.0, 10.0),
+    "cascade_continue": (0.01, 1.0),
+    "truth_noise": (0.0, 5.0),
+    "affinity_weight": (0.0, 20.0),
+    "quality_weight": (0.0, 20.0),
+    "churn_satisfaction": (0.0, 20.0),
+}
+
+
 class RobustnessSpec(Strict):
-    """Rerun the experiment over worlds drawn from the calibration's uncertainty and several truth
-    families, and call an effect robust only when it holds across them (`simulate --worlds N`)."""
+    """Rerun the experiment over worlds drawn from what the logs do not pin down, and predict the
+    effect an experiment of the configured size would find across them (`simulate --worlds N`)."""
 
     worlds: int = Field(0, ge=0, le=1000, description="worlds to draw (0: off)")
     workers: int = Field(1, ge=1, le=64, description="worlds run in this many parallel processes")
-    truths: list[Literal["als", "ease", "itemknn", "lightfm", "mixture"]] = Field(
-        ["als", "ease", "itemknn"], min_length=1, description="truth families, cycled over the worlds"
+    truths: list[Literal["auto", "als", "ease", "itemknn", "lightfm", "mixture"]] = Field(
+        ["auto"],
+        min_length=1,
+        description="auto: each world's truth family drawn with its held-out weight (see world.truth); a list of "
+        "families: cycled over the worlds",
+    )
+    vary: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(VARY_DEFAULTS),
+        description="behaviour (and world.truth_noise) drawn uniformly in [low, high] per world; the defaults are "
+        "stated priors (see VARY_DEFAULTS); {} keeps the config's values",
     )
     bootstrap_users: bool = Field(True, description="resample the logged users each world is built from")
     posterior: bool = Field(True, description="draw the visit model's parameters from the fit's posterior")
-    sign_agreement: float = Field(
-        0.9, gt=0.5, le=1, description="robust needs the effect's sign to agree in at least this share of worlds"
+    sign_probability: float = Field(
+        0.9,
+        gt=0.5,
+        le=1,
+        description="robust needs at least this share of worlds to have a true effect of the predicted effect's sign",
     )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RobustnessSpec:
+        for name, (low, high) in self.vary.items():
+            if name not in VARY_BOUNDS:
+                raise ValueError(f"robustness.vary: {name!r} cannot vary; expected one of {', '.join(VARY_BOUNDS)}")
+            floor, ceiling = VARY_BOUNDS[name]
+            if not floor <= low <= high <= ceiling:
+                raise ValueError(
+                    f"robustness.vary.{name}: [{low}, {high}] must be ordered and within [{floor}, {ceiling}]"
+                )
+        if "auto" in self.truths and len(self.truths) > 1:
+            raise ValueError("robustness.truths: 'auto' draws the families itself; list families without it")
+        return self
 
 
 class SimulationConfig(Strict):

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from persotool.errors import ConfigError
 from persotool.kernels.simulation.world import combine
 
 MAX_CELLS = 30_000_000  # users x items x features held for the likelihood fit
@@ -214,8 +215,17 @@ def auto_weights(
     last 20% of time held out), and what the fit saw: the held-out users and engagements and each
     family's scores there (`score_families`). Too few held-out users, or no timestamps to split on:
     equal weights, with the reason."""
-    from persotool.kernels.simulation.world import family_factors
+    from persotool.kernels.simulation.world import family_factors, too_large
 
+    skipped = {f: why for f in families if (why := too_large(f, n_users, n_items))}
+    families = [f for f in families if f not in skipped]
+    if not families:
+        raise ConfigError("no truth family can be fitted to a log this size: " + "; ".join(skipped.values()))
+    weights, info = _auto(window, spec, n_users, n_items, seed, families, affinity_weight, family_factors)
+    return weights, info | ({"skipped": skipped} if skipped else {})
+
+
+def _auto(window, spec, n_users, n_items, seed, families, affinity_weight, family_factors):
     equal = {f: 1 / len(families) for f in families}
     if len(families) == 1:
         return {families[0]: 1.0}, {"note": "one family"}

@@ -219,6 +219,19 @@ def truth_settings(spec: WorldSpec, family: str) -> dict[str, Any]:
 DENSE_TRUTH_CELLS = 200_000_000  # users x items of the score matrix EASE and ItemKNN truths factorise
 
 
+def too_large(family: str, n_users: int, n_items: int) -> str | None:
+    """Why `family` cannot be a truth for a log of this size (None: it can): EASE and ItemKNN
+    truths factorise the dense users x items score matrix."""
+    if family in ("ease", "itemknn") and n_users * n_items > DENSE_TRUTH_CELLS:
+        return (
+            f"a {family} truth factorises the {n_users:,} x {n_items:,} score matrix, more than "
+            f"{DENSE_TRUTH_CELLS:,} cells"
+        )
+    if family == "ease" and n_items > 30_000:
+        return f"an ease truth inverts a {n_items:,} x {n_items:,} matrix (more than 30,000 items)"
+    return None
+
+
 _FITTED: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # family_factors' results in this process
 _FITTED_KEEP = 8
 
@@ -248,6 +261,9 @@ def family_factors(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: i
 def _fit_family(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: int, settings: dict[str, Any]):
     from persotool.kernels.models.registry import build
 
+    if why := too_large(family, *history.shape):
+        raise ConfigError(f"{why}; use truth = 'als' or 'lightfm' for a log this size")
+
     params = {**settings, "seed": seed} if family in ("als", "lightfm") else settings
     model = build(family, params)
     model.fit(history.astype(np.float32))
@@ -257,12 +273,7 @@ def _fit_family(family: str, history: sp.csr_matrix, spec: WorldSpec, seed: int,
             users = np.hstack([users, np.ones((len(users), 1), dtype=users.dtype)])
             items = np.hstack([items, np.asarray(model.item_bias_)[:, None]])
         return users, items
-    n_users, n_items = history.shape
-    if n_users * n_items > DENSE_TRUTH_CELLS:
-        raise ConfigError(
-            f"a {family} truth factorises the {n_users:,} x {n_items:,} score matrix, more than "
-            f"{DENSE_TRUTH_CELLS:,} cells; use truth = 'als' or 'lightfm' for a log this size"
-        )
+    n_users = history.shape[0]
     scores = np.vstack([model.score(np.arange(lo, min(lo + 2048, n_users))) for lo in range(0, n_users, 2048)])
     rank = max(1, min(spec.truth_factors, min(scores.shape) - 1))
     from scipy.sparse.linalg import svds

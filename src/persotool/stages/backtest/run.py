@@ -159,7 +159,7 @@ def truth_scores(frame: pl.DataFrame, cutoff, built, cfg, counts: dict[str, int]
     cutoff (`truth_fit.score_families`); families the world did not fit are fitted on the same
     window."""
     from persotool.kernels.simulation import truth_fit
-    from persotool.kernels.simulation.world import family_factors
+    from persotool.kernels.simulation.world import family_factors, too_large
 
     spec = cfg.world
     held = truth_fit.split(frame, cutoff, counts["n_users"], counts["n_items"], seed=cfg.seed)
@@ -168,7 +168,7 @@ def truth_scores(frame: pl.DataFrame, cutoff, built, cfg, counts: dict[str, int]
         return found | {"note": f"{len(held.users)} known users consumed new items after the cutoff; too few to score"}
     families = dict(built.truth_families)
     for family in spec.truth_mixture:
-        if family not in families:
+        if family not in families and not too_large(family, counts["n_users"], counts["n_items"]):
             families[family] = family_factors(family, built.history, spec, cfg.seed)
     weights = built.calibration.get("truth_weights")
     if weights is None and spec.truth == "mixture":

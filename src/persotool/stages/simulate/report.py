@@ -202,6 +202,10 @@ def _flat_rows(values: dict, prefix: str = ""):
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             yield from _flat_rows(value, name + ".")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, row in enumerate(value):  # a table's rows, named by their first field
+                first, label = next(iter(row.items()), (None, i))
+                yield from _flat_rows({k: v for k, v in row.items() if k != first}, f"{name}.{label}.")
         elif isinstance(value, list | tuple):
             shown = [_readable(v) for v in value[:12]]
             yield name, ", ".join(shown) + (f", ... ({len(value)} values)" if len(value) > 12 else "")
@@ -460,28 +464,37 @@ def _robustness_blocks(summary: dict) -> list:
     robust = summary.get("robustness")
     if not robust:
         return []
+
+    def cell(value, fmt: str) -> str:
+        return "n/a" if value is None or value != value else format(value, fmt)
+
     cells = [
         [
             r["arm"],
             r["metric"],
-            f"{r['effect']:+.3g}",
-            f"{r['ci'][0]:+.2g},{r['ci'][1]:+.2g}",
-            f"{r['sign_agreement']:.0%}",
-            f"{r['true_effect_range'][0]:+.2g}..{r['true_effect_range'][1]:+.2g}",
+            cell(r["effect"], "+.3g"),
+            f"{cell(r['ci'][0], '+.2g')},{cell(r['ci'][1], '+.2g')}",
+            cell(r["sign_probability"], ".0%"),
+            cell(r["power"], ".0%"),
+            f"{cell(r['true_effect_range'][0], '+.2g')}..{cell(r['true_effect_range'][1], '+.2g')}",
             ("[green]robust[/green]" if r["robust"] else r["verdict"]),
         ]
         for r in robust["combined"]
         if r["family"] in ("primary", "guardrail")
     ]
+    truths = ", ".join(f"{family} {count}" for family, count in robust.get("truth_counts", []))
+    varied = ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in robust.get("vary", {}).items()) or "nothing"
     return [
         render.Table(
-            f"Robustness over {robust['worlds']} worlds (truths: {', '.join(robust['truths'])})",
-            ["arm", "metric", "effect", "95% CI", "same sign", "true range", "verdict"],
+            f"Robustness over {robust['worlds']} worlds (truths: {truths})",
+            ["arm", "metric", "predicted", "95% predictive", "P(sign)", "power", "true range", "verdict"],
             cells,
-            caption="Worlds differ in the logged users resampled, the visit model's parameters (posterior "
-            "draws) and the truth family. Rubin's rules combine assignment noise and world uncertainty; "
-            f"robust: the sign agrees in at least {robust['sign_agreement']:.0%} of worlds and the combined "
-            "interval excludes zero. Primary and guardrail metrics; all in robustness.csv.",
+            caption="Worlds differ in the logged users resampled, the visit model's parameters (posterior draws), "
+            f"the truth family (drawn by held-out weight) and behaviour ({varied}). predicted: the mean true "
+            "effect; 95% predictive: what one experiment of this size would estimate (true effects across "
+            "worlds plus its assignment noise, counted once); P(sign): share of worlds whose true effect has "
+            f"the predicted sign; robust when >= {robust['sign_probability']:.0%}; power: the experiment's "
+            "chance to reject. Primary and guardrail metrics; all in robustness.csv.",
             left={"metric", "verdict"},
             compact=True,
         )

@@ -1,16 +1,27 @@
 """Effects that survive the world's assumptions (`simulate --worlds N`).
 
-The experiment is rerun in N worlds, each drawn from what the calibration does not pin down:
+The experiment is rerun in N worlds, each drawn from what the logs do not pin down:
 - the logged users the population is resampled from (a bootstrap of the calibration's users);
 - the visit model's parameters (a draw from the fit's approximate posterior);
-- the family of the true affinities (cycled over `robustness.truths`);
+- the family of the true affinities: with `truths = ["auto"]` drawn with the weights held-out
+  behaviour gives each family (`truth_fit`; systematic sampling, so 20 worlds at weights 0.6/0.4
+  hold 12 and 8), or cycled over a list of families;
+- behaviour the logs cannot measure (fatigue, slate similarity, position decay, truth noise), each
+  drawn uniformly from its range in `robustness.vary`, whose defaults are stated priors (spec.VARY_DEFAULTS);
 - the seed (assignment, the world's noise and the day loop's uniforms).
-Each world's analysis gives every (arm, metric) an effect and a standard error. Rubin's rules
-combine them: the combined effect is the mean over worlds, its variance the mean within-world
-variance plus (1 + 1/N) times the between-world variance, with Rubin's degrees of freedom, so the
-interval holds both assignment noise and the uncertainty of the world. A metric's effect is
-"robust" only when its sign agrees in at least `sign_agreement` of the worlds and the combined
-interval excludes zero. Worlds run in parallel processes (`workers`).
+In each world the simulator knows the true effect T_w of every (arm, metric) exactly (common random
+numbers: every user's outcome under every arm), and the analysis gives the standard error s_w of
+an experiment of the configured size. The prediction of what that experiment would estimate is the
+mixture over worlds of N(T_w, s_w^2): its mean is the mean true effect, its variance the variance
+of the true effects across worlds plus the mean assignment variance (the world-to-world spread of
+the *estimates* would count the assignment noise twice), its interval the mixture's quantiles.
+The verdict: P(sign), the probability that the true effect has the sign of the predicted effect,
+estimated from the k of n worlds whose true effect has it by the rule of succession, (k + 1) / (n +
+2) (the posterior mean under a uniform prior: few worlds cannot make it certain); "robust" when it
+is at least `sign_probability` (90%), which takes 10 of 10 worlds, 19 of 20 or 28 of 30. When the
+true effect's sign is a coin toss in every world, 10 worlds call it robust with chance 2 / 2^10.
+Power: the mixture's chance that the experiment's test rejects.
+Worlds run in parallel processes (`workers`).
 """
 
 from __future__ import annotations
@@ -31,11 +42,35 @@ from persotool.kernels.simulation.spec import SimulationConfig
 from persotool.stages.simulate.retrain import retrainer
 
 
-def plan(cfg: SimulationConfig) -> list[dict[str, Any]]:
-    """Each world's number, truth family and seed."""
+def plan(cfg: SimulationConfig, weights: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Each world's number, truth family, seed and drawn behaviour. `weights`: the truth families'
+    held-out weights, which `truths = ["auto"]` draws from."""
     spec = cfg.robustness
-    seeds = np.random.SeedSequence([cfg.seed, 97]).generate_state(spec.worlds)
-    return [{"world": w, "truth": spec.truths[w % len(spec.truths)], "seed": int(seeds[w])} for w in range(spec.worlds)]
+    n = spec.worlds
+    seeds = np.random.SeedSequence([cfg.seed, 97]).generate_state(n)
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 101]))
+    if spec.truths == ["auto"]:
+        if not weights:
+            raise ConfigError("robustness.truths = ['auto'] needs the truth families' weights (world.truth = 'auto')")
+        families = list(weights)
+        cumulative = np.cumsum([weights[f] for f in families]) / sum(weights.values())
+        picks = np.minimum(
+            np.searchsorted(cumulative, (rng.random() + np.arange(n)) / n, side="right"), len(families) - 1
+        )
+        rng.shuffle(picks)
+        truths = [families[i] for i in picks]
+    else:
+        truths = [spec.truths[w % len(spec.truths)] for w in range(n)]
+    draws = {name: rng.uniform(low, high, n) for name, (low, high) in sorted(spec.vary.items())}
+    return [
+        {
+            "world": w,
+            "truth": truths[w],
+            "seed": int(seeds[w]),
+            "behaviour": {name: float(values[w]) for name, values in draws.items()},
+        }
+        for w in range(n)
+    ]
 
 
 @lru_cache(maxsize=2)
@@ -64,8 +99,16 @@ def one_world(dataset: str, config: dict[str, Any], entry: dict[str, Any]) -> li
     population = cfg.world.population or known
     rows = rng.integers(0, known, population) if spec.bootstrap_users else None
     fit = calibration.fit.draw(rng) if spec.posterior else None
+    drawn = dict(entry.get("behaviour", {}))
+    world_update = {"truth": entry["truth"]} | (
+        {"truth_noise": drawn.pop("truth_noise")} if "truth_noise" in drawn else {}
+    )
     cfg_w = cfg.model_copy(
-        update={"seed": entry["seed"], "world": cfg.world.model_copy(update={"truth": entry["truth"]})}
+        update={
+            "seed": entry["seed"],
+            "world": cfg.world.model_copy(update=world_update),
+            "behaviour": cfg.behaviour.model_copy(update=drawn),
+        }
     )
     built = build(Path(dataset), cfg_w, calibration=calibration, variant=world.Variant(rows=rows, fit=fit))
     digest = read_artifact(Path(dataset), "dataset")["dataset_digest"]
@@ -88,16 +131,22 @@ def one_world(dataset: str, config: dict[str, Any], entry: dict[str, Any]) -> li
                 "se": (row["ci_high"] - row["ci_low"]) / (2 * z),
                 "p_value": row["p_value"],
                 "true_effect": row["true_effect"],
+                **entry.get("behaviour", {}),
             }
         )
     return out
 
 
-def run_worlds(dataset: Path, cfg: SimulationConfig, progress=None) -> pl.DataFrame:
-    """Every world's effects (one row per world, arm and metric)."""
+def run_worlds(
+    dataset: Path, cfg: SimulationConfig, progress=None, weights: dict[str, float] | None = None
+) -> pl.DataFrame:
+    """Every world's effects (one row per world, arm and metric). `weights`: the main world's truth
+    weights (fitted here when `truths = ["auto"]` needs them and the main world has none)."""
     if cfg.world.source == "synthetic":
         raise ConfigError("--worlds draws worlds from a fitted calibration; a synthetic world has none to draw from")
-    entries = plan(cfg)
+    if cfg.robustness.truths == ["auto"] and not weights:
+        weights = _weights(dataset, cfg)
+    entries = plan(cfg, weights)
     config = cfg.model_dump(mode="json", exclude_unset=True)  # what was set stays set (and the rest calibrated)
     rows: list[dict[str, Any]] = []
     workers = min(cfg.robustness.workers, len(entries))
@@ -116,52 +165,89 @@ def run_worlds(dataset: Path, cfg: SimulationConfig, progress=None) -> pl.DataFr
     return pl.DataFrame(rows, infer_schema_length=None).sort("world", "arm", "metric")
 
 
-def combine(per_world: pl.DataFrame, alpha: float, agreement: float) -> pl.DataFrame:
-    """Per (arm, metric): Rubin's combined effect and interval, the share of worlds agreeing on its
-    sign, the true effect's range over worlds, and the verdict."""
+def _weights(dataset: Path, cfg: SimulationConfig) -> dict[str, float]:
+    """The truth families' held-out weights on the calibration window (`truth_fit.auto_weights`)."""
+    from persotool.kernels.simulation import calibration as fitted
+    from persotool.kernels.simulation.truth_fit import auto_weights
+    from persotool.kernels.storage import read_artifact
+
+    counts = read_artifact(dataset, "dataset")["counts"]
+    window = fitted.interactions(dataset).filter(
+        pl.col("timestamp") < _calibration(str(dataset), cfg.world.source).window.until
+    )
+    families = list(cfg.world.truth_mixture)
+    args = (cfg.world, counts["n_users"], counts["n_items"], cfg.seed, families, cfg.behaviour.affinity_weight)
+    return auto_weights(window, *args)[0]
+
+
+def mixture_quantile(q: float, centres: np.ndarray, scales: np.ndarray) -> float:
+    """The q-quantile of the equal-weight mixture of N(centres, scales^2)."""
+    from scipy.optimize import brentq
+
+    scales = np.maximum(scales, 1e-12)
+    low, high = float((centres - 12 * scales).min()), float((centres + 12 * scales).max())
+    if high - low < 1e-12:
+        return float(centres.mean())
+    return float(brentq(lambda x: stats.norm.cdf((x - centres) / scales).mean() - q, low, high, xtol=1e-12))
+
+
+def combine(per_world: pl.DataFrame, alpha: float, threshold: float) -> pl.DataFrame:
+    """Per (arm, metric): the predicted effect of one experiment of the configured size (the mean
+    true effect), its predictive interval (the mixture of N(true effect, assignment se^2) over
+    worlds), the share of worlds whose true effect has the predicted sign, the power, and the
+    verdict (robust when that share is at least `threshold`)."""
+    z = float(stats.norm.ppf(1 - alpha / 2))
     out = []
     for (arm, metric), group in per_world.group_by("arm", "metric", maintain_order=True):
-        effects = group["effect"].to_numpy().astype(np.float64)
+        truth = group["true_effect"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
         se = group["se"].to_numpy().astype(np.float64)
-        m = len(effects)
-        mean = float(effects.mean())
-        within = float((se**2).mean())
-        between = float(effects.var(ddof=1)) if m > 1 else 0.0
-        total = within + (1 + 1 / m) * between
-        if between > 0 and m > 1:
-            df = (m - 1) * (1 + within / ((1 + 1 / m) * between)) ** 2
-            t = float(stats.t.ppf(1 - alpha / 2, df))
-        else:
-            df, t = float("inf"), float(stats.norm.ppf(1 - alpha / 2))
-        half = t * np.sqrt(total)
-        low, high = mean - half, mean + half
-        positive = float((effects > 0).mean())
-        sign_share = max(positive, float((effects < 0).mean()))
-        excludes = low > 0 or high < 0
-        if sign_share >= agreement and excludes:
-            verdict = "robust"
-        elif sign_share < agreement:
-            verdict = f"not robust: the sign agrees in {sign_share:.0%} of worlds"
-        else:
-            verdict = "not robust: the combined interval holds zero"
-        truth = group["true_effect"].to_numpy().astype(np.float64)
-        out.append(
-            {
-                "arm": arm,
-                "metric": metric,
-                "family": group["family"][0],
-                "worlds": m,
-                "effect": mean,
-                "ci_low": float(low),
-                "ci_high": float(high),
-                "within_variance": within,
-                "between_variance": between,
-                "df": float(df),
-                "sign_agreement": sign_share,
-                "true_effect_min": float(np.nanmin(truth)),
-                "true_effect_max": float(np.nanmax(truth)),
-                "robust": verdict == "robust",
-                "verdict": verdict,
-            }
+        estimates = group["effect"].to_numpy().astype(np.float64)
+        known = np.isfinite(truth) & np.isfinite(se)
+        row: dict[str, Any] = {"arm": arm, "metric": metric, "family": group["family"][0], "worlds": len(group)}
+        row["estimate_mean"] = float(estimates.mean())
+        if not known.any():
+            out.append(row | _unknown())
+            continue
+        t, s = truth[known], se[known]
+        mean = float(t.mean())
+        sign = np.sign(mean)
+        agree = int((np.sign(t) == sign).sum()) if sign != 0 else 0
+        share = (agree + 1) / (len(t) + 2)  # the rule of succession: k of n worlds agree
+        power = float(
+            (stats.norm.cdf(t / np.maximum(s, 1e-12) - z) + stats.norm.cdf(-t / np.maximum(s, 1e-12) - z)).mean()
         )
+        robust = share >= threshold
+        row |= {
+            "effect": mean,
+            "ci_low": mixture_quantile(alpha / 2, t, s),
+            "ci_high": mixture_quantile(1 - alpha / 2, t, s),
+            "true_variance": float(t.var(ddof=1)) if len(t) > 1 else 0.0,
+            "assignment_variance": float((s**2).mean()),
+            "sign_probability": share,
+            "power": power,
+            "true_effect_min": float(t.min()),
+            "true_effect_max": float(t.max()),
+            "robust": robust,
+            "verdict": "robust"
+            if robust
+            else f"not robust: {agree} of {len(t)} worlds have a true effect of the predicted sign (P {share:.0%})",
+        }
+        out.append(row)
     return pl.DataFrame(out, infer_schema_length=None)
+
+
+def _unknown() -> dict[str, Any]:
+    nan = float("nan")
+    return {
+        "effect": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "true_variance": nan,
+        "assignment_variance": nan,
+        "sign_probability": nan,
+        "power": nan,
+        "true_effect_min": nan,
+        "true_effect_max": nan,
+        "robust": False,
+        "verdict": "not robust: the simulator has no true effect for this metric",
+    }

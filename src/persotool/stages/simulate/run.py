@@ -119,8 +119,11 @@ def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: b
         from persotool.stages.simulate import robustness
 
         t = time.perf_counter()
-        experiment.robustness = robustness.run_worlds(Path(dataset), cfg)
-        experiment.robust = robustness.combine(experiment.robustness, cfg.analysis.alpha, cfg.robustness.sign_agreement)
+        weights = built.calibration.get("truth_weights")
+        experiment.robustness = robustness.run_worlds(Path(dataset), cfg, weights=weights)
+        experiment.robust = robustness.combine(
+            experiment.robustness, cfg.analysis.alpha, cfg.robustness.sign_probability
+        )
         manifest["seconds"]["robustness"] = round(time.perf_counter() - t, 3)
         manifest["robustness"] = {
             "worlds": cfg.robustness.worlds,
@@ -221,19 +224,27 @@ def robustness_summary(experiment: Outcome) -> dict[str, Any] | None:
         worlds = per_world.filter((pl.col("arm") == row["arm"]) & (pl.col("metric") == row["metric"]))
         combined.append(
             {
-                **{k: row[k] for k in ("arm", "metric", "family", "effect", "sign_agreement", "verdict", "robust")},
+                **{
+                    k: row[k]
+                    for k in ("arm", "metric", "family", "effect", "sign_probability", "power", "verdict", "robust")
+                },
                 "ci": [row["ci_low"], row["ci_high"]],
-                "variance": {"within": row["within_variance"], "between": row["between_variance"], "df": row["df"]},
+                "variance": {"true_effects": row["true_variance"], "assignment": row["assignment_variance"]},
+                "estimate_mean": row["estimate_mean"],
                 "true_effect_range": [row["true_effect_min"], row["true_effect_max"]],
-                "per_world": worlds.select("world", "truth", "effect", "se", "true_effect").to_dicts(),
+                "per_world": worlds.select(
+                    "world", "truth", "effect", "se", "true_effect", *sorted(cfg.vary)
+                ).to_dicts(),
             }
         )
     return {
         "worlds": cfg.worlds,
         "truths": cfg.truths,
+        "truth_counts": per_world.unique("world")["truth"].value_counts(sort=True).rows(),
+        "vary": {k: list(v) for k, v in cfg.vary.items()},
         "bootstrap_users": cfg.bootstrap_users,
         "posterior": cfg.posterior,
-        "sign_agreement": cfg.sign_agreement,
+        "sign_probability": cfg.sign_probability,
         "combined": combined,
     }
 
