@@ -501,6 +501,31 @@ def bench_validate_simulation(r: dict) -> str:
         )
         enrolled = f"A/B random against popular, {part['enrolled']:,.0f} enrolled: sequential test"
         rows.append([enrolled, f"{r.get('power_replicates', 200):,}", result, "most (> 50%)", ""])
+    null = r.get("robustness_null")
+    if null:
+        rates, cover = null["null_robust_rate"], null["predictive_coverage"]
+        label = f"robustness, {null['worlds_per_replicate']} worlds of a {null['population']:,}-user synthetic log"
+        count = f"{null['replicates']:,} of a pool of {null['pool']}"
+        rows.append(
+            [
+                f"{label}: null effect (two random arms) called robust",
+                count,
+                f"{min(rates.values()):.1%} to {max(rates.values()):.1%} over {len(rates)} metrics",
+                "<= 10%",
+                "pass" if null["null_pass"] else "FAIL",
+            ]
+        )
+        oracle = null["oracle_robust_rate"].get("oracle:engagements")
+        rows.append([f"{label}: oracle's engagement effect called robust", count, f"{oracle:.0%}", "most", ""])
+        rows.append(
+            [
+                f"{label}: 95% predictive interval covers a fresh world's experiment",
+                count,
+                f"{min(cover.values()):.1%} to {max(cover.values()):.1%} over {len(cover)} (arm, metric)",
+                "about 95%",
+                "",
+            ]
+        )
     note = (
         f"A world of {r['population']:,} users fitted to the bundled MovieLens log, {r['days']} days, alpha "
         f"{r['alpha']}; {_s(r['seconds'])}. Machine: {_machine(r)}."

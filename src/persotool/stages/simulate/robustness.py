@@ -11,10 +11,14 @@ The experiment is rerun in N worlds, each drawn from what the logs do not pin do
 - the seed (assignment, the world's noise and the day loop's uniforms).
 In each world the simulator knows the true effect T_w of every (arm, metric) exactly (common random
 numbers: every user's outcome under every arm), and the analysis gives the standard error s_w of
-an experiment of the configured size. The prediction of what that experiment would estimate is the
-mixture over worlds of N(T_w, s_w^2): its mean is the mean true effect, its variance the variance
-of the true effects across worlds plus the mean assignment variance (the world-to-world spread of
-the *estimates* would count the assignment noise twice), its interval the mixture's quantiles.
+an experiment of the configured size. The prediction of what that experiment would estimate in a
+world drawn like these: centred on the mean true effect, with variance (1 + 1/N) var(T_w) + mean
+(s_w^2) (the spread of the true effects across worlds, with the mean's own uncertainty, plus the
+assignment noise of one experiment; the world-to-world spread of the *estimates* would count the
+assignment noise twice) and Student's t with Satterthwaite's degrees of freedom, (N - 1) V^2 /
+((1 + 1/N) var(T_w))^2, since only the true effects' spread is estimated from N worlds. With a
+handful of worlds a plain mixture of the N worlds' normals covers a new world too rarely (86-88%
+for a 95% interval from 10 worlds in the validation).
 The verdict: P(sign), the probability that the true effect has the sign of the predicted effect,
 estimated from the k of n worlds whose true effect has it by the rule of succession, (k + 1) / (n +
 2) (the posterior mean under a uniform prior: few worlds cannot make it certain); "robust" when it
@@ -180,15 +184,20 @@ def _weights(dataset: Path, cfg: SimulationConfig) -> dict[str, float]:
     return auto_weights(window, *args)[0]
 
 
-def mixture_quantile(q: float, centres: np.ndarray, scales: np.ndarray) -> float:
-    """The q-quantile of the equal-weight mixture of N(centres, scales^2)."""
-    from scipy.optimize import brentq
-
-    scales = np.maximum(scales, 1e-12)
-    low, high = float((centres - 12 * scales).min()), float((centres + 12 * scales).max())
-    if high - low < 1e-12:
-        return float(centres.mean())
-    return float(brentq(lambda x: stats.norm.cdf((x - centres) / scales).mean() - q, low, high, xtol=1e-12))
+def predictive_interval(truth: np.ndarray, se: np.ndarray, alpha: float) -> tuple[float, float, float, float]:
+    """What one more experiment of this size, in one more world, would estimate: centre the mean
+    true effect; variance (1 + 1/n) x the variance of the n worlds' true effects (a new world's,
+    with the mean's own uncertainty) plus the mean assignment variance; Student's t with
+    Satterthwaite's degrees of freedom (only the true effects' variance is estimated from n). Returns
+    (low, high, variance, df)."""
+    n = len(truth)
+    between = (1 + 1 / n) * float(truth.var(ddof=1)) if n > 1 else 0.0
+    within = float((se**2).mean())
+    total = between + within
+    df = (n - 1) * total**2 / between**2 if between > 0 else float("inf")
+    half = float(stats.t.ppf(1 - alpha / 2, df)) * np.sqrt(total)
+    centre = float(truth.mean())
+    return centre - half, centre + half, total, df
 
 
 def combine(per_world: pl.DataFrame, alpha: float, threshold: float) -> pl.DataFrame:
@@ -217,10 +226,12 @@ def combine(per_world: pl.DataFrame, alpha: float, threshold: float) -> pl.DataF
             (stats.norm.cdf(t / np.maximum(s, 1e-12) - z) + stats.norm.cdf(-t / np.maximum(s, 1e-12) - z)).mean()
         )
         robust = share >= threshold
+        low, high, _, df = predictive_interval(t, s, alpha)
         row |= {
             "effect": mean,
-            "ci_low": mixture_quantile(alpha / 2, t, s),
-            "ci_high": mixture_quantile(1 - alpha / 2, t, s),
+            "ci_low": low,
+            "ci_high": high,
+            "df": df,
             "true_variance": float(t.var(ddof=1)) if len(t) > 1 else 0.0,
             "assignment_variance": float((s**2).mean()),
             "sign_probability": share,
@@ -242,6 +253,7 @@ def _unknown() -> dict[str, Any]:
         "effect": nan,
         "ci_low": nan,
         "ci_high": nan,
+        "df": nan,
         "true_variance": nan,
         "assignment_variance": nan,
         "sign_probability": nan,

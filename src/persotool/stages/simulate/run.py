@@ -229,7 +229,11 @@ def robustness_summary(experiment: Outcome) -> dict[str, Any] | None:
                     for k in ("arm", "metric", "family", "effect", "sign_probability", "power", "verdict", "robust")
                 },
                 "ci": [row["ci_low"], row["ci_high"]],
-                "variance": {"true_effects": row["true_variance"], "assignment": row["assignment_variance"]},
+                "variance": {
+                    "true_effects": row["true_variance"],
+                    "assignment": row["assignment_variance"],
+                    "df": row["df"],
+                },
                 "estimate_mean": row["estimate_mean"],
                 "true_effect_range": [row["true_effect_min"], row["true_effect_max"]],
                 "per_world": worlds.select(
