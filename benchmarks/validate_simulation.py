@@ -18,11 +18,15 @@ platform would (users enter at their first visit; retention, churn and survival 
   true effect is zero in expectation (and not exactly zero in any world) are called robust in at
   most 10% of replicates; the oracle's engagement effect is robust in most; and the 95% predictive
   interval of one replicate covers the estimate of the next world after its block (a fresh
-  experiment in a fresh world) at about its nominal rate.
+  experiment in a fresh world) at about its nominal rate;
+- planted harm: an arm serving each user's least liked items (`adverse`) against popular, in the
+  demo's world and size (20,000 users, 14 + 35 days): over fresh assignments, how often the
+  retention guardrails (churned, retention_d7) and engagements catch it (target >= 80%).
 Results: benchmarks/results/validate_simulation.json.
 
     python benchmarks/validate_simulation.py [--replicates 500] [--ab-replicates 2000] [--population 5000]
     python benchmarks/validate_simulation.py --only robustness   # that part alone, merged into the results
+    python benchmarks/validate_simulation.py --only harm
 """
 
 from __future__ import annotations
@@ -67,15 +71,20 @@ def main() -> None:
     parser.add_argument("--robustness-worlds", type=int, default=10, help="worlds per robustness experiment")
     parser.add_argument("--robustness-pool", type=int, default=210, help="worlds simulated for the replicates")
     parser.add_argument("--workers", type=int, default=2, help="processes for the robustness worlds")
-    parser.add_argument("--only", choices=["robustness"], help="run one part and merge it into the results file")
+    parser.add_argument("--harm-replicates", type=int, default=200, help="assignments of the planted-harm check")
+    parser.add_argument("--harm-population", type=int, default=20000, help="simulated users of the planted-harm check")
+    parser.add_argument("--only", choices=["robustness", "harm"], help="run one part, merged into the results")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if args.only == "robustness":
+    if args.only:
         import json
 
         report = json.loads(args.out.read_text()) if args.out.is_file() else {}
-        report["robustness_null"] = robustness_null(args)
+        if args.only == "robustness":
+            report["robustness_null"] = robustness_null(args)
+        else:
+            report["planted_harm"] = planted_harm(args)
         write_results(args.out, report)
         return
     import numpy as np
@@ -258,7 +267,62 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
     }
     report["robustness_null"] = robustness_null(args)
+    report["planted_harm"] = planted_harm(args)
     write_results(args.out, report)
+
+
+def planted_harm(args) -> dict:
+    """Does the experiment catch a recommender that serves what users dislike? The `adverse` arm
+    against popular in the demo's world: each guardrail's rejection rate (in the harmful direction)
+    over fresh assignments of one simulation (common random numbers: the true effects are fixed)."""
+    from persotool.kernels.config import load_config
+    from persotool.kernels.simulation import build, engine
+    from persotool.kernels.simulation.spec import SimulationConfig
+    from persotool.stages.ingest.config import IngestConfig
+    from persotool.stages.ingest.presets import preset
+    from persotool.stages.ingest.run import ingest
+    from persotool.stages.simulate.analysis import analyse
+
+    started = time.perf_counter()
+    harmful = {"engagements": -1, "churned": +1, "retention_d7": -1, "visits": -1, "rmst_days": -1}
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = Path(tmp) / "movielens"
+        ratings = str(ROOT / "datasets" / "movielens-small" / "ratings.csv")
+        ingest(IngestConfig.model_validate(preset("movielens", ratings)), [ratings], dataset)
+        overrides = {
+            "world.population": args.harm_population,
+            "control": "popular",
+            "arms": [
+                {"name": "popular", "policy": "popular", "share": 0.5},
+                {"name": "adverse", "policy": "adverse", "share": 0.5},
+            ],
+        }
+        cfg = load_config(SimulationConfig, ROOT / "demo" / "simulation.toml", overrides)
+        built = build.build(dataset, cfg)
+        sim = engine.run_days(built, cfg, built.calibration["dataset_digest"])
+        caught = dict.fromkeys(harmful, 0)
+        truth: dict[str, float] = {}
+        for r in range(args.harm_replicates):
+            results = analyse(sim, built, cfg.model_copy(update={"name": f"harm-{r}"}), light=True).results
+            for row in results.iter_rows(named=True):
+                metric = row["metric"]
+                if metric in harmful:
+                    truth[metric] = row["true_effect"]
+                    wrong_way = harmful[metric] * row["effect"] > 0
+                    p_value = row["p_adjusted"] if row.get("p_adjusted") is not None else row["p_value"]
+                    caught[metric] += int(bool(wrong_way and p_value < 0.05))
+    power = {m: c / args.harm_replicates for m, c in caught.items()}
+    return {
+        "population": args.harm_population,
+        "days": cfg.days,
+        "replicates": args.harm_replicates,
+        "truth": built.calibration.get("truth"),
+        "true_effect": truth,
+        "power": power,
+        "retention_guardrail_power": max(power["churned"], power["retention_d7"]),
+        "pass": bool(max(power["churned"], power["retention_d7"]) >= 0.8),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def robustness_null(args) -> dict:

@@ -526,6 +526,20 @@ def bench_validate_simulation(r: dict) -> str:
                 "",
             ]
         )
+    harm = r.get("planted_harm")
+    if harm:
+        power = harm["power"]
+        rows.append(
+            [
+                f"planted harm: an arm serving each user's least liked items, {harm['population']:,} users",
+                f"{harm['replicates']:,}",
+                f"caught by churned in {power['churned']:.0%}, retention_d7 {power['retention_d7']:.0%}, "
+                f"visits {power['visits']:.0%}, engagements {power['engagements']:.0%} (true engagement effect "
+                f"{harm['true_effect']['engagements']:+.2f}, churned {harm['true_effect']['churned']:+.3f})",
+                ">= 80% by a retention guardrail",
+                "pass" if harm["pass"] else "FAIL",
+            ]
+        )
     note = (
         f"A world of {r['population']:,} users fitted to the bundled MovieLens log, {r['days']} days, alpha "
         f"{r['alpha']}; {_s(r['seconds'])}. Machine: {_machine(r)}."

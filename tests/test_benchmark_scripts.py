@@ -72,6 +72,10 @@ def test_validate_simulation_small(tmp_path: Path) -> None:
         "2",
         "--robustness-pool",
         "3",
+        "--harm-replicates",
+        "3",
+        "--harm-population",
+        "600",
         out=tmp_path / "v.json",
     )
     assert report["aa_by_size"][0]["replicates"] == 4 and report["aa_by_size"][0]["false_positive_rate"]
@@ -84,6 +88,8 @@ def test_validate_simulation_small(tmp_path: Path) -> None:
     null = report["robustness_null"]
     assert null["replicates"] == 3 and null["worlds_per_replicate"] == 2
     assert set(null["null_robust_rate"]) >= {"random-b:engagements"} and null["predictive_coverage"]
+    harm = report["planted_harm"]
+    assert harm["replicates"] == 3 and harm["true_effect"]["engagements"] < 0  # the adverse arm does harm
 
 
 def test_cli_help_benchmark_small(tmp_path: Path) -> None:

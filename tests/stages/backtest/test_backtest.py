@@ -118,6 +118,9 @@ def test_backtest_on_synthetic_logs_finds_no_misfit_in_visits_and_returns(synth,
     assert fit["truth"].startswith("auto: ")
     assert families["weighted mixture"]["loglik_gain"] > 0.01
     assert "Truth families on held-out behaviour" in pt.Backtest(tmp_path / "bt").to_markdown()
+    # the return link is measured before the cutoff and after it
+    assert set(payload["return_link"]) == {"before the cutoff", "after the cutoff"}
+    assert all(link["link"] for link in payload["return_link"].values())
 
 
 def test_a_misspecified_world_is_reported_as_a_misfit(synth, tmp_path):

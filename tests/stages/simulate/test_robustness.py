@@ -144,11 +144,9 @@ def test_simulate_over_worlds_end_to_end(dataset: Path, tmp_path: Path, scratch_
     assert len(set(truths)) == 3  # three different worlds
     assert engagements["effect"] == pytest.approx(np.mean(truths))  # the predicted effect: the mean true effect
     assert engagements["ci"][0] <= engagements["effect"] <= engagements["ci"][1]
-    share = np.mean(np.sign(truths) == np.sign(engagements["effect"]))
-    assert engagements["sign_probability"] == pytest.approx(share)
-    assert engagements["verdict"] == (
-        "robust" if share >= 0.9 else f"not robust: {share:.0%} of worlds have a true effect of the predicted sign"
-    )
+    agree = int(np.sum(np.sign(truths) == np.sign(engagements["effect"])))
+    assert engagements["sign_probability"] == pytest.approx((agree + 1) / 5)  # the rule of succession
+    assert engagements["verdict"].startswith(f"not robust: {agree} of 3 worlds")  # three worlds cannot be sure
     table = pl.read_csv(out / "robustness.csv")
     assert set(table["arm"]) == {"oracle"} and len(pl.read_csv(out / "robustness_worlds.csv")) == 3 * len(table)
     assert "Robustness over 3 worlds" in (out / "report.html").read_text()

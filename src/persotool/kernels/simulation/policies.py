@@ -6,6 +6,8 @@ serve, computed once in batches (never per user). Each day a user's slate is the
 - random: a uniformly random order;
 - popular: logged popularity (the same order for everyone);
 - oracle: the true engagement logit (affinity and quality), the best a greedy policy can do;
+- adverse: the items the user's true affinity ranks lowest, a deliberately bad arm (planted harm:
+  does the experiment catch a recommender that serves what users dislike?);
 - logged: the logged behaviour, approximated as items drawn with probability proportional to
   their logged popularity to a fitted power, independently per user (a stochastic popularity
   policy).
@@ -66,6 +68,11 @@ def _oracle_scorer(arm, world: SimulatedWorld, behaviour: BehaviourSpec, rng, da
     return lambda users: behaviour.affinity_weight * world.affinity(users) + behaviour.quality_weight * world.quality
 
 
+def _adverse_scorer(arm, world: SimulatedWorld, behaviour: BehaviourSpec, rng, dataset_digest) -> Callable:
+    """The user's least liked items first: a planted harm."""
+    return lambda users: -world.affinity(users)
+
+
 def _random_scorer(arm, world: SimulatedWorld, behaviour, rng, dataset_digest) -> Callable:
     return lambda users: rng.random((len(users), world.n_items), dtype=np.float32)
 
@@ -82,6 +89,7 @@ SCORERS = {
     "model": _model_scorer,
     "popular": _popular_scorer,
     "oracle": _oracle_scorer,
+    "adverse": _adverse_scorer,
     "random": _random_scorer,
     "logged": _logged_scorer,
 }

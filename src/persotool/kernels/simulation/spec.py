@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from persotool.kernels.config import Strict
 
-POLICIES = ("model", "random", "popular", "oracle", "logged")
+POLICIES = ("model", "random", "popular", "oracle", "adverse", "logged")
 MAX_POPULATION = 50_000_000  # simulated users; memory grows linearly (see SimulationConfig.memory_bytes)
 
 # The truth families' own settings: deliberately unlike the arms' defaults in the shipped model configs, so the
@@ -112,7 +112,7 @@ class BehaviourSpec(Strict):
 
 class ArmSpec(Strict):
     name: str
-    policy: Literal["model", "random", "popular", "oracle", "logged"]
+    policy: Literal["model", "random", "popular", "oracle", "adverse", "logged"]
     model: Path | None = Field(None, description="policy = model: a model directory from `persotool train`")
     share: float = Field(gt=0, description="traffic share (normalised over arms)")
     retrain: bool = Field(

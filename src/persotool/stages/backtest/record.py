@@ -25,6 +25,9 @@ def run_spec(backtest) -> RunSpec:
     for row in m.truth_fit.get("families", []):
         family = _key(row["family"])
         metrics |= {f"truth.{family}.{k}": float(v) for k, v in row.items() if k != "family" and v is not None}
+    for period, link in m.return_link.items():
+        if "coefficient" in link:
+            metrics[f"return_link.{_key(period)}"] = float(link["coefficient"])
     verdict = m.verdict
     metrics |= {f"verdicts.{_key(k)}": v for k, v in verdict["counts"].items()}
     metrics |= {"returning_users": verdict["returning_users"], "known_users": verdict["known_users"]}

@@ -19,6 +19,7 @@ class BacktestManifest(Manifest):
     fit: dict[str, Any]
     quantities: list[dict[str, Any]]
     truth_fit: dict[str, Any] = Field(default_factory=dict)
+    return_link: dict[str, Any] = Field(default_factory=dict)
     verdict: dict[str, Any]
     seconds: dict[str, float]
 
@@ -56,6 +57,7 @@ class Backtest(Artifact):
             "fit": {k: v for k, v in m.fit.items() if k != "log_cov"},
             "quantities": m.quantities,
             "truth_fit": m.truth_fit,
+            "return_link": m.return_link,
             "verdict": m.verdict,
             "notes": getattr(m, "notes", []),
             "seconds": m.seconds,
@@ -130,7 +132,36 @@ class Backtest(Artifact):
                 "inconclusive: more than 25% off, but within the log's noise floor (too small to tell)",
             ),
             *truth_blocks(m.truth_fit, "after the cutoff"),
+            *link_blocks(m.return_link),
         ]
+
+
+def link_blocks(links: dict[str, dict[str, Any]]) -> list[render.Block]:
+    """The return link (`return_link.fit`) of each period, as a table."""
+    if not links:
+        return []
+    rows = []
+    for period, link in links.items():
+        if "coefficient" in link:
+            low, high = link["ci"]
+            rows.append(
+                [period, f"{link['days']:,}", f"{link['coefficient']:+.3f}", f"{low:+.3f},{high:+.3f}", link["link"]]
+            )
+        else:
+            rows.append([period, f"{link['days']:,}", "", "", f"{link['link']}: {link.get('note', '')}"])
+    horizon = next(iter(links.values())).get("horizon_days", 30)
+    return [
+        render.Table(
+            f"Does a better visit bring users back within {horizon} days?",
+            ["period", "active days", "log-odds per rating point", "95% CI", "link"],
+            rows,
+            left={"period", "link"},
+            compact=True,
+            caption="a logistic regression of returning on the day's mean rating minus the user's own earlier mean, "
+            "controlling for days since the previous active day and active days so far; with no link found the "
+            "simulator keeps its default (behaviour.churn_satisfaction)",
+        )
+    ]
 
 
 def truth_blocks(fit: dict[str, Any], when: str) -> list[render.Block]:

@@ -20,6 +20,9 @@ Every quantity is shown beside naive forecasts and a noise floor:
   bootstrap resamples (real against resampled real); for per-user scores, a paired bootstrap of
   the difference between the simulator and the best naive forecast.
 
+The link from a visit's quality (its ratings against the user's own mean) to returning within 30
+days is measured before the cutoff and, as a check, after it (`return_link`).
+
 The preference truth is scored too: each truth family (ALS, EASE, ItemKNN, LightFM as
 `truth_mixture` names them, and the world's weighted mixture) fitted before the cutoff ranks the
 items each known user consumed after it among those they had not (AUC, NDCG@10), and predicts which
@@ -48,6 +51,7 @@ import polars as pl
 
 from persotool.errors import ConfigError
 from persotool.kernels.simulation import calibration as fitted
+from persotool.kernels.simulation import return_link
 from persotool.stages.backtest.compare import compare
 from persotool.stages.backtest.config import BacktestConfig
 from persotool.stages.backtest.result import Backtest
@@ -138,6 +142,12 @@ def forecast(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:
     t = time.perf_counter()
     result["truth_fit"] = truth_scores(frame, calibration.window.until, built, run_cfg, manifest["counts"])
     result["notes"] += affinity_notes(result["truth_fit"], run_cfg.world)
+    rated = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "timestamp", "value"])
+    until = calibration.window.until
+    result["return_link"] = {
+        "before the cutoff": return_link.fit(rated, until),
+        "after the cutoff": return_link.fit(rated.filter(pl.col("timestamp") >= until)),
+    }
     timings["truth"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     result |= {
@@ -260,6 +270,7 @@ def write(result: dict[str, Any], cfg: BacktestConfig, out: Path, *, force: bool
         fit=result["fit"],
         quantities=result["quantities"],
         truth_fit=result["truth_fit"],
+        return_link=result["return_link"],
         verdict=result["verdict"],
         notes=result["notes"],
         clones=result["clones"],

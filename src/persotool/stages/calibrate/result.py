@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from persotool.kernels import render, storage
 from persotool.kernels.artifact import Artifact, Manifest, Ref
 from persotool.kernels.simulation.calibration import WorldFile
-from persotool.stages.backtest.result import truth_blocks
+from persotool.stages.backtest.result import link_blocks, truth_blocks
 
 REJECTED = 0.01  # the in-sample check's p-value below which the fit is called rejected
 
@@ -28,6 +28,7 @@ class WorldManifest(Manifest):
     users: int
     seconds: float
     truth: dict[str, Any] = Field(default_factory=dict)
+    return_link: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _loadable(self) -> WorldManifest:
@@ -67,6 +68,7 @@ class World(Artifact):
             "engagement": {k: v for k, v in m.engagement.items() if k != "per_active_day"},
             "users": m.users,
             "truth": m.truth,
+            "return_link": m.return_link,
             "seconds": m.seconds,
             "mlflow_run_id": self.mlflow_run_id,
         }
@@ -119,6 +121,7 @@ class World(Artifact):
                 left={"active days"},
             ),
             *truth_blocks(m.truth, "in the window's last 20%"),
+            *link_blocks({"window": m.return_link}),
         ]
 
     def notes(self) -> list[str]:
@@ -142,4 +145,6 @@ class World(Artifact):
         found["log_likelihood"] = float(m.fit["log_likelihood"])
         found["active_days_check_p"] = float(m.diagnostics["active_days"]["p_value"])
         found |= {f"truth_weight.{f}": float(w) for f, w in m.truth.get("weights", {}).items()}
+        if "coefficient" in m.return_link:
+            found["return_link.coefficient"] = float(m.return_link["coefficient"])
         return found

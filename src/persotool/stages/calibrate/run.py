@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from persotool.kernels import storage as artifacts
+from persotool.kernels.simulation import return_link
 from persotool.kernels.simulation.calibration import MODEL, Calibration, calibrate_frame, interactions
 from persotool.stages.calibrate.config import CalibrateConfig
 from persotool.stages.calibrate.result import World
@@ -45,6 +46,7 @@ def calibrate(
     calibration = calibrate_frame(frame, until, seed=seed)
     if families:
         calibration.truth = _truth(frame, calibration, manifest["counts"], families, seed)
+    link = return_link.fit(_rated(dataset), calibration.window.until)
     payload = artifacts.new_manifest(
         World.kind,
         World.schema_version,
@@ -60,12 +62,18 @@ def calibrate(
         users=len(calibration.histories),
         seconds=round(calibration.seconds, 3),
         **({"truth": calibration.truth} if calibration.truth else {}),
+        return_link=link,
     )
     with artifacts.atomic_directory(out, force=force, inputs=[dataset]) as tmp:
         calibration.users_table().write_parquet(tmp / "users.parquet")
         _plot(calibration, tmp / "active_days.png")
         (tmp / artifacts.MANIFEST).write_text(json.dumps(artifacts.finite_json(payload), indent=2) + "\n")
     return calibration
+
+
+def _rated(dataset: Path) -> pl.DataFrame:
+    """Interactions with their value (a rating log's ratings), for the return link."""
+    return pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "timestamp", "value"])
 
 
 def _truth(frame, calibration: Calibration, counts: dict[str, int], families: list[str], seed: int) -> dict:
