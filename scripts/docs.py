@@ -295,7 +295,50 @@ def bench_backtest(r: dict) -> str:
         ).strip()
         out.append(_table([f"{label}: quantity", *columns, "noise ±", "verdict"], table, note))
     head = _table(["run", "time", "target"], rows, f"Machine: {_machine(r)}.")
-    return [head, *out]  # part=1: timings; 2: MovieLens; 3: the synthetic log
+    return [head, *out, _across(r.get("across", []))]  # part=1: timings; 2: MovieLens; 3: synthetic; 4: across
+
+
+def _across(rows: list[dict]) -> str:
+    """The back-tests across logs and cutoffs: aggregates against the logs, who returns, the truth."""
+
+    def off(pair: dict) -> str:
+        real, sim = pair["real"], pair["simulated"]
+        return f"{real:.3f} / {sim:.3f} ({(sim - real) / real:+.0%})" if real else "n/a"
+
+    table = []
+    for row in rows:
+        weights = row["truth_weights"] or {}
+        link = row["return_link"].get("before the cutoff", ["", None])
+        few = f"too few held-out users ({row['truth_users']})"
+        table.append(
+            [
+                row["log"],
+                f"{row['cutoff']:g}",
+                off(row["returning_share"]),
+                off(row["active_days"]),
+                f"{row['auc']['simulated']:.3f} / {row['auc']['recency + frequency']:.3f} ({row['auc_verdict']})",
+                ", ".join(f"{f} {w:.2f}" for f, w in weights.items() if w >= 0.005) or "n/a",
+                f"{row['best_family']} +{row['best_family_gain']:.3f}" if row["best_family"] else few,
+                f"{row['popularity_auc']:.3f} / {row['best_family_auc']:.3f}" if row["best_family"] else few,
+                link[0] + (f" ({link[1]:+.2f})" if link[1] is not None else ""),
+            ]
+        )
+    return _table(
+        [
+            "log",
+            "cutoff",
+            "returning share: logs / sim",
+            "active days: logs / sim",
+            "AUC returning: sim / rec+freq",
+            "auto truth weights",
+            "best family (nats)",
+            "AUC held-out items: popularity / best",
+            "return link",
+        ],
+        table,
+        "within 25% is the target for the aggregates; nats: log-likelihood gain per held-out engagement over "
+        "popularity; return link: log-odds of returning within 30 days per rating point, before the cutoff",
+    )
 
 
 def _g(value) -> str:

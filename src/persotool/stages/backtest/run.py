@@ -173,20 +173,21 @@ def truth_scores(frame: pl.DataFrame, cutoff, built, cfg, counts: dict[str, int]
 
     spec = cfg.world
     held = truth_fit.split(frame, cutoff, counts["n_users"], counts["n_items"], seed=cfg.seed)
+    weights = built.calibration.get("truth_weights")
+    if weights is None and spec.truth == "mixture":
+        weights = {f: 1 / len(spec.truth_mixture) for f in spec.truth_mixture}
     found = {"users": len(held.users), "engagements": held.engagements, "truth": built.calibration.get("truth")}
+    found["weights"] = weights
     if len(held.users) < truth_fit.MIN_USERS:
         return found | {"note": f"{len(held.users)} known users consumed new items after the cutoff; too few to score"}
     families = dict(built.truth_families)
     for family in spec.truth_mixture:
         if family not in families and not too_large(family, counts["n_users"], counts["n_items"]):
             families[family] = family_factors(family, built.history, spec, cfg.seed)
-    weights = built.calibration.get("truth_weights")
-    if weights is None and spec.truth == "mixture":
-        weights = {f: 1 / len(spec.truth_mixture) for f in spec.truth_mixture}
     rows = truth_fit.score_families(
         families, held, seed=cfg.seed, affinity_weight=cfg.behaviour.affinity_weight, weights=weights
     )
-    return found | {"weights": weights, "families": rows, "affinity_weight": cfg.behaviour.affinity_weight}
+    return found | {"families": rows, "affinity_weight": cfg.behaviour.affinity_weight}
 
 
 def affinity_notes(fit: dict[str, Any], spec) -> list[str]:
