@@ -184,7 +184,12 @@ def test_kill_9_mid_trial_then_rerun_loses_nothing(movielens_split: Path, tmp_pa
     assert json.loads(done.stdout)["totals"] == {"complete": 4, "stale": 1}
 
 
-def _three_workers(small_split: Path, tmp_path: Path, storage: str, trials: int = 9) -> list[dict]:
+# enough trials (about 30 ms each) that the study outlasts the workers' staggered start-up (a loaded CI box once let the
+# first worker finish 9 trials before the others had imported): each worker must get a share
+SHARED_TRIALS = 200
+
+
+def _three_workers(small_split: Path, tmp_path: Path, storage: str, trials: int = SHARED_TRIALS) -> list[dict]:
     procs = []
     for k in range(3):
         args = [str(PERSOTOOL), "tune", str(small_split), "--space", str(SPACES / "itemknn.toml")]
@@ -199,7 +204,7 @@ def _three_workers(small_split: Path, tmp_path: Path, storage: str, trials: int 
     return outputs
 
 
-def _check_shared(storage: str, tmp_path: Path, trials: int = 9) -> None:
+def _check_shared(storage: str, tmp_path: Path, trials: int = SHARED_TRIALS) -> None:
     all_trials = _study_trials(storage, "shared")
     assert len(all_trials) == trials  # no worker overshot the study's budget
     assert sorted(t.number for t in all_trials) == list(range(trials))
