@@ -164,9 +164,8 @@ def _truth_weights(window, cfg: SimulationConfig, calibration, n_users: int, n_i
     kept = getattr(calibration, "truth", None) or {}
     if sorted(kept.get("weights", {})) == sorted(spec.truth_mixture):
         return dict(kept["weights"]), {k: v for k, v in kept.items() if k != "weights"} | {"from": "world directory"}
-    frame = window.select("user_idx", "item_idx", "timestamp")
     families = list(spec.truth_mixture)
-    return truth_fit.auto_weights(frame, spec, n_users, n_items, cfg.seed, families, cfg.behaviour.affinity_weight)
+    return truth_fit.auto_weights(window, spec, n_users, n_items, cfg.seed, families, cfg.behaviour.affinity_weight)
 
 
 def truth_label(spec, weights: dict[str, float] | None) -> str:

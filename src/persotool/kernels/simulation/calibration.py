@@ -204,9 +204,10 @@ def calibrate_frame(
     )
 
 
-def interactions(dataset: Path) -> pl.DataFrame:
-    """The dataset's interactions (user, item, time), the frame every calibration starts from."""
-    frame = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp"])
+def interactions(dataset: Path, *extra: str) -> pl.DataFrame:
+    """The dataset's interactions (user, item, time, and the `extra` columns asked for), the frame
+    every calibration starts from."""
+    frame = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp", *extra])
     if frame.is_empty():
         raise DataError("has no interactions to calibrate a world from", where=str(dataset))
     return frame

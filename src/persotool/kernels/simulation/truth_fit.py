@@ -23,6 +23,7 @@ families that score identically). Fitting them on a time split inside the calibr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -30,9 +31,10 @@ import polars as pl
 import scipy.sparse as sp
 
 from persotool.errors import ConfigError
-from persotool.kernels.simulation.world import combine
+from persotool.kernels.simulation.world import combine, family_factors, too_large
 
 MAX_CELLS = 30_000_000  # users x items x features held for the likelihood fit
+MAX_FEATURES = 5  # four families and log popularity
 MIN_USERS = 20  # fewer held-out users: too few to weigh the families
 NDCG_K = 10
 
@@ -51,8 +53,18 @@ class HeldOut:
     def engagements(self) -> int:
         return int(self.pairs.nnz)
 
+    @cached_property
+    def seen(self) -> np.ndarray:
+        """(U, items) bool, dense: what each held-out user consumed before the cutoff."""
+        return self.history[self.users].toarray()
 
-def split(frame: pl.DataFrame, cutoff, n_users: int, n_items: int, *, seed: int, max_users: int = 0) -> HeldOut:
+    @cached_property
+    def positive(self) -> np.ndarray:
+        """(U, items), dense: each held-out user's held-out items (counts, if the pairs repeat)."""
+        return self.pairs.toarray()
+
+
+def split(frame: pl.DataFrame, cutoff, n_users: int, n_items: int, *, seed: int) -> HeldOut:
     """The held-out engagements of `frame` (user_idx, item_idx, timestamp) from `cutoff` (a datetime) on."""
     from persotool.kernels.models.base import seen_matrix
 
@@ -64,10 +76,7 @@ def split(frame: pl.DataFrame, cutoff, n_users: int, n_items: int, *, seed: int,
     known = np.asarray(history.getnnz(axis=1) > 0)[u] if len(u) else np.zeros(0, bool)
     u, i = u[new & known], i[new & known]  # users first seen after the cutoff have no taste to score
     users = np.unique(u)
-    n_features = 5
-    cap = max(MIN_USERS, MAX_CELLS // max(n_items * n_features, 1))
-    if max_users:
-        cap = min(cap, max_users)
+    cap = max(MIN_USERS, MAX_CELLS // max(n_items * MAX_FEATURES, 1))
     if len(users) > cap:
         users = np.sort(np.random.default_rng(np.random.SeedSequence([seed, 83])).choice(users, cap, replace=False))
     keep = np.isin(u, users)
@@ -91,8 +100,7 @@ def ranking(scores: np.ndarray, held: HeldOut) -> tuple[float, float]:
     consumed before the cutoff."""
     from scipy.stats import rankdata
 
-    seen = held.history[held.users].toarray()
-    pos = held.pairs.toarray()
+    seen, pos = held.seen, held.positive
     s = np.where(seen, -np.inf, scores.astype(np.float64))
     ranks = rankdata(s, axis=1)  # ascending; the seen items take the lowest ranks
     n_seen, n_pos = seen.sum(axis=1), pos.sum(axis=1)
@@ -113,8 +121,8 @@ def ranking(scores: np.ndarray, held: HeldOut) -> tuple[float, float]:
 
 class ConditionalLogit:
     """Which unseen item a held-out engagement went to: P(j) proportional to exp(x_j . c) over the
-    user's unseen items, x = (features..., log(1 + popularity)). The first `bounded` coefficients
-    are kept >= 0 (affinities can only attract)."""
+    user's unseen items, x = (features..., log(1 + popularity)). The features' coefficients are
+    kept >= 0 (affinities can only attract); log popularity's is free."""
 
     def __init__(self, features: list[np.ndarray], held: HeldOut) -> None:
         log_pop = np.log1p(held.popularity).astype(np.float32)
@@ -122,8 +130,8 @@ class ConditionalLogit:
             *features,
             np.broadcast_to(log_pop, features[0].shape if features else (len(held.users), len(log_pop))),
         ]
-        self.mask = held.history[held.users].toarray()
-        self.pos = held.pairs.toarray()
+        self.mask = held.seen
+        self.pos = held.positive
         self.n = float(self.pos.sum())
         self.observed = np.array([float((x * self.pos).sum()) for x in self.x])
 
@@ -215,17 +223,15 @@ def auto_weights(
     last 20% of time held out), and what the fit saw: the held-out users and engagements and each
     family's scores there (`score_families`). Too few held-out users, or no timestamps to split on:
     equal weights, with the reason."""
-    from persotool.kernels.simulation.world import family_factors, too_large
-
     skipped = {f: why for f in families if (why := too_large(f, n_users, n_items))}
     families = [f for f in families if f not in skipped]
     if not families:
         raise ConfigError("no truth family can be fitted to a log this size: " + "; ".join(skipped.values()))
-    weights, info = _auto(window, spec, n_users, n_items, seed, families, affinity_weight, family_factors)
+    weights, info = _auto(window, spec, n_users, n_items, seed, families, affinity_weight)
     return weights, info | ({"skipped": skipped} if skipped else {})
 
 
-def _auto(window, spec, n_users, n_items, seed, families, affinity_weight, family_factors):
+def _auto(window, spec, n_users, n_items, seed, families, affinity_weight):
     equal = {f: 1 / len(families) for f in families}
     if len(families) == 1:
         return {families[0]: 1.0}, {"note": "one family"}

@@ -89,7 +89,8 @@ def forecast(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:
     started = time.perf_counter()
     manifest = read_artifact(dataset, "dataset")
     Dataset(dataset).require_times("a back-test (it forecasts who returns after a cutoff)")
-    frame = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp"])
+    # the value (a rating) is for the return link; everything else selects what it needs
+    frame = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "item_idx", "timestamp", "value"])
     if frame.is_empty():
         raise ConfigError(f"{dataset} has no interactions to back-test")
     calibration = fitted.calibrate_frame(
@@ -142,11 +143,10 @@ def forecast(dataset: Path, cfg: BacktestConfig) -> dict[str, Any]:
     t = time.perf_counter()
     result["truth_fit"] = truth_scores(frame, calibration.window.until, built, run_cfg, manifest["counts"])
     result["notes"] += affinity_notes(result["truth_fit"], run_cfg.world)
-    rated = pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "timestamp", "value"])
     until = calibration.window.until
     result["return_link"] = {
-        "before the cutoff": return_link.fit(rated, until),
-        "after the cutoff": return_link.fit(rated.filter(pl.col("timestamp") >= until)),
+        "before the cutoff": return_link.fit(frame, until),
+        "after the cutoff": return_link.fit(frame.filter(pl.col("timestamp") >= until)),
     }
     timings["truth"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started

@@ -42,11 +42,11 @@ def calibrate(
     artifacts.check_output(out, force=force, inputs=[dataset])
     manifest = artifacts.read_artifact(dataset, "dataset")
     Dataset(dataset).require_times("calibrate (the visit model is fitted on active days)")
-    frame = interactions(dataset)
+    frame = interactions(dataset, "value")  # the value (a rating) is for the return link
     calibration = calibrate_frame(frame, until, seed=seed)
     if families:
         calibration.truth = _truth(frame, calibration, manifest["counts"], families, seed)
-    link = return_link.fit(_rated(dataset), calibration.window.until)
+    link = return_link.fit(frame, calibration.window.until)
     payload = artifacts.new_manifest(
         World.kind,
         World.schema_version,
@@ -69,11 +69,6 @@ def calibrate(
         _plot(calibration, tmp / "active_days.png")
         (tmp / artifacts.MANIFEST).write_text(json.dumps(artifacts.finite_json(payload), indent=2) + "\n")
     return calibration
-
-
-def _rated(dataset: Path) -> pl.DataFrame:
-    """Interactions with their value (a rating log's ratings), for the return link."""
-    return pl.read_parquet(dataset / "interactions.parquet", columns=["user_idx", "timestamp", "value"])
 
 
 def _truth(frame, calibration: Calibration, counts: dict[str, int], families: list[str], seed: int) -> dict:
