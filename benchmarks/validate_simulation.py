@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_file import write_results
+from results_file import machine, write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -85,6 +85,7 @@ def main() -> None:
             report["robustness_null"] = robustness_null(args)
         else:
             report["planted_harm"] = planted_harm(args)
+        report.setdefault("parts_machine", {})[args.only] = machine()
         write_results(args.out, report)
         return
     import numpy as np
@@ -107,6 +108,7 @@ def main() -> None:
         "population": args.population,
         "days": args.days,
         "alpha": alpha,
+        "machine": machine(),
     }
     report["aa_tolerance"] = round(float(tolerance), 4)
     with tempfile.TemporaryDirectory() as tmp:

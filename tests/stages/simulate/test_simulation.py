@@ -212,6 +212,31 @@ def test_oracle_beats_random_on_engagement_and_retention(ab) -> None:
     assert (oracle.last_visit[eligible] >= 7).mean() >= (rand.last_visit[eligible] >= 7).mean()
 
 
+def test_what_users_get_moves_whether_they_leave(dataset: Path) -> None:
+    """An arm serving the least liked items (`adverse`) makes users leave more through satisfaction:
+    with the link (`churn_satisfaction`) at its default the same users churn more than under popular,
+    without it their churn days are identical (common random numbers), and satisfaction follows the
+    per-visit weighted mean of the clipped relative gap."""
+    arms = [{"name": "popular", "policy": "popular", "share": 1}, {"name": "adverse", "policy": "adverse", "share": 1}]
+    settings = {"world.population": 3000, "pre_days": 0}
+    churned = {}
+    built, _ = _simulate(dataset, _config(arms, **settings, days=1))  # the link plays no part in the build
+    for link in (0.0, 1.0):
+        cfg = _config(arms, **settings, **{"days": 21, "behaviour.churn_satisfaction": link})
+        sim = engine.run_days(built, cfg, built.calibration["dataset_digest"])
+        pop, adv = sim.arms["popular"], sim.arms["adverse"]
+        assert adv.engagements.mean() < 0.5 * pop.engagements.mean()
+        churned[link] = ((adv.churn_day >= 0).mean(), (pop.churn_day >= 0).mean())
+        if link == 0.0:
+            assert np.array_equal(adv.churn_day, pop.churn_day)
+    assert churned[1.0][0] - churned[1.0][1] > 0.01, churned  # a planted harm reaches retention (+0.02)
+    # a user who visited under adverse and engaged with nothing: satisfaction -(1 - 0.7^visits)
+    never = (adv.engagements == 0) & (adv.visits > 0)
+    assert never.sum() > 50
+    expected = -(1 - cfg.behaviour.satisfaction_decay ** adv.visits[never].astype(float))
+    np.testing.assert_allclose(adv.satisfaction[never], expected, rtol=1e-9)
+
+
 def test_slates_never_repeat_consumed_or_logged_items(ab) -> None:
     _cfg, built, sim = ab
     state = sim.arms["oracle"]

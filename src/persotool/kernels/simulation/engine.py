@@ -9,10 +9,12 @@ Per visit: the slate is the first `slate_size` candidates the user has not consu
 falls with position (cascade or log-discount); an examined item is engaged with probability
 sigmoid(intercept + affinity_weight x affinity + quality_weight x quality - fatigue_weight x earlier
 examinations of it - similarity_weight x the slate's mean pairwise topic cosine). Satisfaction is
-an exponentially weighted mean of (engagements - the user's expectation) over visits: it decays
-daily and gains (1 - satisfaction_decay) x that difference on a visit, so under the policy the
-expectation was set from it stays near zero (a sum would wander, and the convex churn response
-would turn that noise alone into churn). The daily churn chance is
+an exponentially weighted mean over visits of what a visit gave relative to the user's expectation,
+(engagements - expected) / expected clipped to [-1, 1]: each visit keeps `satisfaction_decay` of it
+and adds the rest x that visit's gap, so under the policy the expectation was set from it stays near
+zero (a sum would wander, and the convex churn response would turn that noise alone into churn),
+a run of empty visits takes it towards -1, and days without a visit leave it where it is (a daily
+decay would forget a bad visit before a light user's next one). The daily churn chance is
 hazard x exp(-churn_satisfaction x satisfaction); churned users come back with their own daily
 return chance (the world's, fitted; or the behaviour's `reactivation`).
 
@@ -228,9 +230,10 @@ def step(state: ArmState, draws: DayDraws, day: int, world: SimulatedWorld, cfg:
     state.topic_sum[rows] += (topics * engaged[..., None]).sum(axis=1)
     state.item_exposure += np.bincount(items[examined], minlength=world.n_items)
     state.item_engagement += np.bincount(items[engaged], minlength=world.n_items)
-    state.satisfaction *= beh.satisfaction_decay
     expected = world.expectation if np.ndim(world.expectation) == 0 else world.expectation[rows]
-    state.satisfaction[rows] += (1 - beh.satisfaction_decay) * (n_eng - expected)
+    gap = np.clip((n_eng - expected) / np.maximum(expected, 0.1), -1.0, 1.0)
+    keep = beh.satisfaction_decay
+    state.satisfaction[rows] = keep * state.satisfaction[rows] + (1 - keep) * gap
     hazard = world.hazard * np.exp(-beh.churn_satisfaction * state.satisfaction)
     leaving = state.active & (draws.churn < hazard)
     back = ~state.active & (draws.react < (beh.reactivation if world.reactivation is None else world.reactivation))

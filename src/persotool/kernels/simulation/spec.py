@@ -96,7 +96,11 @@ class BehaviourSpec(Strict):
     fatigue_weight: float = Field(0.5, ge=0, description="logit lost per earlier examination of the same item")
     similarity_weight: float = Field(1.0, ge=0, description="logit lost times the slate's mean pairwise cosine")
     satisfaction_decay: float = Field(
-        0.9, ge=0, lt=1, description="daily decay of satisfaction, a weighted mean of engagements above expectation"
+        0.7,
+        ge=0,
+        lt=1,
+        description="weight satisfaction keeps at each visit; it is a weighted mean over visits of the visit's "
+        "engagements relative to the user's expectation, (n - expected) / expected clipped to [-1, 1]",
     )
     expectation: float | None = Field(
         None, ge=0, description="engagements per visit a user expects (None: what the logged behaviour gives)"
@@ -104,7 +108,12 @@ class BehaviourSpec(Strict):
     churn_hazard: float | None = Field(
         None, ge=0, lt=1, description="daily churn chance at zero satisfaction (None: each user's fitted chance)"
     )
-    churn_satisfaction: float = Field(0.5, ge=0, description="hazard is multiplied by exp(-this x satisfaction)")
+    churn_satisfaction: float = Field(
+        1.0,
+        ge=0,
+        description="hazard is multiplied by exp(-this x satisfaction): a stated prior (rating logs show no link); "
+        "at 1.0 a user whose recent visits gave nothing leaves e = 2.7 times as often",
+    )
     reactivation: float | None = Field(
         None, ge=0, lt=1, description="daily chance that a churned user comes back (None: each user's fitted chance)"
     )
@@ -237,6 +246,7 @@ VARY_DEFAULTS: dict[str, tuple[float, float]] = {
     "similarity_weight": (0.0, 2.0),  # prior: none to twice the default 1.0
     "cascade_continue": (0.7, 0.95),  # prior on position decay: a skip ends the look 5-30% of the time
     "truth_noise": (0.1, 0.6),  # prior: a third to twice the default 0.3 sd of noise on the truth's factors
+    "churn_satisfaction": (0.0, 2.0),  # prior: no link from what users get to leaving, to twice the default 1.0
 }
 VARY_BOUNDS: dict[str, tuple[float, float]] = {
     "fatigue_weight": (0.0, 10.0),
