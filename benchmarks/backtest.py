@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from public_data import from_index
 from results_file import machine, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -39,15 +40,11 @@ def _summary(result: dict) -> dict:
     }
 
 
-RECBOLE_INDEX = "https://pypi.org/simple/recbole/"  # the package index's simple page (PEP 503)
 RECBOLE_WHEEL = "recbole-1.2.1-py3-none-any.whl"
 
 
 def _ml100k(data: Path) -> Path:
     """MovieLens-100K, ingested: the ml-100k.inter file of the recbole 1.2.1 wheel (from PyPI)."""
-    import re
-    import urllib.parse
-    import urllib.request
     import zipfile
 
     import persotool as pt
@@ -57,12 +54,7 @@ def _ml100k(data: Path) -> Path:
         return out
     raw = data / "ml-100k.inter"
     if not raw.is_file():
-        with urllib.request.urlopen(RECBOLE_INDEX, timeout=60) as response:
-            page = response.read().decode()
-        href = next(h for h in re.findall(r'href="([^"]+)"', page) if RECBOLE_WHEEL in h)
-        wheel = data / RECBOLE_WHEEL
-        urllib.request.urlretrieve(urllib.parse.urljoin(RECBOLE_INDEX, href), wheel)
-        with zipfile.ZipFile(wheel) as archive:
+        with zipfile.ZipFile(from_index("recbole", RECBOLE_WHEEL, data)) as archive:
             raw.write_bytes(archive.read("recbole/dataset_example/ml-100k/ml-100k.inter"))
     pt.ingest(
         raw,

@@ -92,6 +92,15 @@ def test_validate_simulation_small(tmp_path: Path) -> None:
     assert harm["replicates"] == 3 and harm["true_effect"]["engagements"] < 0  # the adverse arm does harm
 
 
+def test_validate_ope_small(tmp_path: Path) -> None:
+    report = _run("validate_ope.py", "--replicates", "30", "--no-obd", out=tmp_path / "ope.json")
+    for target in ("near", "far"):
+        t = report["known_truth"]["targets"][target]
+        assert 0 < t["value"] < 1 and 0 < t["ess"] <= 2000
+        assert set(t["estimators"]) == {"IPS", "SNIPS", "DM", "DR", "SNDR", "Switch-DR", "DRos"}
+        assert abs(t["estimators"]["IPS"]["bias"]) < 5 * t["estimators"]["IPS"]["bias_mc_se"] + 1e-3
+
+
 def test_cli_help_benchmark_small(tmp_path: Path) -> None:
     report = _run("cli_help.py", "--repeat", "1", out=tmp_path / "h.json")
     assert "persotool ingest --help" in report["median_seconds"]

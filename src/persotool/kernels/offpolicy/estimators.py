@@ -1,0 +1,249 @@
+"""The estimators, as Open Bandit Pipeline 0.5 defines them (Saito et al. 2021), on numpy arrays.
+
+With w_i = pi_e(a_i, p_i | x_i) / pscore_i the importance weight of impression i (item a_i shown at
+position p_i), q_i = q_hat(x_i, a_i, p_i) and dm_i = sum_a pi_e(a, p_i | x_i) q_hat(x_i, a, p_i):
+
+    IPS         mean(w r)
+    SNIPS       sum(w r) / sum(w)
+    DM          mean(dm)
+    DR          mean(dm + w (r - q))
+    SNDR        mean(dm + w (r - q) / mean(w))
+    Switch-DR   mean(dm + 1[w <= tau] w (r - q))
+    DRos        mean(dm + lambda w / (w^2 + lambda) (r - q))
+
+Each estimate is a mean of per-impression terms (a ratio of two means for the self-normalised
+ones), so its interval is the normal one from the terms' variance (for SNIPS and SNDR, the delta
+method's linearisation): `interval="normal"`; or a percentile bootstrap over impressions that
+recomputes the normalisers in each resample (`interval="bootstrap"`). The difference against the
+logger's on-policy value mean(r) uses the paired terms (term_i - r_i), so the shared impressions'
+noise cancels.
+
+Switch-DR's threshold tau and DRos' lambda are chosen from a fixed grid by the estimated mean
+squared error, bias upper bound^2 + variance, with the bias bounded as Su et al. (2020, p. 17) do
+(OBP's `use_bias_upper_bound=True`): |mean((w - w_hat)(r - q))| + sqrt(2 mean(w^2) log(2/delta)/n)
++ 2 max(w) log(2/delta) / (3n). The estimator reported as the answer is chosen by SLOPE (Su,
+Srinath and Krishnamurthy 2020): estimators ordered by falling standard error, the last one whose
+interval meets the intervals of every estimator before it (DM excluded: its interval omits the
+reward model's error)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+NAMES = ("IPS", "SNIPS", "DM", "DR", "SNDR", "Switch-DR", "DRos")
+MODEL_FREE = ("IPS", "SNIPS")
+GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, np.inf)
+DELTA = 0.05
+
+
+@dataclass(frozen=True)
+class Logged:
+    """Logged impressions: which item (column index) at which position, its reward and the logging
+    policy's probability of it there."""
+
+    item: np.ndarray
+    position: np.ndarray
+    reward: np.ndarray
+    pscore: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.reward)
+        for name in ("item", "position", "pscore"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} rows, reward {n}")
+        if n == 0:
+            raise ValueError("no impressions")
+        if not (np.all(self.pscore > 0) and np.all(self.pscore <= 1)):
+            raise ValueError("propensities must lie in (0, 1]")
+
+    @property
+    def n(self) -> int:
+        return len(self.reward)
+
+
+@dataclass
+class Estimate:
+    name: str
+    value: float
+    se: float
+    low: float
+    high: float
+    diff: float  # against the logger's on-policy value
+    diff_low: float
+    diff_high: float
+    hyperparameter: float | None = None
+    terms: np.ndarray | None = field(default=None, repr=False)
+
+
+def weights(logged: Logged, action_dist: np.ndarray) -> np.ndarray:
+    """w_i = pi_e(a_i, p_i | x_i) / pscore_i."""
+    rows = np.arange(logged.n)
+    return action_dist[rows, logged.item, logged.position] / logged.pscore
+
+
+def direct_terms(logged: Logged, action_dist: np.ndarray, q_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dm_i, q_i): the target's expected predicted reward at the logged position, and the
+    prediction for the logged item. Chunked over impressions so no (n, items) temporary is made."""
+    n = logged.n
+    dm = np.empty(n)
+    rows = np.arange(n)
+    for start in range(0, n, 65536):
+        sl = slice(start, min(n, start + 65536))
+        r, p = rows[sl], logged.position[sl]
+        pi, q = action_dist[r, :, p], q_hat[r, :, p]
+        dm[sl] = np.einsum("ij,ij->i", pi, q, dtype=np.float64) / pi.sum(axis=1, dtype=np.float64)
+    return dm, q_hat[rows, logged.item, logged.position].astype(np.float64)
+
+
+def shrunk(w: np.ndarray, kind: str, lam: float) -> np.ndarray:
+    if kind == "switch":
+        return w * (w <= lam)
+    if not np.isfinite(lam):
+        return w
+    return lam * w / (w * w + lam)
+
+
+def bias_bound(logged: Logged, w: np.ndarray, w_hat: np.ndarray, q: np.ndarray) -> float:
+    n = logged.n
+    bias = abs(float(np.mean((w - w_hat) * (logged.reward - q))))
+    bias += np.sqrt(2 * np.mean(w * w) * np.log(2 / DELTA) / n)
+    return float(bias + 2 * w.max() * np.log(2 / DELTA) / (3 * n))
+
+
+def tune(logged: Logged, w: np.ndarray, dm: np.ndarray, q: np.ndarray, kind: str) -> float:
+    """The grid value with the smallest estimated MSE (bias upper bound^2 + variance)."""
+    best, best_mse = GRID[-1], np.inf
+    for lam in GRID:
+        w_hat = shrunk(w, kind, lam)
+        terms = dm + w_hat * (logged.reward - q)
+        mse = bias_bound(logged, w, w_hat, q) ** 2 + terms.var() / logged.n
+        if mse < best_mse:
+            best, best_mse = lam, mse
+    return float(best)
+
+
+def terms(logged: Logged, action_dist: np.ndarray, q_hat: np.ndarray | None) -> dict[str, tuple]:
+    """Per estimator: (numerator terms, denominator terms or None, hyperparameter)."""
+    w = weights(logged, action_dist)
+    r = logged.reward.astype(np.float64)
+    out: dict[str, tuple] = {"IPS": (w * r, None, None), "SNIPS": (w * r, w, None)}
+    if q_hat is None:
+        return out
+    dm, q = direct_terms(logged, action_dist, q_hat)
+    resid = r - q
+    out["DM"] = (dm, None, None)
+    out["DR"] = (dm + w * resid, None, None)
+    # SNDR = mean(dm) + sum(w resid) / sum(w): a ratio estimator in its own right
+    out["SNDR"] = ((dm, w * resid), w, None)
+    for name, kind in (("Switch-DR", "switch"), ("DRos", "shrink")):
+        lam = tune(logged, w, dm, q, kind)
+        out[name] = (dm + shrunk(w, kind, lam) * resid, None, lam)
+    return out
+
+
+def _point(num, den, idx=None) -> float:
+    take = (lambda a: a) if idx is None else (lambda a: a[idx])
+    if isinstance(num, tuple):  # SNDR: mean(dm) + sum(w resid) / sum(w)
+        return float(take(num[0]).mean() + take(num[1]).sum() / take(den).sum())
+    if den is None:
+        return float(take(num).mean())
+    return float(take(num).sum() / take(den).sum())
+
+
+def _linearised(num, den) -> np.ndarray:
+    """Per-impression influence terms whose mean's variance is the estimator's (delta method)."""
+    if isinstance(num, tuple):
+        a, b = num
+        ratio = b.sum() / den.sum()
+        return a + (b - ratio * den) / den.mean() + ratio
+    if den is None:
+        return num
+    ratio = num.sum() / den.sum()
+    return ratio + (num - ratio * den) / den.mean()
+
+
+def estimate_all(
+    logged: Logged,
+    action_dist: np.ndarray,
+    q_hat: np.ndarray | None = None,
+    *,
+    interval: str = "normal",
+    level: float = 0.95,
+    bootstrap: int = 2000,
+    seed: int = 0,
+) -> list[Estimate]:
+    """Every estimator's value, interval and difference against the logger (model-based ones only
+    with `q_hat`)."""
+    check_action_dist(action_dist, logged)
+    r = logged.reward.astype(np.float64)
+    z = stats.norm.ppf(0.5 + level / 2)
+    found = terms(logged, action_dist, q_hat)
+    if interval == "bootstrap":
+        rng = np.random.default_rng(seed)
+        draws = [rng.integers(0, logged.n, logged.n) for _ in range(bootstrap)]
+    out = []
+    for name in NAMES:
+        if name not in found:
+            continue
+        num, den, lam = found[name]
+        value = _point(num, den)
+        lin = _linearised(num, den)
+        se = float(lin.std(ddof=1) / np.sqrt(logged.n))
+        dse = float((lin - r).std(ddof=1) / np.sqrt(logged.n))
+        diff = value - float(r.mean())
+        if interval == "bootstrap":
+            values = np.array([_point(num, den, idx) for idx in draws])
+            diffs = values - np.array([r[idx].mean() for idx in draws])
+            tail = 100 * (1 - level) / 2
+            low, high = np.percentile(values, [tail, 100 - tail])
+            dlow, dhigh = np.percentile(diffs, [tail, 100 - tail])
+            se = float(values.std(ddof=1))
+        else:
+            low, high, dlow, dhigh = value - z * se, value + z * se, diff - z * dse, diff + z * dse
+        out.append(Estimate(name, value, se, float(low), float(high), diff, float(dlow), float(dhigh), lam, lin))
+    return out
+
+
+def check_action_dist(action_dist: np.ndarray, logged: Logged) -> None:
+    if action_dist.ndim != 3 or action_dist.shape[0] != logged.n:
+        raise ValueError(
+            f"action_dist must have shape (impressions={logged.n}, items, positions), not {action_dist.shape}"
+        )
+    if logged.item.max() >= action_dist.shape[1] or logged.position.max() >= action_dist.shape[2]:
+        raise ValueError("action_dist has fewer items or positions than the log")
+    sums = action_dist.sum(axis=1)
+    if np.any(action_dist < 0) or not np.allclose(sums, 1.0, atol=1e-6):
+        raise ValueError("action_dist must be a probability distribution over items at every impression and position")
+
+
+def slope(estimates: list[Estimate]) -> Estimate:
+    """SLOPE: in order of falling standard error, the last estimator whose interval
+    [value - 2 se, value + 2 se] meets every earlier one's. DM is no candidate: its standard error
+    leaves out the reward model's own error, so it would win on a spurious precision."""
+    ordered = sorted((e for e in estimates if e.name != "DM"), key=lambda e: -e.se)
+    chosen = ordered[0]
+    for i, candidate in enumerate(ordered[1:], start=1):
+        if all(abs(candidate.value - e.value) <= 2 * (candidate.se + e.se) for e in ordered[:i]):
+            chosen = candidate
+        else:
+            break
+    return chosen
+
+
+def diagnostics(logged: Logged, action_dist: np.ndarray) -> dict[str, float]:
+    """Effective sample size (sum w)^2 / sum w^2, the largest and mean weight, and the share of the
+    target's mass on items the logger never showed."""
+    w = weights(logged, action_dist)
+    shown = np.zeros(action_dist.shape[1], dtype=bool)
+    shown[np.unique(logged.item)] = True
+    unseen = float(action_dist[np.arange(logged.n), :, logged.position][:, ~shown].sum() / logged.n)
+    return {
+        "impressions": float(logged.n),
+        "ess": float(w.sum() ** 2 / (w * w).sum()) if w.any() else 0.0,
+        "max_weight": float(w.max()),
+        "mean_weight": float(w.mean()),
+        "mass_on_unshown_items": unseen,
+    }
