@@ -78,7 +78,9 @@ class SourceSpec(Strict):
 class ColumnMap(Strict):
     """Which source column holds what. Names are used verbatim (any characters)."""
 
-    user: str = Field(description="the column holding the user id")
+    user: str | None = Field(
+        None, description="the column holding the user id (an impression log may have none: the OBD layout)"
+    )
     item: str = Field(description="the column holding the item id")
     time: str | None = Field(
         None, description="the column holding the event time (none: a log without times, e.g. user,item,count)"
@@ -88,6 +90,39 @@ class ColumnMap(Strict):
     event: str | None = Field(None, description="the column holding the event type (view, purchase...)")
     value: str | None = Field(None, description="the column holding a value (a rating)")
     consent: str | None = Field(None, description="column whose false/0/no marks an opted-out user")
+    reward: str | None = Field(
+        None,
+        description="an impression log: the column holding each shown item's reward (a click, or a number); "
+        "every row is an impression, kept in log order, duplicates included",
+    )
+    position: str | None = Field(None, description="impression logs: the column holding the slot the item was shown in")
+    propensity: str | None = Field(
+        None, description="impression logs: the logging policy's probability of that item at that position"
+    )
+    slate: str | None = Field(
+        None, description="impression logs: the column identifying the slate an impression was in"
+    )
+    context: list[str] = Field(
+        default_factory=list,
+        description="impression logs: context columns kept as features (names or glob patterns, e.g. user_feature_*)",
+    )
+
+    @model_validator(mode="after")
+    def _layout(self) -> ColumnMap:
+        impressions = ("position", "propensity", "slate", "context")
+        if self.reward is None:
+            given = [name for name in impressions if getattr(self, name)]
+            if given:
+                raise ValueError(f"`{given[0]}` belongs to an impression log: give its reward column too (reward)")
+            if self.user is None:
+                raise ValueError("say which column holds the user id (user); only impression logs may have none")
+        elif self.event is not None or self.consent is not None:
+            raise ValueError("an impression log (reward given) takes no event or consent column")
+        return self
+
+    @property
+    def impressions(self) -> bool:
+        return self.reward is not None
 
     @field_validator("timezone")
     @classmethod
@@ -179,6 +214,11 @@ OPTIONS = {
     "event_col": "columns.event",
     "value_col": "columns.value",
     "consent_col": "columns.consent",
+    "reward_col": "columns.reward",
+    "position_col": "columns.position",
+    "propensity_col": "columns.propensity",
+    "slate_col": "columns.slate",
+    "context_cols": "columns.context",
     "event_weights": "events",
     "relevance_threshold": "relevance_threshold",
     "session_gap": "session_gap_minutes",
@@ -204,7 +244,7 @@ class SettingsFrom(Strict):
     schema_file: Path | None = Field(
         None,
         alias="schema",
-        description="a TOML file of these settings, or a shipped one (movielens, recbole-atomic, retail-events)",
+        description="a TOML file of these settings, or a shipped one (movielens, recbole-atomic, retail-events, obd)",
     )
     list_separator: str | None = Field(
         None, description="splits list-valued attribute cells (' ' for space-separated genres; '' keeps them whole)"

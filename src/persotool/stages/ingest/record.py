@@ -11,10 +11,14 @@ from persotool.kernels.runspec import RunSpec
 TYPES = {"Int32": "integer", "Int64": "long", "String": "string", "Float64": "double"}
 
 
-def _colspec() -> list[dict]:
-    from persotool.stages.ingest.run import INTERACTION_SCHEMA
+def _colspec(dataset) -> list[dict]:
+    if dataset.impressions:
+        import polars as pl
 
-    return [{"name": n, "type": TYPES.get(str(d).split("(")[0], "datetime")} for n, d in INTERACTION_SCHEMA.items()]
+        schema = pl.read_parquet_schema(dataset.path / "impressions.parquet")
+    else:
+        from persotool.stages.ingest.run import INTERACTION_SCHEMA as schema
+    return [{"name": n, "type": TYPES.get(str(d).split("(")[0], "datetime")} for n, d in schema.items()]
 
 
 def run_spec(dataset) -> RunSpec:
@@ -28,7 +32,8 @@ def run_spec(dataset) -> RunSpec:
     metrics |= {f"seconds.{phase}": value for phase, value in (getattr(m, "phase_seconds", None) or {}).items()}
     scratch = Path(tempfile.mkdtemp(prefix="persotool-ingest-"))
     plot = scratch / "overview.png"
-    plot_overview(out, plot)
+    if not dataset.impressions:  # the overview plots interactions per user, item and day
+        plot_overview(out, plot)
     return RunSpec(
         name=f"{m.name} · ingest",
         command="ingest",
@@ -36,7 +41,7 @@ def run_spec(dataset) -> RunSpec:
         params={"config": m.config, "sources": len(m.sources), "config_hash": m.config_hash},
         metrics=metrics,
         tags={"persotool.dataset_digest": m.dataset_digest, "persotool.output": str(out.resolve())},
-        artifacts=[(out / "manifest.json", None), (plot, None)],
+        artifacts=[(out / "manifest.json", None), *([(plot, None)] if plot.is_file() else [])],
         dataset={
             "name": m.name,
             "digest": m.dataset_digest,
@@ -44,7 +49,7 @@ def run_spec(dataset) -> RunSpec:
             "profile": json.dumps(
                 {"num_rows": counts["rows_kept"], "n_users": counts["n_users"], "n_items": counts["n_items"]}
             ),
-            "schema": json.dumps({"mlflow_colspec": _colspec()}),
+            "schema": json.dumps({"mlflow_colspec": _colspec(dataset)}),
             "context": "ingest",
         },
         scratch=[scratch],

@@ -53,10 +53,27 @@ class Dataset(Artifact):
         """Whether the log had event times (a `user,item,count` dump does not)."""
         return self.manifest.time_min is not None
 
+    @property
+    def impressions(self) -> bool:
+        """Whether this is an impression log (one row per shown item with its reward), for `ope`."""
+        return self.manifest.counts.get("layout") == "impressions"
+
+    def require_interactions(self, purpose: str) -> None:
+        """Refuse an impression log where an interaction log is needed."""
+        from persotool.errors import DataError
+
+        if self.impressions:
+            raise DataError(
+                f"is an impression log (ingested with a reward column), read by off-policy evaluation; {purpose} "
+                "needs an interaction log (user, item, time)",
+                where=str(self.path),
+            )
+
     def require_times(self, purpose: str) -> None:
         """Refuse, before anything is written, a use that needs event times on a log without them."""
         from persotool.errors import DataError
 
+        self.require_interactions(purpose)
         if not self.timed:
             raise DataError(
                 f"has no timestamps (it was ingested without a time column); {purpose} needs event times",
@@ -65,7 +82,14 @@ class Dataset(Artifact):
 
     @cached_property
     def interactions(self):
+        self.require_interactions("reading interactions")
         return self.table("interactions")
+
+    @cached_property
+    def impression_log(self):
+        """impressions.parquet: row (log order), item_idx, item_id, position, reward, propensity,
+        slate, timestamp, user_id (the columns the log has), then the context columns."""
+        return self.table("impressions")
 
     @cached_property
     def users(self):
@@ -100,6 +124,15 @@ class Dataset(Artifact):
 
     def notes(self) -> list[str]:
         c, notes = self.manifest.counts, []
+        if self.impressions:
+            if c["n_slates"] > 0.9 * c["rows_kept"]:
+                notes.append(
+                    f"{c['n_slates']:,} slates for {c['rows_kept']:,} impressions: nearly every slate is a single "
+                    "impression (a sample of rows, not of slates?), so slate estimators have nothing to work with"
+                )
+            if not c["has_propensity"]:
+                notes.append("no propensities: ope will estimate the logging policy from the log and say so")
+            return notes
         if not self.timed:
             notes.append(
                 "this log has no timestamps: split it with --strategy random or user-random; temporal and "
@@ -120,9 +153,14 @@ class Dataset(Artifact):
         """Counts, sparsity, activity distributions, time range and rejects (`datasets info`)."""
         from persotool.stages.ingest.info import DatasetInfo
 
+        if self.impressions:
+            return self
+
         return DatasetInfo(self.path)
 
     def blocks(self) -> list[render.Block]:
+        if self.impressions:
+            return [self._impression_block()]
         result = self.summary()
         keys = ("rows_read", "rows_kept", "rows_rejected", "duplicates_removed", "opted_out_users")
         keys += ("below_threshold", "n_users", "n_items", "n_sessions")
@@ -135,3 +173,25 @@ class Dataset(Artifact):
             ("mlflow run", self.run_cell()),
         ]
         return [render.key_values(f"Ingested into {self.path}", pairs)]
+
+    def _impression_block(self) -> render.Block:
+        m, c = self.manifest, self.manifest.counts
+        pairs = [
+            ("layout", "impression log (for off-policy evaluation)"),
+            ("impressions read", f"{c['rows_read']:,}"),
+            ("impressions kept", f"{c['rows_kept']:,}"),
+            ("rows rejected", f"{c['rows_rejected']:,}"),
+            *((f"  rejected: {reason}", f"{count:,}") for reason, count in c["rejected_by_reason"].items()),
+            ("items", f"{c['n_items']:,}"),
+            ("positions", f"{c['n_positions']:,}"),
+            ("users", f"{c['n_users']:,}" if c["n_users"] else "no user id"),
+            ("slates", f"{c['n_slates']:,} ({c['slates_from']})" if c["n_slates"] else c["slates_from"]),
+            ("mean reward", f"{c['reward_mean']:.4g}" + (" (clicks)" if c["binary_reward"] else "")),
+            ("propensities", "logged" if c["has_propensity"] else "not logged: ope estimates the logging policy"),
+            ("context columns", f"{c['context_columns']:,}"),
+            ("time range", f"{m.time_min} .. {m.time_max}" if self.timed else "no timestamps"),
+            ("dataset digest", m.dataset_digest),
+            ("seconds", f"{m.seconds:.2f}"),
+            ("mlflow run", self.run_cell()),
+        ]
+        return render.key_values(f"Ingested into {self.path}", pairs)

@@ -77,6 +77,10 @@ def run(sources, cfg: IngestConfig, out: Path, *, force: bool = False):
 
 def ingest(spec: IngestConfig, sources: list[str], out: Path, *, force: bool = False) -> dict[str, Any]:
     """Ingest raw logs into `out`; return the manifest (also written as `out/manifest.json`)."""
+    if spec.columns.impressions:
+        from persotool.stages.ingest._impressions import ingest_impressions
+
+        return ingest_impressions(spec, sources, out, force=force)
     careful: set[Path] = set()
     while True:
         try:

@@ -19,6 +19,7 @@ import polars as pl
 
 from persotool.errors import ConfigError, DataError
 from persotool.kernels import storage as artifacts
+from persotool.stages.ingest.result import Dataset
 from persotool.stages.split.config import SplitConfig
 from persotool.stages.split.result import Split
 
@@ -144,6 +145,7 @@ def run(dataset: Path, cfg: SplitConfig, out: Path, *, force: bool = False) -> S
     artifacts.check_output(out, force=force, inputs=[dataset])
     dataset = Path(dataset)
     source = artifacts.read_artifact(dataset, "dataset")
+    Dataset(dataset).require_interactions("split")
     if cfg.strategy in ("temporal", "leave-last") and source.get("time_min") is None:
         raise DataError(
             f"has no timestamps (it was ingested without a time column); strategy {cfg.strategy} needs event "
