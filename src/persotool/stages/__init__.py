@@ -29,6 +29,7 @@ STAGES = (
     "backtest",
     "simulate",
     "recommend",
+    "ope",
 )
 
 

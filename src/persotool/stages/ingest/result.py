@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from pydantic import Field
+
 from persotool.kernels import render
 from persotool.kernels.artifact import Artifact, Manifest
 
@@ -34,6 +36,7 @@ class DatasetManifest(Manifest):
     time_max: str | None
     files: dict[str, str]
     seconds: float
+    context: list[str] = Field(default_factory=list)  # impression logs: the context columns kept as features
 
 
 class Dataset(Artifact):

@@ -1,0 +1,187 @@
+"""`persotool ope` on impression logs written from a world whose policy values are known: the
+command's estimates are the estimators' on the log's own arrays, near the truth; without logged
+propensities the estimated logging policy is said and still lands near the truth; recommendation
+lists become the documented epsilon-mixture; bad targets are refused in one line; the run is in
+MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from persotool.kernels.offpolicy.synthetic import ImpressionWorld
+from tests.conftest import run_cli
+
+N = 6000
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """An impression log of the synthetic world (items named 10, 20, ... so raw-id order matters),
+    ingested with and without its propensities, and the near and far targets' action_dist.npy."""
+    root = tmp_path_factory.mktemp("ope")
+    world = ImpressionWorld()
+    x, log, dists = world.log(N, np.random.default_rng(3))
+    names = np.array([10 * (k + 1) for k in range(world.items)])
+    frame = pl.DataFrame(
+        {
+            "user": [f"u{i % 500}" for i in range(N)],
+            "item": names[log.item].astype(str),
+            "slot": (log.position + 1).astype(str),
+            "click": log.reward.astype(int).astype(str),
+            "p": log.pscore.astype(str),
+            **{f"x{j}": x[:, j].astype(str) for j in range(world.d)},
+        }
+    )
+    frame.write_csv(root / "log.csv")
+    base = ["--item-col", "item", "--position-col", "slot", "--reward-col", "click", "--context-cols", "x*"]
+    for name, extra in (("ds", ["--propensity-col", "p"]), ("ds-nop", [])):
+        done = run_cli("ingest", root / "log.csv", *base, *extra, "-o", root / name, "--no-track")
+        assert done.exit_code == 0, done.stderr
+    for name, dist in dists.items():
+        np.save(root / f"{name}.npy", dist)
+    return root, world, log, dists
+
+
+def _ope(root: Path, *args) -> dict:
+    done = run_cli("ope", *args, "--json", "--no-track")
+    assert done.exit_code == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_command_gives_the_estimators_values_on_the_logs_arrays(logged, tmp_path):
+    root, world, log, dists = logged
+    result = _ope(root, root / "ds", "--policy", root / "near.npy", "--policy", root / "far.npy", "-o", tmp_path / "o")
+    by = {p["name"]: {e["estimator"]: e for e in p["estimates"]} for p in result["policies"]}
+    for name in ("near", "far"):
+        w = dists[name][np.arange(N), log.item, log.position] / log.pscore
+        assert by[name]["IPS"]["value"] == pytest.approx(np.mean(w * log.reward), rel=1e-9)
+        assert by[name]["SNIPS"]["value"] == pytest.approx(np.sum(w * log.reward) / np.sum(w), rel=1e-9)
+        truth = world.value[name]
+        for estimator in ("IPS", "DR"):  # within 4 standard errors of the known value
+            e = by[name][estimator]
+            assert abs(e["value"] - truth) < 4 * (e["high"] - e["low"]) / (2 * 1.96), (name, estimator, e, truth)
+    assert result["logger_value"] == pytest.approx(log.reward.mean())
+    assert result["propensities"] == "logged" and not result["warnings"]
+    assert {p["name"]: p["selected"] for p in result["policies"]}.keys() == {"near", "far"}
+    table = pl.read_csv(tmp_path / "o" / "estimates.csv")
+    assert len(table) == 14 and table.filter(pl.col("selected")).height == 2
+    for name in ("forest.png", "weights.png", "manifest.json"):
+        assert (tmp_path / "o" / name).stat().st_size > 0
+
+
+def test_without_propensities_the_estimated_logger_is_said_and_close(logged, tmp_path):
+    root, world, *_ = logged
+    result = _ope(root, root / "ds-nop", "--policy", root / "near.npy", "-o", tmp_path / "o")
+    assert result["propensities"] == "estimated"
+    assert "estimated logging policy" in result["warnings"][0]
+    ips = next(e for e in result["policies"][0]["estimates"] if e["estimator"] == "IPS")
+    # the logger is a softmax of linear scores: the multinomial model is well specified
+    assert abs(ips["value"] - world.value["near"]) < 4 * (ips["high"] - ips["low"]) / (2 * 1.96)
+
+
+def test_a_low_effective_sample_size_is_warned(logged, tmp_path):
+    root, *_ = logged
+    done = run_cli(
+        "ope", root / "ds", "--policy", root / "far.npy", "--set", "min_ess=5000", "-o", tmp_path / "o", "--no-track"
+    )
+    assert done.exit_code == 0 and "effective sample size" in done.stderr and "do not trust" in done.stderr
+
+
+def test_recommendation_lists_become_an_epsilon_mixture(logged, tmp_path):
+    root, world, _log, _ = logged
+    recs = pl.DataFrame(
+        {"user_id": ["u0", "u0", "u1"], "item_id": ["20", "70", "30"], "rank": [1, 2, 1], "score": [1.0, 0.5, 1.0]}
+    )
+    (tmp_path / "lists").mkdir()
+    recs.write_parquet(tmp_path / "lists" / "recs.parquet")
+    run_cli(
+        "ingest",
+        root / "log.csv",
+        "--user-col",
+        "user",
+        "--item-col",
+        "item",
+        "--position-col",
+        "slot",
+        "--reward-col",
+        "click",
+        "--propensity-col",
+        "p",
+        "-o",
+        tmp_path / "ds",
+        "--no-track",
+    )
+    result = _ope(
+        root, tmp_path / "ds", "--policy", tmp_path / "lists" / "recs.parquet", "--epsilon", "0.2", "-o", tmp_path / "o"
+    )
+    assert result["policies"][0]["name"] == "lists" and "epsilon 0.2" in result["policies"][0]["note"]
+    dist = np.load(tmp_path / "o" / "policies" / "lists.npy")
+    users = np.array([f"u{i % 500}" for i in range(N)])
+    k = world.items
+    i0 = int(np.flatnonzero(users == "u0")[0])
+    np.testing.assert_allclose(dist[i0, :, 0].sum(), 1, rtol=1e-6)
+    assert dist[i0, 1, 0] == pytest.approx(0.8 + 0.2 / k) and dist[i0, 6, 1] == pytest.approx(0.8 + 0.2 / k)
+    i2 = int(np.flatnonzero(users == "u2")[0])  # no list: uniform at every position
+    np.testing.assert_allclose(dist[i2], 1 / k, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["shape", "not_a_distribution", "pickled", "interactions", "none"])
+def test_bad_targets_are_refused_in_one_line(logged, tmp_path, bad):
+    root, _world, _log, dists = logged
+    target, source = tmp_path / "t.npy", root / "ds"
+    if bad == "shape":
+        np.save(target, dists["near"][:10])
+    elif bad == "not_a_distribution":
+        np.save(target, dists["near"] * 1.5)
+    elif bad == "pickled":
+        np.save(target, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif bad == "interactions":
+        np.save(target, dists["near"])
+        pl.DataFrame({"u": ["a", "b"], "i": ["x", "y"], "t": ["1", "2"]}).write_csv(tmp_path / "i.csv")
+        run_cli(
+            "ingest",
+            tmp_path / "i.csv",
+            "--user-col",
+            "u",
+            "--item-col",
+            "i",
+            "--time-col",
+            "t",
+            "--time-format",
+            "s",
+            "-o",
+            tmp_path / "ids",
+            "--no-track",
+        )
+        source = tmp_path / "ids"
+    args = [] if bad == "none" else ["--policy", target]
+    done = run_cli("ope", source, *args, "-o", tmp_path / "o", "--no-track")
+    assert done.exit_code == (3 if bad == "none" else 4), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+    expected = {
+        "shape": "has shape",
+        "not_a_distribution": "sums to",
+        "pickled": "cannot read it",
+        "interactions": "is an interaction log",
+        "none": "at least one target policy",
+    }[bad]
+    assert expected in done.stderr
+
+
+def test_the_run_is_recorded_in_mlflow(logged, tmp_path):
+    root, *_ = logged
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = run_cli("ope", root / "ds", "--policy", root / "near.npy", "-o", tmp_path / "o", "--json", env=env)
+    assert done.exit_code == 0, done.stderr
+    import mlflow
+
+    run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(json.loads(done.stdout)["mlflow_run_id"])
+    assert run.data.metrics["near.IPS.value"] == pytest.approx(
+        next(e["value"] for e in json.loads(done.stdout)["policies"][0]["estimates"] if e["estimator"] == "IPS")
+    )
+    assert run.data.metrics["near.ess"] > 0 and run.data.params["propensities"] == "logged"
