@@ -72,6 +72,29 @@ def test_the_command_gives_the_estimators_values_on_the_logs_arrays(logged, tmp_
     assert len(table) == 14 and table.filter(pl.col("selected")).height == 2
     for name in ("forest.png", "weights.png", "manifest.json"):
         assert (tmp_path / "o" / name).stat().st_size > 0
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "Reward model, held out" in page and "data:image/png;base64" in page and "near: ESS" in page
+
+
+def test_bootstrap_intervals_agree_with_the_normal_ones(logged, tmp_path):
+    root, *_ = logged
+    normal = _ope(root, root / "ds", "--policy", root / "near.npy", "-o", tmp_path / "n")
+    boot = _ope(
+        root,
+        root / "ds",
+        "--policy",
+        root / "near.npy",
+        "--interval",
+        "bootstrap",
+        "--bootstrap",
+        "400",
+        "-o",
+        tmp_path / "b",
+    )
+    for a, b in zip(normal["policies"][0]["estimates"], boot["policies"][0]["estimates"], strict=True):
+        assert a["value"] == b["value"]  # the same point estimate
+        if a["estimator"] in ("IPS", "SNIPS", "DR", "SNDR"):  # widths agree within bootstrap noise
+            assert (b["high"] - b["low"]) == pytest.approx(a["high"] - a["low"], rel=0.2), a["estimator"]
 
 
 def test_without_propensities_the_estimated_logger_is_said_and_close(logged, tmp_path):

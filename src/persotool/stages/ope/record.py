@@ -16,5 +16,8 @@ def run_spec(result) -> RunSpec:
         | {"policies": ",".join(p["name"] for p in m.policies), "propensities": m.propensities},
         metrics=metrics,
         tags={"persotool.dataset_digest": m.dataset.digest, "persotool.output": str(out.resolve())},
-        artifacts=[(out / name, None) for name in ("manifest.json", "estimates.csv", "forest.png", "weights.png")],
+        artifacts=[
+            (out / name, None)
+            for name in ("manifest.json", "estimates.csv", "forest.png", "weights.png", "report.html")
+        ],
     )

@@ -127,7 +127,39 @@ class OpeResult(Artifact):
                     left={"estimator"},
                 )
             )
+        fit = m.reward_model
+        blocks.append(
+            render.Table(
+                f"Reward model, held out (cross-fitted, L2 strength {fit.get('strength', '?')})",
+                ["bin", "impressions", "predicted", "observed"],
+                [
+                    [str(r["bin"]), f"{r['impressions']:,}", f"{r['predicted']:.4g}", f"{r['observed']:.4g}"]
+                    for r in fit["reliability"]
+                ],
+                caption="impressions binned by predicted reward: a calibrated model's bins have observed = predicted",
+            )
+        )
         return blocks
+
+    def report_html(self) -> str:
+        """report.html: the tables and both plots on one page."""
+        import base64
+        import html
+
+        images = "".join(
+            f'<figure><img src="data:image/png;base64,{base64.b64encode((self.path / p).read_bytes()).decode()}"'
+            f' alt="{p}"></figure>'
+            for p in ("forest.png", "weights.png")
+            if (self.path / p).is_file()
+        )
+        warnings = "".join(f"<p><b>warning:</b> {html.escape(w)}</p>" for w in self.manifest.warnings)
+        return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(self.path.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;
+font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}td:first-child{{text-align:left}}
+img{{max-width:100%}}.caption{{font-size:12px;color:#555}}</style></head><body>
+<h1>Off-policy evaluation: {html.escape(self.path.name)}</h1>{warnings}{render.to_html(self.blocks())}
+<h2>Plots</h2>{images}</body></html>
+"""
 
     def notes(self) -> list[str]:
         return list(self.manifest.warnings)

@@ -119,6 +119,7 @@ def run(dataset, cfg: OpeConfig, out: Path, *, force: bool = False) -> OpeResult
             seconds=round(time.perf_counter() - started, 3),
         )
         storage.write_json_atomic(tmp / storage.MANIFEST, manifest)
+        (tmp / "report.html").write_text(OpeResult(tmp).report_html(), encoding="utf-8")
     return OpeResult(out)
 
 
