@@ -27,7 +27,11 @@ class ImpressionWorld:
         }
         x = rng.normal(size=(400_000, d))
         pos = rng.integers(0, positions, len(x))
-        self.value = {name: float(self.expected(name, x, pos).mean()) for name in self.theta}
+        sums = dict.fromkeys(self.theta, 0.0)
+        for start in range(0, len(x), 20_000):  # chunks: 20,000 contexts x items at a time
+            for name in self.theta:
+                sums[name] += float(self.expected(name, x[start : start + 20_000], pos[start : start + 20_000]).sum())
+        self.value = {name: total / len(x) for name, total in sums.items()}
 
     def policy(self, name: str, x: np.ndarray) -> np.ndarray:
         theta, bias = self.theta[name]

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from persotool.kernels.config import Strict
 
@@ -28,3 +28,21 @@ class SynthConfig(Strict):
     time_encoding: Literal["iso", "ms"] = Field("iso", description="how event times are written")
     start: str = Field("2024-01-01", description="the log's first day (ISO date)")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="root seed")
+    impressions: bool = Field(
+        False,
+        description="write an impression log of a contextual world instead (events impressions, items, positions, "
+        "exact propensities of a softmax logger), with two targets' action_dist.npy and their exact values",
+    )
+    positions: int = Field(3, ge=1, le=20, description="impression logs: positions an item can be shown at")
+    context: int = Field(4, ge=1, le=64, description="impression logs: context features per impression")
+
+    @model_validator(mode="after")
+    def _target_size(self) -> "SynthConfig":
+        if self.impressions:
+            size = 2 * self.events * self.items * self.positions * 4
+            if size > 2 * 1024**3:
+                raise ValueError(
+                    f"the two targets' action_dist.npy would take {size / 1024**3:.1f} GiB (events x items x positions "
+                    "x 4 bytes each): use fewer events or items for an impression log (e.g. --items 20)"
+                )
+        return self

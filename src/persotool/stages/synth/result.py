@@ -52,6 +52,14 @@ class SyntheticLog(Artifact):
 
     def blocks(self) -> list[render.Block]:
         m = self.manifest
+        if m.config.get("impressions"):
+            values = ", ".join(f"{k} {v:.4f}" for k, v in m.truth["values"].items())
+            return [
+                f"[bold]Wrote[/bold] {m.rows:,} impressions to {self.log} in {m.seconds:.2f}s",
+                f"True values per impression: {values}; targets in {self.path / 'targets'}",
+                f"Next: persotool ingest {self.log} --schema {self.schema} -o DIR; "
+                f"persotool ope DIR --policy {self.path / 'targets' / 'far.npy'} -o OUT",
+            ]
         return [
             f"[bold]Wrote[/bold] {m.rows:,} rows to {self.log} in {m.seconds:.2f}s",
             f"Ground truth: {self.path / 'ground_truth.npz'}, {self.path / 'ground_truth.json'}",
