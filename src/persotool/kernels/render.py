@@ -104,6 +104,21 @@ def to_markdown(blocks: list[Block]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;
+font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}
+img{max-width:100%}.caption{font-size:12px;color:#555}"""
+
+
+def html_page(title: str, body: str) -> str:
+    """A stage's report.html: one self-contained page (plots inlined by the caller)."""
+    import html
+
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style>\n</head><body>{body}</body></html>\n"
+    )
+
+
 def to_html(blocks: list[Block]) -> str:
     """The same blocks as HTML (report.html shows what the terminal shows); colour markup becomes
     spans."""

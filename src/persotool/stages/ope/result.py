@@ -153,13 +153,11 @@ class OpeResult(Artifact):
             if (self.path / p).is_file()
         )
         warnings = "".join(f"<p><b>warning:</b> {html.escape(w)}</p>" for w in self.manifest.warnings)
-        return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(self.path.name)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;
-font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}td:first-child{{text-align:left}}
-img{{max-width:100%}}.caption{{font-size:12px;color:#555}}</style></head><body>
-<h1>Off-policy evaluation: {html.escape(self.path.name)}</h1>{warnings}{render.to_html(self.blocks())}
-<h2>Plots</h2>{images}</body></html>
-"""
+        body = (
+            f"<h1>Off-policy evaluation: {html.escape(self.path.name)}</h1>{warnings}"
+            f"{render.to_html(self.blocks())}<h2>Plots</h2>{images}"
+        )
+        return render.html_page(self.path.name, body)
 
     def notes(self) -> list[str]:
         return list(self.manifest.warnings)

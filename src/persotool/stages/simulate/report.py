@@ -310,20 +310,15 @@ def write_all(
     )
     rows = list(_flat_rows(calibration))
     calibration = pl.DataFrame({"field": [k for k, _ in rows], "value": [v for _, v in rows]})
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(cfg.name)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;
-font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}td:first-child{{text-align:left}}
-img{{max-width:100%}}.caption{{font-size:12px;color:#555}}</style>
-</head><body><h1>Simulated A/B test: {html.escape(cfg.name)}</h1>
+    body = f"""<h1>Simulated A/B test: {html.escape(cfg.name)}</h1>
 <p>{cfg.days} days after a {cfg.pre_days}-day pre-period under <b>{html.escape(cfg.control or "")}</b>. The true
 effect of each metric is the same metric over the same users under every arm (common random numbers).</p>
 {render.to_html(blocks(summary, a.results, cfg))}
 <h2>Plots</h2>{images}
 <h2>Fidelity to the logs</h2>{_table_html(table)}
 <h2>Calibration</h2>{_table_html(calibration)}
-</body></html>
 """
-    (folder / "report.html").write_text(page, encoding="utf-8")
+    (folder / "report.html").write_text(render.html_page(cfg.name, body), encoding="utf-8")
 
 
 def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
