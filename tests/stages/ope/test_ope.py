@@ -261,3 +261,51 @@ def test_synth_impressions_refuses_targets_too_large_to_write(tmp_path):
         "--no-track",
     )
     assert done.exit_code == 3 and "GiB" in done.stderr and not (tmp_path / "s").exists()
+
+
+def test_slate_logs_get_the_slate_estimators(tmp_path):
+    world = ImpressionWorld(positions=3)
+    log, slate, dists = world.slates(3000, np.random.default_rng(4), targets=("near",))
+    pl.DataFrame(
+        {
+            "item": log.item.astype(str),
+            "slot": log.position.astype(str),
+            "click": log.reward.astype(int).astype(str),
+            "p": log.pscore.astype(str),
+            "page": slate.astype(str),
+        }
+    ).write_csv(tmp_path / "log.csv")
+    np.save(tmp_path / "near.npy", dists["near"])
+    done = run_cli(
+        "ingest",
+        tmp_path / "log.csv",
+        "--item-col",
+        "item",
+        "--position-col",
+        "slot",
+        "--reward-col",
+        "click",
+        "--propensity-col",
+        "p",
+        "--slate-col",
+        "page",
+        "-o",
+        tmp_path / "ds",
+        "--no-track",
+    )
+    assert done.exit_code == 0, done.stderr
+    result = _ope(tmp_path, tmp_path / "ds", "--policy", tmp_path / "near.npy", "-o", tmp_path / "o")
+    found = {e["estimator"]: e for e in result["policies"][0]["estimates"]}
+    assert {"IIPS", "RIPS", "SIPS"} <= set(found) and "over 3,000 slates" in result["slates"]
+    assert found["IIPS"]["value"] == pytest.approx(found["IPS"]["value"])  # per-position weights: the same sum
+    for name in ("IIPS", "RIPS", "SIPS"):
+        e = found[name]
+        assert abs(e["value"] - world.value["near"]) < 4 * (e["high"] - e["low"]) / (2 * 1.96), e
+    assert not found["SIPS"]["selected"]
+
+
+def test_logs_without_slates_say_the_slate_estimators_are_skipped(logged, tmp_path):
+    root, *_ = logged
+    result = _ope(root, root / "ds", "--policy", root / "near.npy", "-o", tmp_path / "o")
+    assert result["slates"].startswith("slate estimators skipped")
+    assert not {"IIPS", "RIPS", "SIPS"} & {e["estimator"] for e in result["policies"][0]["estimates"]}

@@ -57,3 +57,16 @@ class ImpressionWorld:
         logged = Logged(item, pos, reward, pi_b[np.arange(n), item])
         dists = {name: np.repeat(self.policy(name, x)[:, :, None], self.positions, axis=2) for name in targets}
         return x, logged, dists
+
+    def slates(self, n: int, rng: np.random.Generator, targets=("near", "far")):
+        """n slates filling every position, each position's item drawn independently by the logger
+        for the slate's context (repeats allowed), clicks independent given item and position: the
+        setting where IIPS, RIPS and SIPS are all unbiased. Returns (Logged, slate ids, dists)."""
+        x = np.repeat(rng.normal(size=(n, self.d)), self.positions, axis=0)
+        pos = np.tile(np.arange(self.positions), n)
+        pi_b = self.policy("logger", x)
+        item = (pi_b.cumsum(axis=1) > rng.random(len(x))[:, None]).argmax(axis=1)
+        reward = (rng.random(len(x)) < self.click(x, pos)[np.arange(len(x)), item]).astype(float)
+        logged = Logged(item, pos, reward, pi_b[np.arange(len(x)), item])
+        dists = {name: np.repeat(self.policy(name, x)[:, :, None], self.positions, axis=2) for name in targets}
+        return logged, np.repeat(np.arange(n), self.positions), dists

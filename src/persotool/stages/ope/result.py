@@ -24,6 +24,7 @@ class OpeManifest(Manifest):
     policies: list[dict[str, Any]]
     estimates: list[dict[str, Any]]
     warnings: list[str]
+    slates: str = ""
     files: dict[str, str]
     seconds: float
 
@@ -62,6 +63,7 @@ class OpeResult(Artifact):
             ],
             "reward_model": {k: v for k, v in m.reward_model.items() if k != "reliability"},
             "warnings": m.warnings,
+            "slates": m.slates,
             "seconds": m.seconds,
             "mlflow_run_id": self.mlflow_run_id,
         }
@@ -160,7 +162,7 @@ class OpeResult(Artifact):
         return render.html_page(self.path.name, body)
 
     def notes(self) -> list[str]:
-        return list(self.manifest.warnings)
+        return [*self.manifest.warnings, *([self.manifest.slates] if self.manifest.slates else [])]
 
 
 def _reward_line(fit: dict[str, Any]) -> str:

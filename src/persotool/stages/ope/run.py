@@ -49,6 +49,7 @@ def run(dataset, cfg: OpeConfig, out: Path, *, force: bool = False) -> OpeResult
     logged = ope.Logged(item, position, reward, pscore)
     model = fit_predict(context, item, position, reward, n_items, n_pos, folds=cfg.folds, seed=cfg.seed)
     rows, policies, warnings, dists = [], [], [], {}
+    slate, slate_note = _slates(table, ds)
     for name, path in _names(cfg.policies):
         dist, kind, note = _policy(path, table, ds, n_items, n_pos, cfg)
         found = ope.estimate_all(
@@ -70,7 +71,8 @@ def run(dataset, cfg: OpeConfig, out: Path, *, force: bool = False) -> OpeResult
         warnings += _warnings(name, diag, logged.n, cfg)
         if kind != "action_dist":
             dists[name] = dist
-        for e in found:
+        slate_found = ope.slate_estimates(logged, slate, dist, level=cfg.level) if slate is not None else []
+        for e in [*found, *slate_found]:
             rows.append(
                 {
                     "policy": name,
@@ -115,12 +117,23 @@ def run(dataset, cfg: OpeConfig, out: Path, *, force: bool = False) -> OpeResult
             policies=policies,
             estimates=rows,
             warnings=warnings,
+            slates=slate_note,
             files=files,
             seconds=round(time.perf_counter() - started, 3),
         )
         storage.write_json_atomic(tmp / storage.MANIFEST, manifest)
         (tmp / "report.html").write_text(OpeResult(tmp).report_html(), encoding="utf-8")
     return OpeResult(out)
+
+
+def _slates(table: pl.DataFrame, ds: Dataset) -> tuple[np.ndarray | None, str]:
+    """The slate of each impression, when slates are identified and most hold several impressions."""
+    rule, n = ds.counts.get("slates_from", ""), int(ds.counts.get("n_slates", 0))
+    if "slate" not in table.columns:
+        return None, f"slate estimators skipped: {rule or 'no slates identified'}"
+    if n > 0.9 * len(table):
+        return None, f"slate estimators skipped: {n:,} slates for {len(table):,} impressions ({rule})"
+    return table["slate"].to_numpy(), f"IIPS, RIPS, SIPS over {n:,} slates ({rule}), intervals clustered by slate"
 
 
 def _names(paths: list[Path]) -> list[tuple[str, Path]]:
