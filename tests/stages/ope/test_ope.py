@@ -309,3 +309,56 @@ def test_logs_without_slates_say_the_slate_estimators_are_skipped(logged, tmp_pa
     result = _ope(root, root / "ds", "--policy", root / "near.npy", "-o", tmp_path / "o")
     assert result["slates"].startswith("slate estimators skipped")
     assert not {"IIPS", "RIPS", "SIPS"} & {e["estimator"] for e in result["policies"][0]["estimates"]}
+
+
+def test_a_trained_model_is_a_target_through_its_lists(logged, tmp_path):
+    """A model directory's target is its `recommend` lists as the epsilon-mixture: the mass sits on
+    the item `recommend` lists at each rank for that impression's user."""
+    root, world, *_ = logged
+    clicks = pl.read_csv(root / "log.csv").filter(pl.col("click") == 1).select("user", "item")
+    clicks.write_csv(tmp_path / "clicks.csv")
+    steps = [
+        ("ingest", tmp_path / "clicks.csv", "--user-col", "user", "--item-col", "item", "-o", tmp_path / "ids"),
+        ("split", tmp_path / "ids", "--strategy", "random", "-o", tmp_path / "sp"),
+        ("train", tmp_path / "sp", "--model", "popular", "-o", tmp_path / "pop"),
+        (
+            "ingest",
+            root / "log.csv",
+            "--user-col",
+            "user",
+            "--item-col",
+            "item",
+            "--position-col",
+            "slot",
+            "--reward-col",
+            "click",
+            "--propensity-col",
+            "p",
+            "-o",
+            tmp_path / "imp",
+        ),
+    ]
+    for step in steps:
+        done = run_cli(*step, "--no-track")
+        assert done.exit_code == 0, (step[0], done.stderr)
+    result = _ope(tmp_path, tmp_path / "imp", "--policy", tmp_path / "pop", "-o", tmp_path / "o")
+    policy = result["policies"][0]
+    assert policy["name"] == "pop" and policy["kind"] == "model"
+    dist = np.load(tmp_path / "o" / "policies" / "pop.npy")
+    (tmp_path / "who.txt").write_text("u7\n")
+    listed = run_cli(
+        "recommend",
+        tmp_path / "pop",
+        "--users",
+        tmp_path / "who.txt",
+        "--k",
+        str(world.positions),
+        "-o",
+        tmp_path / "recs",
+        "--no-track",
+    )
+    assert listed.exit_code == 0, listed.stderr
+    recs = pl.read_parquet(tmp_path / "recs" / "recs.parquet").sort("rank")
+    row = int(np.flatnonzero(np.array([f"u{i % 500}" for i in range(N)]) == "u7")[0])
+    for rank, item in enumerate(recs["item_id"].to_list()):
+        assert dist[row, int(item) // 10 - 1, rank] == pytest.approx(0.9 + 0.1 / world.items)

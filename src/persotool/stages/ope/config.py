@@ -15,7 +15,8 @@ class OpeConfig(Strict):
     policies: list[Path] = Field(
         default_factory=list,
         description="target policies: an action_dist.npy (impressions x items x positions, the log's order, items "
-        "in ascending raw-id order) or a recs.parquet (user_id,item_id,rank[,score]; logs with user ids)",
+        "in ascending raw-id order), a recs.parquet (user_id,item_id,rank[,score]) or a trained model directory "
+        "(both for logs with user ids)",
     )
     epsilon: float = Field(
         0.1,

@@ -62,7 +62,7 @@ def run(dataset, cfg: OpeConfig, out: Path, *, force: bool = False) -> OpeResult
                 "name": name,
                 "path": str(Path(path).resolve()),
                 "kind": kind,
-                "sha256": storage.file_sha256(Path(path)),
+                "sha256": _digest(Path(path)),
                 "selected": chosen.name,
                 "diagnostics": diag,
                 "note": note,
@@ -137,11 +137,12 @@ def _slates(table: pl.DataFrame, ds: Dataset) -> tuple[np.ndarray | None, str]:
 
 
 def _names(paths: list[Path]) -> list[tuple[str, Path]]:
-    """A name per policy: the file's stem, or its directory's name for a generic stem."""
+    """A name per policy: the file's stem, or its directory's name for a generic stem or a model."""
     out, seen = [], set()
     for path in paths:
         path = Path(path)
         name = path.parent.name if path.stem in ("recs", "action_dist") and path.parent.name else path.stem
+        name = path.name if path.is_dir() else name
         base, k = name, 2
         while name in seen:
             name, k = f"{base}-{k}", k + 1
@@ -181,8 +182,12 @@ def _logging_policy(context, item, position, n_items: int, n_pos: int, seed: int
 def _policy(path: Path, table: pl.DataFrame, ds: Dataset, n_items: int, n_pos: int, cfg: OpeConfig):
     """(action_dist, kind, note) of one target."""
     path = Path(path)
+    if path.is_dir() and (path / "model.json").is_file():
+        return _from_lists(_model_lists(path, table, n_pos), table, ds, n_items, n_pos, cfg, "model")
     if not path.is_file():
-        raise DataError("not found: a target policy is an action_dist.npy or a recs.parquet", where=str(path))
+        raise DataError(
+            "not found: a target policy is an action_dist.npy, a recs.parquet or a model directory", where=str(path)
+        )
     n = len(table)
     if path.suffix == ".npy":
         try:
@@ -206,16 +211,48 @@ def _policy(path: Path, table: pl.DataFrame, ds: Dataset, n_items: int, n_pos: i
             )
         return dist, "action_dist", None
     if path.suffix != ".parquet":
-        raise DataError("a target policy is an action_dist.npy or a recs.parquet", where=str(path))
-    if "user_id" not in table.columns:
-        raise DataError(
-            "is a recommendation list, but the log has no user ids to match it to: give an action_dist.npy",
-            where=str(path),
-        )
+        raise DataError("a target policy is an action_dist.npy, a recs.parquet or a model directory", where=str(path))
+    _need_users(table, path)
     try:
         recs = pl.read_parquet(path, columns=["user_id", "item_id", "rank"])
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise DataError(f"cannot read user_id, item_id, rank ({str(exc).splitlines()[0]})", where=str(path)) from None
+    return _from_lists(recs, table, ds, n_items, n_pos, cfg, "recommendations")
+
+
+def _digest(path: Path) -> str:
+    if path.is_dir():
+        from persotool.stages.train.result import TrainedModel
+
+        return f"model {TrainedModel(path).digest}"
+    return storage.file_sha256(path)
+
+
+def _need_users(table: pl.DataFrame, path: Path) -> None:
+    if "user_id" not in table.columns:
+        raise DataError(
+            "is a recommender, but the log has no user ids to match its lists to: give an action_dist.npy",
+            where=str(path),
+        )
+
+
+def _model_lists(path: Path, table: pl.DataFrame, n_pos: int) -> pl.DataFrame:
+    """A trained model's top-n_pos list for every user of the log (its own fallback for users it
+    cannot know), as `recommend` makes them."""
+    from persotool.kernels.models.serving import id_lists, id_maps
+    from persotool.stages.train.result import TrainedModel
+
+    _need_users(table, path)
+    trained = TrainedModel(path)
+    user_ids, item_ids = id_maps(Path(trained.manifest.dataset.path))
+    wanted = table["user_id"].unique(maintain_order=True)
+    return id_lists(trained.model, wanted, user_ids, item_ids, n_pos).select("user_id", "item_id", "rank")
+
+
+def _from_lists(recs: pl.DataFrame, table: pl.DataFrame, ds: Dataset, n_items: int, n_pos: int, cfg, kind: str):
+    """Ranked lists as an epsilon-mixture: the listed item at each rank's position with probability
+    1 - epsilon, uniform otherwise (uniform at a position with no listed item)."""
+    n = len(table)
     items = ds.table("items").select("item_id", "item_idx")
     listed = (
         recs.with_columns(
@@ -240,7 +277,7 @@ def _policy(path: Path, table: pl.DataFrame, ds: Dataset, n_items: int, n_pos: i
         + (f"; {outside:,} listed items never appear in the log (left out)" if outside else "")
         + (f"; {missing_users:,} impressions' users have no list (uniform)" if missing_users else "")
     )
-    return dist, "recommendations", note
+    return dist, kind, note
 
 
 def _warnings(name: str, diag: dict[str, float], n: int, cfg: OpeConfig) -> list[str]:
