@@ -12,8 +12,11 @@
   `compute_batch_action_dist`), and random's from the BTS log (uniform over items at every
   position, with the logged propensities). Reported: each estimator on the whole log with its
   interval and whether it covers the other log's on-policy CTR (itself noisy: about 40 clicks), and
-  the mean relative error over bootstrap resamples of the log, the figure OBP's benchmark reports.
-  The reward model sees the user features (one-hot), the item and the position.
+  the mean relative error over bootstrap resamples of the log (the reward model refitted on each at
+  the whole log's regularisation), the figure OBP's benchmark reports.
+  The whole-log figures are `persotool ingest --schema obd` then `persotool ope`; the reward model
+  sees the context the schema keeps (user features one-hot, user-item affinities), the item and the
+  position.
 
     python benchmarks/validate_ope.py            # about a minute; run alone
 """
@@ -87,25 +90,6 @@ def _obd(data: Path) -> Path:
     return root
 
 
-def _read(path: Path, n_items: int):
-    import polars as pl
-
-    from persotool.kernels.offpolicy.estimators import Logged
-
-    frame = pl.read_csv(path)
-    users = [c for c in frame.columns if c.startswith("user_feature_")]
-    context = frame.select(users).to_dummies().to_numpy().astype(np.float64)
-    position = frame["position"].to_numpy() - frame["position"].min()
-    logged = Logged(
-        frame["item_id"].to_numpy(),
-        position,
-        frame["click"].to_numpy().astype(float),
-        frame["propensity_score"].to_numpy(),
-    )
-    assert logged.item.max() < n_items
-    return context, logged
-
-
 def bts_action_dist(prior: dict, positions: int, sims: int, seed: int) -> np.ndarray:
     """(items, positions): how often each item lands at each position when BTS ranks Beta draws."""
     rng = np.random.default_rng(seed)
@@ -125,41 +109,73 @@ def _finite(value: float | None) -> float | str | None:
 
 
 def real_ab(data: Path, resamples: int, sims: int) -> dict:
+    import tempfile
+
     import yaml
 
+    import persotool as pt
     from persotool.kernels.offpolicy import estimators as ope
-    from persotool.kernels.offpolicy.reward_model import fit_predict
+    from persotool.kernels.offpolicy.reward_model import features, fit_predict
 
     root = _obd(data)
     prior = yaml.safe_load((root / "prior_bts.yaml").read_text())["all"]
     n_items, positions = len(prior["alpha"]), 3
-    logs = {name: _read(root / name / "all" / "all.csv", n_items) for name in ("random", "bts")}
+    scratch = Path(tempfile.mkdtemp(prefix="validate-ope-"))
+    # the logs as a user reads them (ingest --schema obd), and their arrays as ope sees them
+    logs = {}
+    for name in ("random", "bts"):
+        ds = pt.ingest(root / name / "all" / "all.csv", out=scratch / name, schema="obd", force=True, track=None)
+        table = ds.impression_log
+        logged = ope.Logged(
+            table["item_idx"].to_numpy().astype(np.int64),
+            table["position"].to_numpy().astype(np.int64),
+            table["reward"].to_numpy().astype(np.float64),
+            table["propensity"].to_numpy(),
+        )
+        logs[name] = (ds, features(table, ds.manifest.context), logged)
     bts = bts_action_dist(prior, positions, sims, seed=0)
     uniform = np.full((n_items, positions), 1 / n_items)
     out = {}
     for source, target, dist in (("random", "bts", bts), ("bts", "random", uniform)):
-        context, logged = logs[source]
-        truth = float(logs[target][1].reward.mean())
+        ds, context, logged = logs[source]
+        truth = float(logs[target][2].reward.mean())
         tiled = np.broadcast_to(dist, (logged.n, n_items, positions))
-        model = fit_predict(context, logged.item, logged.position, logged.reward, n_items, positions, seed=0)
-        full = ope.estimate_all(logged, tiled, model.q_hat)
-        chosen = ope.slope(full)
+        # the whole-log figures come from the command a user runs
+        np.save(scratch / f"{target}.npy", np.ascontiguousarray(tiled), allow_pickle=False)
+        run = pt.ope(ds, out=scratch / f"ope-{target}", policies=[scratch / f"{target}.npy"], force=True, track=None)
+        rows = [r for r in run.manifest.estimates if r["estimator"] in ope.NAMES]
+        full = [
+            ope.Estimate(
+                r["estimator"],
+                r["value"],
+                r["se"],
+                r["low"],
+                r["high"],
+                r["diff"],
+                r["diff_low"],
+                r["diff_high"],
+                r["hyperparameter"] if r["hyperparameter"] is not None else np.inf,
+            )
+            for r in rows
+        ]
+        chosen = next(e for e in full if e.name == run.selected()[target]["estimator"])
         rng = np.random.default_rng(1)
+        c = run.manifest.reward_model["strength"]  # the whole log's choice: resamples refit at it
         errors = {e.name: [] for e in full}
         for _ in range(resamples):
             idx = rng.integers(0, logged.n, logged.n)
             sub = ope.Logged(logged.item[idx], logged.position[idx], logged.reward[idx], logged.pscore[idx])
-            m = fit_predict(context[idx], sub.item, sub.position, sub.reward, n_items, positions, seed=0)
+            m = fit_predict(context[idx], sub.item, sub.position, sub.reward, n_items, positions, seed=0, strength=c)
             for e in ope.estimate_all(sub, np.broadcast_to(dist, (sub.n, n_items, positions)), m.q_hat):
                 errors[e.name].append(abs(e.value - truth) / truth)
         out[f"{target} from {source}"] = {
             "impressions": logged.n,
             "clicks": int(logged.reward.sum()),
             "on_policy": truth,
-            "on_policy_se": float(logs[target][1].reward.std(ddof=1) / np.sqrt(logs[target][1].n)),
+            "on_policy_se": float(logs[target][2].reward.std(ddof=1) / np.sqrt(logs[target][2].n)),
             "logger_value": float(logged.reward.mean()),
             "diagnostics": ope.diagnostics(logged, tiled),
-            "reward_model": {k: v for k, v in model.calibration.items() if k != "reliability"},
+            "reward_model": {k: v for k, v in run.manifest.reward_model.items() if k != "reliability"},
             "slope": chosen.name,
             "estimators": {
                 e.name: {

@@ -40,6 +40,25 @@ def _design(context: np.ndarray | None, item: np.ndarray, position: np.ndarray, 
     return sparse.hstack(parts, format="csr")
 
 
+def features(table, columns: list[str]) -> np.ndarray | None:
+    """The context columns of an impression table (polars) as the model's features: numeric ones
+    standardised (missing values at the mean), text ones one-hot (missing as its own category)."""
+    import polars as pl
+
+    if not columns:
+        return None
+    parts = []
+    for c in columns:
+        col = table[c]
+        if col.dtype == pl.String:
+            parts.append(col.fill_null("(missing)").to_frame().to_dummies().to_numpy().astype(np.float64))
+        else:
+            x = col.fill_null(col.mean()).to_numpy().astype(np.float64)
+            sd = x.std()
+            parts.append(((x - x.mean()) / (sd if sd > 0 else 1.0))[:, None])
+    return np.hstack(parts)
+
+
 STRENGTHS = (0.0001, 0.001, 0.01, 0.1, 1.0, 10.0)  # inverse regularisation (sklearn's C) tried when none is given
 
 

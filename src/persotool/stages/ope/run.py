@@ -19,7 +19,7 @@ import polars as pl
 from persotool.errors import DataError
 from persotool.kernels import storage
 from persotool.kernels.offpolicy import estimators as ope
-from persotool.kernels.offpolicy.reward_model import fit_predict
+from persotool.kernels.offpolicy.reward_model import features, fit_predict
 from persotool.stages.ingest.result import Dataset
 from persotool.stages.ope.config import OpeConfig
 from persotool.stages.ope.result import OpeResult
@@ -41,7 +41,7 @@ def run(dataset, cfg: OpeConfig, out: Path, *, force: bool = False) -> OpeResult
     item = table["item_idx"].to_numpy().astype(np.int64)
     position = table["position"].to_numpy().astype(np.int64)
     reward = table["reward"].to_numpy().astype(np.float64)
-    context = _context(table, ds.manifest.context)
+    context = features(table, ds.manifest.context)
     estimated = "propensity" not in table.columns
     pscore = _logging_policy(context, item, position, n_items, n_pos, cfg.seed) if estimated else None
     if pscore is None:
@@ -149,21 +149,6 @@ def _names(paths: list[Path]) -> list[tuple[str, Path]]:
         seen.add(name)
         out.append((name, path))
     return out
-
-
-def _context(table: pl.DataFrame, columns: list[str]) -> np.ndarray | None:
-    if not columns:
-        return None
-    parts = []
-    for c in columns:
-        col = table[c]
-        if col.dtype == pl.String:
-            parts.append(col.fill_null("(missing)").to_frame().to_dummies().to_numpy().astype(np.float64))
-        else:
-            x = col.fill_null(col.mean()).to_numpy().astype(np.float64)
-            sd = x.std()
-            parts.append(((x - x.mean()) / (sd if sd > 0 else 1.0))[:, None])
-    return np.hstack(parts)
 
 
 def _logging_policy(context, item, position, n_items: int, n_pos: int, seed: int) -> np.ndarray:
