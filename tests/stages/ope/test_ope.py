@@ -362,3 +362,48 @@ def test_a_trained_model_is_a_target_through_its_lists(logged, tmp_path):
     row = int(np.flatnonzero(np.array([f"u{i % 500}" for i in range(N)]) == "u7")[0])
     for rank, item in enumerate(recs["item_id"].to_list()):
         assert dist[row, int(item) // 10 - 1, rank] == pytest.approx(0.9 + 0.1 / world.items)
+
+
+def test_a_model_with_a_temperature_is_a_softmax_of_its_scores(logged, tmp_path):
+    root, world, *_ = logged
+    pl.read_csv(root / "log.csv").filter(pl.col("click") == 1).select("user", "item").write_csv(tmp_path / "c.csv")
+    for step in (
+        ("ingest", tmp_path / "c.csv", "--user-col", "user", "--item-col", "item", "-o", tmp_path / "ids"),
+        ("split", tmp_path / "ids", "--strategy", "random", "-o", tmp_path / "sp"),
+        ("train", tmp_path / "sp", "--model", "itemknn", "-o", tmp_path / "knn"),
+        (
+            "ingest",
+            root / "log.csv",
+            "--user-col",
+            "user",
+            "--item-col",
+            "item",
+            "--position-col",
+            "slot",
+            "--reward-col",
+            "click",
+            "--propensity-col",
+            "p",
+            "-o",
+            tmp_path / "imp",
+        ),
+    ):
+        assert run_cli(*step, "--no-track").exit_code == 0, step[0]
+    result = _ope(
+        tmp_path, tmp_path / "imp", "--policy", tmp_path / "knn", "--temperature", "0.5", "-o", tmp_path / "o"
+    )
+    assert "softmax" in result["policies"][0]["note"]
+    dist = np.load(tmp_path / "o" / "policies" / "knn.npy")
+    import persotool as pt
+
+    model = pt.TrainedModel(tmp_path / "knn")
+    users = pl.read_parquet(tmp_path / "ids" / "users.parquet")
+    items = pl.read_parquet(tmp_path / "ids" / "items.parquet").sort("item_idx")["item_id"].to_list()
+    row = 11  # impression 11's user is u11
+    s = model.model.score(np.array([users.filter(pl.col("user_id") == "u11")["user_idx"][0]]))[0] / 0.5
+    expected = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+    by_log = np.zeros(world.items)
+    for k, item in enumerate(items):
+        by_log[int(item) // 10 - 1] = expected[k]
+    for position in range(world.positions):
+        np.testing.assert_allclose(dist[row, :, position], by_log, rtol=1e-5, atol=1e-7)

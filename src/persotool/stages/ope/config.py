@@ -25,6 +25,12 @@ class OpeConfig(Strict):
         description="recommendation lists become stochastic: the listed item at its rank with probability "
         "1 - epsilon, any item uniformly otherwise (a deterministic list overlaps almost no log)",
     )
+    temperature: float | None = Field(
+        None,
+        gt=0,
+        description="model targets: a softmax of the model's scores / temperature over the log's items (in the "
+        "model's score units), the same at every position, instead of the epsilon-mixture of its lists",
+    )
     interval: Literal["normal", "bootstrap"] = Field(
         "normal", description="normal: from the estimator's variance (delta method for ratios); bootstrap: percentile"
     )

@@ -168,6 +168,8 @@ def _policy(path: Path, table: pl.DataFrame, ds: Dataset, n_items: int, n_pos: i
     """(action_dist, kind, note) of one target."""
     path = Path(path)
     if path.is_dir() and (path / "model.json").is_file():
+        if cfg.temperature is not None:
+            return _softmax(path, table, ds, n_items, n_pos, cfg.temperature)
         return _from_lists(_model_lists(path, table, n_pos), table, ds, n_items, n_pos, cfg, "model")
     if not path.is_file():
         raise DataError(
@@ -232,6 +234,44 @@ def _model_lists(path: Path, table: pl.DataFrame, n_pos: int) -> pl.DataFrame:
     user_ids, item_ids = id_maps(Path(trained.manifest.dataset.path))
     wanted = table["user_id"].unique(maintain_order=True)
     return id_lists(trained.model, wanted, user_ids, item_ids, n_pos).select("user_id", "item_id", "rank")
+
+
+def _softmax(path: Path, table: pl.DataFrame, ds: Dataset, n_items: int, n_pos: int, temperature: float):
+    """softmax(score / temperature) of a trained model over the log's items for each impression's
+    user, the same at every position; items the model does not know get no mass."""
+    from persotool.kernels.models.serving import id_maps
+    from persotool.stages.train.result import TrainedModel
+
+    _need_users(table, path)
+    trained = TrainedModel(path)
+    user_ids, model_items = id_maps(Path(trained.manifest.dataset.path))
+    log_items = ds.table("items").select("item_id", "item_idx")
+    to_log = model_items.to_frame("item_id").join(log_items, on="item_id", how="left", maintain_order="left")[
+        "item_idx"
+    ]
+    known = to_log.is_not_null().to_numpy()
+    if not known.any():
+        raise DataError("shares no item id with the log: its scores cannot be a target here", where=str(path))
+    column = to_log.to_numpy()[known].astype(np.int64)
+    users = table["user_id"].unique(maintain_order=True)
+    index = users.to_frame().join(user_ids, on="user_id", how="left", maintain_order="left")["user_idx"]
+    index = index.fill_null(-1).to_numpy().astype(np.int64)  # unknown users: the model's popularity fallback
+    probs = np.zeros((len(users), n_items))
+    for start in range(0, len(users), 2048):
+        s = trained.model.score(index[start : start + 2048])[:, known].astype(np.float64) / temperature
+        s = np.exp(s - s.max(axis=1, keepdims=True))
+        probs[start : start + 2048, column] = s / s.sum(axis=1, keepdims=True)
+    row = (
+        table.select("user_id")
+        .join(users.to_frame().with_row_index("u"), on="user_id", how="left", maintain_order="left")["u"]
+        .to_numpy()
+    )
+    dist = np.repeat(probs[row][:, :, None], n_pos, axis=2)
+    unknown = int((~known).sum())
+    note = f"softmax of the model's scores / {temperature:g} over the log's items, the same at every position" + (
+        f"; {unknown:,} of the model's items never appear in the log (left out)" if unknown else ""
+    )
+    return dist, "model", note
 
 
 def _from_lists(recs: pl.DataFrame, table: pl.DataFrame, ds: Dataset, n_items: int, n_pos: int, cfg, kind: str):
