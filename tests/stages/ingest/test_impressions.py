@@ -170,3 +170,53 @@ def test_an_impression_log_is_recorded_in_mlflow(tmp_path: Path) -> None:
     run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(run_id)
     assert run.data.metrics["rows_kept"] == 50 and run.data.metrics["n_positions"] == 3
     assert "nearly every slate is a single impression" in done.stderr or "nearly every slate" in done.stdout
+
+
+def test_a_slate_as_list_columns_is_one_impression_per_entry(tmp_path: Path) -> None:
+    rows = [
+        {"uid": "u1", "items": [5, 3, 9], "clicks": [0, 1, 0], "p": [0.2, 0.1, 0.3], "f": 0.5},
+        {"uid": "u2", "items": [3, 5], "clicks": [1, 0], "p": [0.4, 0.2], "f": -1.0},
+    ]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    done = run_cli(
+        "ingest",
+        tmp_path / "log.jsonl",
+        "--user-col",
+        "uid",
+        "--item-col",
+        "items",
+        "--reward-col",
+        "clicks",
+        "--propensity-col",
+        "p",
+        "--context-cols",
+        "f",
+        "-o",
+        tmp_path / "ds",
+        "--no-track",
+    )
+    assert done.exit_code == 0, done.stderr
+    table = pl.read_parquet(tmp_path / "ds" / "impressions.parquet")
+    assert table["item_id"].to_list() == ["5", "3", "9", "3", "5"]
+    assert table["position"].to_list() == [0, 1, 2, 0, 1] and table["slate"].to_list() == [0, 0, 0, 1, 1]
+    assert table["reward"].to_list() == [0, 1, 0, 1, 0] and table["propensity"].to_list() == [0.2, 0.1, 0.3, 0.4, 0.2]
+    assert table["f"].to_list() == [0.5, 0.5, 0.5, -1.0, -1.0] and table["user_id"].to_list()[3] == "u2"
+    counts = json.loads((tmp_path / "ds" / "manifest.json").read_text())["counts"]
+    assert counts["n_slates"] == 2 and counts["slates_from"] == "one slate per row (list columns)"
+    # lists that do not line up: one line naming the row
+    rows[1]["clicks"] = [1]
+    (tmp_path / "bad.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    bad = run_cli(
+        "ingest",
+        tmp_path / "bad.jsonl",
+        "--user-col",
+        "uid",
+        "--item-col",
+        "items",
+        "--reward-col",
+        "clicks",
+        "-o",
+        tmp_path / "ds2",
+        "--no-track",
+    )
+    assert bad.exit_code == 4 and "row 2" in bad.stderr and "different lengths" in bad.stderr

@@ -43,11 +43,13 @@ def _read(path: Path, spec: IngestConfig) -> pl.DataFrame:
     """Every column of one file, as text (parsing is ours, so a bad cell rejects a row, not the file)."""
     source = identify(path, spec.source.format)
     try:
-        if source.format == "parquet":
-            frame = pl.read_parquet(path)
-            return frame.with_columns(pl.all().cast(pl.String))
-        if source.format == "jsonl":
-            return pl.read_ndjson(path, infer_schema_length=None).with_columns(pl.all().cast(pl.String))
+        if source.format in ("parquet", "jsonl"):
+            if source.format == "parquet":
+                frame = pl.read_parquet(path)
+            else:
+                frame = pl.read_ndjson(path, infer_schema_length=None)
+            frame = _explode_slates(frame, spec, path)
+            return frame.with_columns(pl.all().exclude("__slate_row", "__slate_index").cast(pl.String))
         delimiter = spec.source.delimiter or ("\t" if path.suffix in (".tsv", ".tab") else ",")
         if len(delimiter) != 1:
             raise DataError(f"impression logs take a one-character delimiter, not {delimiter!r}", where=str(path))
@@ -61,6 +63,31 @@ def _read(path: Path, spec: IngestConfig) -> pl.DataFrame:
         )
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read it as {source.format} ({str(exc).splitlines()[0]})", where=str(path)) from None
+
+
+def _explode_slates(frame: pl.DataFrame, spec: IngestConfig, path: Path) -> pl.DataFrame:
+    """A row whose item column is a list is one slate: one impression per list entry, the reward,
+    propensity and position columns exploded alongside when they are lists too; the entry's index
+    is its position unless a position column says otherwise, and the row is its slate."""
+    cols = spec.columns
+    if cols.item not in frame.columns or not isinstance(frame.schema[cols.item], pl.List):
+        return frame
+    listed = [
+        c
+        for c in (cols.item, cols.reward, cols.propensity, cols.position)
+        if c and isinstance(frame.schema.get(c), pl.List)
+    ]
+    lengths = frame.select([pl.col(c).list.len().alias(c) for c in listed])
+    unequal = lengths.select(pl.any_horizontal([pl.col(c) != pl.col(listed[0]) for c in listed[1:]] or [pl.lit(False)]))
+    bad = unequal.to_series().arg_true()
+    if len(bad):
+        raise DataError(
+            f"row {int(bad[0]) + 1}: the list columns {', '.join(repr(c) for c in listed)} have different lengths "
+            "(a slate's items, rewards and propensities must line up)",
+            where=str(path),
+        )
+    frame = frame.with_columns(__slate_row=pl.int_range(0, len(frame), dtype=pl.Int64)).explode(listed)
+    return frame.with_columns(__slate_index=pl.int_range(0, pl.len(), dtype=pl.Int64).over("__slate_row"))
 
 
 def _context_columns(patterns: list[str], available: list[str], where: str) -> list[str]:
@@ -98,12 +125,23 @@ def ingest_impressions(spec: IngestConfig, sources: list[str], out: Path, *, for
             if column not in frame.columns:
                 shown = ", ".join(repr(c) for c in frame.columns[:12])
                 raise DataError(f"column {column!r} not found; the file has {shown}", where=str(path))
+        if "__slate_row" in frame.columns:  # a slate per row: rows are slates, entries positions
+            frame = frame.with_columns(
+                __line=pl.col("__slate_row") + 1,
+                __slate=pl.format("{}:{}", pl.lit(number), pl.col("__slate_row")),
+                __position=pl.col("__slate_index").cast(pl.String),
+            ).drop("__slate_row", "__slate_index")
+            frames.append(frame.with_columns(__file=pl.lit(number)))
+            continue
         frames.append(frame.with_columns(__file=pl.lit(number), __line=pl.int_range(2, len(frame) + 2)))
     if not any(len(f) for f in frames):
         raise DataError("has no data rows", where=str(paths[0]))
     raw = pl.concat(frames, how="diagonal_relaxed")
+    if "__slate" in raw.columns:  # slates as lists: their rows are the slates, list indices the positions
+        cols = cols.model_copy(update={"slate": cols.slate or "__slate", "position": cols.position or "__position"})
+    parse_spec = spec.model_copy(update={"columns": cols})
     context = _context_columns(cols.context, frames[0].columns, str(paths[0]))
-    parsed, reason = _parse(raw, spec)
+    parsed, reason = _parse(raw, parse_spec)
     kept = reason.is_null()
     rejects = _rejects(raw, reason, paths)
     n_rejected = len(rejects)
@@ -253,7 +291,8 @@ def _encode(rows: pl.DataFrame, features, context: list[str], cols):
     slates, rule = 0, "none: slate estimators are skipped"
     if cols.slate:
         table = table.with_columns(slate=pl.col("slate_raw").rank("dense").cast(pl.Int64) - 1).drop("slate_raw")
-        slates, rule = int(table["slate"].n_unique()), f"the slate column {cols.slate!r}"
+        slates = int(table["slate"].n_unique())
+        rule = "one slate per row (list columns)" if cols.slate == "__slate" else f"the slate column {cols.slate!r}"
     elif cols.time and context:
         keys = ["timestamp", *context]
         table = table.with_columns(slate=pl.struct(keys).rank("dense").cast(pl.Int64) - 1)
