@@ -220,3 +220,20 @@ def test_a_slate_as_list_columns_is_one_impression_per_entry(tmp_path: Path) -> 
         "--no-track",
     )
     assert bad.exit_code == 4 and "row 2" in bad.stderr and "different lengths" in bad.stderr
+    for row in rows:
+        row["clicks"] = 1  # one reward for a whole slate: refused, a reward belongs to a shown item
+    (tmp_path / "scalar.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    scalar = run_cli(
+        "ingest",
+        tmp_path / "scalar.jsonl",
+        "--user-col",
+        "uid",
+        "--item-col",
+        "items",
+        "--reward-col",
+        "clicks",
+        "-o",
+        tmp_path / "ds3",
+        "--no-track",
+    )
+    assert scalar.exit_code == 4 and "one reward per shown item" in scalar.stderr

@@ -77,6 +77,13 @@ def _explode_slates(frame: pl.DataFrame, spec: IngestConfig, path: Path) -> pl.D
         for c in (cols.item, cols.reward, cols.propensity, cols.position)
         if c and isinstance(frame.schema.get(c), pl.List)
     ]
+    for role, column in (("reward", cols.reward), ("propensity", cols.propensity)):
+        if column and column in frame.columns and column not in listed:
+            raise DataError(
+                f"the items of a slate are a list in {cols.item!r}, but the {role} column {column!r} is not: give one "
+                f"{role} per shown item, in a list of the same length",
+                where=str(path),
+            )
     lengths = frame.select([pl.col(c).list.len().alias(c) for c in listed])
     unequal = lengths.select(pl.any_horizontal([pl.col(c) != pl.col(listed[0]) for c in listed[1:]] or [pl.lit(False)]))
     bad = unequal.to_series().arg_true()
