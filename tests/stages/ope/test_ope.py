@@ -407,3 +407,29 @@ def test_a_model_with_a_temperature_is_a_softmax_of_its_scores(logged, tmp_path)
         by_log[int(item) // 10 - 1] = expected[k]
     for position in range(world.positions):
         np.testing.assert_allclose(dist[row, :, position], by_log, rtol=1e-5, atol=1e-7)
+
+
+def test_a_log_without_a_single_click_is_warned(tmp_path):
+    pl.DataFrame({"item": ["1", "2", "1", "3"] * 10, "click": ["0"] * 40, "p": ["0.5"] * 40}).write_csv(
+        tmp_path / "l.csv"
+    )
+    assert (
+        run_cli(
+            "ingest",
+            tmp_path / "l.csv",
+            "--item-col",
+            "item",
+            "--reward-col",
+            "click",
+            "--propensity-col",
+            "p",
+            "-o",
+            tmp_path / "ds",
+            "--no-track",
+        ).exit_code
+        == 0
+    )
+    target = np.full((40, 3, 1), 1 / 3)
+    np.save(tmp_path / "t.npy", target)
+    done = run_cli("ope", tmp_path / "ds", "--policy", tmp_path / "t.npy", "-o", tmp_path / "o", "--no-track")
+    assert done.exit_code == 0 and "every logged reward is 0" in done.stderr

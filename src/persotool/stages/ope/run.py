@@ -92,6 +92,8 @@ def run(dataset, cfg: OpeConfig, out: Path, *, force: bool = False) -> OpeResult
             )
     if estimated:
         warnings.insert(0, "no logged propensities: every estimate rests on the estimated logging policy")
+    if np.ptp(reward) == 0:
+        warnings.insert(0, f"every logged reward is {reward[0]:g}: each estimate is that number, whatever the target")
     estimates = pl.DataFrame(rows)
     with storage.atomic_directory(out, force=force, inputs=inputs) as tmp:
         estimates.write_csv(tmp / "estimates.csv")
