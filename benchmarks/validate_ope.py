@@ -103,6 +103,13 @@ def bts_action_dist(prior: dict, positions: int, sims: int, seed: int) -> np.nda
     return counts / sims
 
 
+def _tuned(row: dict) -> float | None:
+    """A manifest row's threshold: None is infinity for Switch-DR and DRos, nothing for the rest."""
+    if row["estimator"] not in ("Switch-DR", "DRos"):
+        return None
+    return row["hyperparameter"] if row["hyperparameter"] is not None else np.inf
+
+
 def _finite(value: float | None) -> float | str | None:
     """JSON has no infinity: a threshold of infinity (no switching, no shrinkage) is "inf"."""
     return "inf" if value is not None and not np.isfinite(value) else value
@@ -154,7 +161,7 @@ def real_ab(data: Path, resamples: int, sims: int) -> dict:
                 r["diff"],
                 r["diff_low"],
                 r["diff_high"],
-                r["hyperparameter"] if r["hyperparameter"] is not None else np.inf,
+                _tuned(r),
             )
             for r in rows
         ]

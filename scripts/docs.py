@@ -358,7 +358,10 @@ def bench_robustness(r: dict) -> list[str]:
         ["each extra world", _s(r["seconds_per_extra_world"]), ""],
     ]
     times = _table(
-        ["run", "wall time", "ratio"], rows, f"Target: {r['target']['worlds_seconds']} s. Machine: {_machine(r)}."
+        ["run", "wall time", "ratio"],
+        rows,
+        f"Target: {r['target']['worlds_seconds']}{'' if isinstance(r['target']['worlds_seconds'], str) else ' s'}. "
+        f"Machine: {_machine(r)}.",
     )
     verdicts = []
     for key in sorted(k for k in r if isinstance(r[k], dict) and "per_world" in r[k]):
@@ -630,7 +633,7 @@ def bench_validate_ope(r: dict) -> list[str]:
                     name
                     + (
                         f" ({'tau' if name == 'Switch-DR' else 'lambda'} {e['hyperparameter']})"
-                        if e["hyperparameter"]
+                        if name in ("Switch-DR", "DRos") and e["hyperparameter"] is not None
                         else ""
                     )
                     + (" (SLOPE)" if name == d["slope"] else ""),
