@@ -54,7 +54,7 @@ def known_truth(replicates: int, n: int) -> dict:
         model = fit_predict(x, logged.item, logged.position, logged.reward, world.items, world.positions, seed=1)
         for target, dist in dists.items():
             ess[target].append(ope.diagnostics(logged, dist)["ess"])
-            for e in ope.estimate_all(logged, dist, model.q_hat):
+            for e in ope.estimate_all(logged, dist, model):
                 rows[target][e.name].append((e.value, e.low, e.high))
     out = {}
     for target, by in rows.items():
@@ -173,7 +173,7 @@ def real_ab(data: Path, resamples: int, sims: int) -> dict:
             idx = rng.integers(0, logged.n, logged.n)
             sub = ope.Logged(logged.item[idx], logged.position[idx], logged.reward[idx], logged.pscore[idx])
             m = fit_predict(context[idx], sub.item, sub.position, sub.reward, n_items, positions, seed=0, strength=c)
-            for e in ope.estimate_all(sub, np.broadcast_to(dist, (sub.n, n_items, positions)), m.q_hat):
+            for e in ope.estimate_all(sub, np.broadcast_to(dist, (sub.n, n_items, positions)), m):
                 errors[e.name].append(abs(e.value - truth) / truth)
         out[f"{target} from {source}"] = {
             "impressions": logged.n,

@@ -593,6 +593,34 @@ def bench_validate_simulation(r: dict) -> str:
     return _table(["check", "assignments", "result", "tolerance", ""], rows, note)
 
 
+def bench_ope(r: dict) -> str:
+    s = r["seconds"]
+    rows = [
+        ["generate the log and write the target's action_dist.npy", _s(s["generate"]), ""],
+        ["reward model (strength on a 200,000 sample, one cross-fit over all)", _s(s["reward_model"]), ""],
+        [
+            "seven estimators with intervals and diagnostics (persotool)",
+            _s(s["estimators"]),
+            f"{r['ratio_to_baseline']:.2f}x the baseline",
+        ],
+        [
+            "the same seven, OBP's formulas in plain numpy on in-memory arrays (baseline)",
+            _s(s["baseline_estimators"]),
+            "",
+        ],
+        ["  the baseline's arrays loaded (the full prediction array built)", _s(s["baseline_load"]), ""],
+        ["bootstrap, per resample", f"{s['bootstrap_per_resample']:.2f} s", ""],
+    ]
+    worst = max(r["agreement"].values())
+    note = (
+        f"{r['impressions']:,} impressions, {r['items']} items, {r['positions']} positions, one target (ESS "
+        f"{r['ess']:,.0f}); persotool and the baseline agree to {worst:.1e}; peak RSS {r['peak_rss_gib']:.1f} GiB. "
+        f"Target: reward model + estimators under {r['target']['estimators_seconds']} s at "
+        f"{r['target']['at']:,} impressions: {'met' if r['met'] else 'missed'}. Machine: {_machine(r)}."
+    )
+    return _table(["step", "time", "ratio"], rows, note)
+
+
 def bench_validate_ope(r: dict) -> list[str]:
     """part=1: the known-truth replicates; part=2: the Open Bandit Dataset's real A/B test."""
     truth = r["known_truth"]

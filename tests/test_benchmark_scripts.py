@@ -101,6 +101,14 @@ def test_validate_ope_small(tmp_path: Path) -> None:
         assert abs(t["estimators"]["IPS"]["bias"]) < 5 * t["estimators"]["IPS"]["bias_mc_se"] + 1e-3
 
 
+def test_ope_speed_benchmark_small(tmp_path: Path) -> None:
+    report = _run("ope.py", "--impressions", "30000", "--resamples", "100", out=tmp_path / "ope.json")
+    # persotool's block-by-block estimators equal the plain in-memory formulas
+    assert max(report["agreement"].values()) < 1e-6
+    assert report["seconds"]["estimators"] > 0 and report["seconds"]["bootstrap_per_resample"] >= 0
+    assert abs(report["estimates"]["DR"] - report["truth"]) < 0.05
+
+
 def test_cli_help_benchmark_small(tmp_path: Path) -> None:
     report = _run("cli_help.py", "--repeat", "1", out=tmp_path / "h.json")
     assert "persotool ingest --help" in report["median_seconds"]

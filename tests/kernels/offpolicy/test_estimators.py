@@ -62,6 +62,42 @@ def test_every_estimator_equals_the_transcribed_obp_formula():
     assert found["Switch-DR"].hyperparameter in ope.GRID and found["DRos"].hyperparameter in ope.GRID
 
 
+def test_a_reward_model_gives_what_its_full_prediction_array_gives():
+    world, rng = ImpressionWorld(), np.random.default_rng(9)
+    x, logged, dists = world.log(3000, rng)
+    model = fit_predict(x, logged.item, logged.position, logged.reward, world.items, world.positions, seed=2)
+    full = model.q_hat
+    assert full.shape == (3000, world.items, world.positions)
+    np.testing.assert_allclose(full[np.arange(3000), logged.item, logged.position], model.factual, rtol=1e-5)
+    by_model = {e.name: e.value for e in ope.estimate_all(logged, dists["far"], model)}
+    by_array = {e.name: e.value for e in ope.estimate_all(logged, dists["far"], full)}
+    for name, value in by_model.items():
+        assert value == pytest.approx(by_array[name], rel=1e-5), name
+
+
+def test_the_strength_is_chosen_on_a_sample_of_a_large_log():
+    from persotool.kernels.offpolicy import reward_model
+
+    world, rng = ImpressionWorld(), np.random.default_rng(10)
+    x, logged, _ = world.log(4000, rng)
+    model = fit_predict(
+        x, logged.item, logged.position, logged.reward, world.items, world.positions, seed=2, select_rows=1000
+    )
+    assert model.calibration["strength"] in reward_model.STRENGTHS and len(model.factual) == 4000
+    # the refit on all impressions at the chosen strength
+    again = fit_predict(
+        x,
+        logged.item,
+        logged.position,
+        logged.reward,
+        world.items,
+        world.positions,
+        seed=2,
+        strength=model.calibration["strength"],
+    )
+    np.testing.assert_allclose(again.factual, model.factual)
+
+
 def test_the_tuned_hyperparameter_minimises_the_estimated_mse_by_hand():
     logged, target, q_hat = _random_log(np.random.default_rng(1), n=800)
     w = ope.weights(logged, target)
@@ -85,7 +121,7 @@ def replicates():
         x, logged, dists = world.log(2000, rng)
         model = fit_predict(x, logged.item, logged.position, logged.reward, world.items, world.positions, seed=1)
         for name, dist in dists.items():
-            for e in ope.estimate_all(logged, dist, model.q_hat):
+            for e in ope.estimate_all(logged, dist, model):
                 rows[name][e.name].append((e.value, e.low, e.high))
     return world, {n: {e: np.array(v) for e, v in r.items()} for n, r in rows.items()}
 

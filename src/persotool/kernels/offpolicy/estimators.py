@@ -78,24 +78,37 @@ class Estimate:
     terms: np.ndarray | None = field(default=None, repr=False)
 
 
+CHUNK = 65_536  # impressions per block: an action_dist may be a memory-mapped file larger than memory
+
+
+def _blocks(n: int):
+    for start in range(0, n, CHUNK):
+        yield slice(start, min(n, start + CHUNK))
+
+
 def weights(logged: Logged, action_dist: np.ndarray) -> np.ndarray:
-    """w_i = pi_e(a_i, p_i | x_i) / pscore_i."""
-    rows = np.arange(logged.n)
-    return action_dist[rows, logged.item, logged.position] / logged.pscore
+    """w_i = pi_e(a_i, p_i | x_i) / pscore_i, read block by block."""
+    w = np.empty(logged.n)
+    for sl in _blocks(logged.n):
+        block = np.asarray(action_dist[sl])
+        w[sl] = block[np.arange(len(block)), logged.item[sl], logged.position[sl]]
+    return w / logged.pscore
 
 
-def direct_terms(logged: Logged, action_dist: np.ndarray, q_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def direct_terms(logged: Logged, action_dist: np.ndarray, q_hat) -> tuple[np.ndarray, np.ndarray]:
     """(dm_i, q_i): the target's expected predicted reward at the logged position, and the
-    prediction for the logged item. Chunked over impressions so no (n, items) temporary is made."""
+    prediction for the logged item. `q_hat` is an (n, items, positions) array or a reward model
+    whose `q(rows)` builds a block's predictions; both are read block by block."""
     n = logged.n
-    dm = np.empty(n)
-    rows = np.arange(n)
-    for start in range(0, n, 65536):
-        sl = slice(start, min(n, start + 65536))
-        r, p = rows[sl], logged.position[sl]
-        pi, q = action_dist[r, :, p], q_hat[r, :, p]
-        dm[sl] = np.einsum("ij,ij->i", pi, q, dtype=np.float64) / pi.sum(axis=1, dtype=np.float64)
-    return dm, q_hat[rows, logged.item, logged.position].astype(np.float64)
+    dm, qf = np.empty(n), np.empty(n)
+    for sl in _blocks(n):
+        block = np.asarray(action_dist[sl])
+        q = q_hat[sl] if isinstance(q_hat, np.ndarray) else q_hat.q(sl)
+        r, p = np.arange(len(block)), logged.position[sl]
+        pi, qp = block[r, :, p], q[r, :, p]
+        dm[sl] = np.einsum("ij,ij->i", pi, qp, dtype=np.float64) / pi.sum(axis=1, dtype=np.float64)
+        qf[sl] = q[r, logged.item[sl], p]
+    return dm, qf
 
 
 def shrunk(w: np.ndarray, kind: str, lam: float) -> np.ndarray:
@@ -181,9 +194,15 @@ def estimate_all(
     r = logged.reward.astype(np.float64)
     z = stats.norm.ppf(0.5 + level / 2)
     found = terms(logged, action_dist, q_hat)
-    if interval == "bootstrap":
+    if interval == "bootstrap":  # one resample at a time: every estimator and the logger's mean on it
         rng = np.random.default_rng(seed)
-        draws = [rng.integers(0, logged.n, logged.n) for _ in range(bootstrap)]
+        boot = {name: np.empty(bootstrap) for name in found}
+        logger = np.empty(bootstrap)
+        for b in range(bootstrap):
+            idx = rng.integers(0, logged.n, logged.n)
+            logger[b] = r[idx].mean()
+            for name, (num, den, _) in found.items():
+                boot[name][b] = _point(num, den, idx)
     out = []
     for name in NAMES:
         if name not in found:
@@ -195,8 +214,8 @@ def estimate_all(
         dse = float((lin - r).std(ddof=1) / np.sqrt(logged.n))
         diff = value - float(r.mean())
         if interval == "bootstrap":
-            values = np.array([_point(num, den, idx) for idx in draws])
-            diffs = values - np.array([r[idx].mean() for idx in draws])
+            values = boot[name]
+            diffs = values - logger
             tail = 100 * (1 - level) / 2
             low, high = np.percentile(values, [tail, 100 - tail])
             dlow, dhigh = np.percentile(diffs, [tail, 100 - tail])
@@ -214,9 +233,12 @@ def check_action_dist(action_dist: np.ndarray, logged: Logged) -> None:
         )
     if logged.item.max() >= action_dist.shape[1] or logged.position.max() >= action_dist.shape[2]:
         raise ValueError("action_dist has fewer items or positions than the log")
-    sums = action_dist.sum(axis=1)
-    if np.any(action_dist < 0) or not np.allclose(sums, 1.0, atol=1e-6):
-        raise ValueError("action_dist must be a probability distribution over items at every impression and position")
+    for sl in _blocks(logged.n):
+        block = np.asarray(action_dist[sl])
+        if np.any(block < 0) or not np.allclose(block.sum(axis=1, dtype=np.float64), 1.0, atol=1e-5):
+            raise ValueError(
+                "action_dist must be a probability distribution over items at every impression and position"
+            )
 
 
 def slope(estimates: list[Estimate]) -> Estimate:
@@ -239,7 +261,11 @@ def diagnostics(logged: Logged, action_dist: np.ndarray) -> dict[str, float]:
     w = weights(logged, action_dist)
     shown = np.zeros(action_dist.shape[1], dtype=bool)
     shown[np.unique(logged.item)] = True
-    unseen = float(action_dist[np.arange(logged.n), :, logged.position][:, ~shown].sum() / logged.n)
+    unseen = 0.0
+    for sl in _blocks(logged.n):
+        block = np.asarray(action_dist[sl])
+        unseen += float(block[np.arange(len(block)), :, logged.position[sl]][:, ~shown].sum())
+    unseen /= logged.n
     return {
         "impressions": float(logged.n),
         "ess": float(w.sum() ** 2 / (w * w).sum()) if w.any() else 0.0,

@@ -21,9 +21,33 @@ import numpy as np
 
 @dataclass
 class RewardModel:
-    q_hat: np.ndarray  # (n, items, positions) float32, each impression's from the folds that did not see it
+    """Cross-fitted predictions kept as their additive pieces: q(x, a, p) for impression i is
+    link(base_i + b_item[fold_i, a] + c_pos[fold_i, p]), where base_i (intercept + context score)
+    and the item and position terms come from the fold that did not see i. `q(rows)` builds the
+    predictions of a block of impressions on demand, so no (impressions, items, positions) array
+    need exist."""
+
+    base: np.ndarray  # (n,)
+    b_item: np.ndarray  # (folds, items)
+    c_pos: np.ndarray  # (folds, positions)
+    fold: np.ndarray  # (n,)
+    binary: bool
     factual: np.ndarray  # (n,) the prediction for the logged item at the logged position
     calibration: dict
+
+    def q(self, rows) -> np.ndarray:
+        """(len(rows), items, positions) predictions of these impressions (a slice or indices)."""
+        f = self.fold[rows]
+        score = self.base[rows][:, None, None] + self.b_item[f][:, :, None] + self.c_pos[f][:, None, :]
+        return 1 / (1 + np.exp(-score)) if self.binary else score
+
+    @property
+    def q_hat(self) -> np.ndarray:
+        """Every prediction at once (small logs; float32)."""
+        return self.q(slice(None)).astype(np.float32)
+
+
+SELECT_ROWS = 200_000  # the strength is chosen on a sample of this many impressions, then refitted on all
 
 
 def _design(context: np.ndarray | None, item: np.ndarray, position: np.ndarray, n_items: int, n_pos: int):
@@ -73,45 +97,55 @@ def fit_predict(
     folds: int = 3,
     seed: int = 0,
     strength: float | None = None,
+    select_rows: int = SELECT_ROWS,
 ) -> RewardModel:
     """Cross-fitted predictions for every impression, item and position; with `strength` None, the
-    grid value whose cross-fitted predictions have the smallest held-out loss."""
+    grid value whose cross-fitted predictions have the smallest held-out loss (chosen on a sample
+    of `select_rows` impressions when the log is larger, then refitted on all of it)."""
     n = len(reward)
     binary = bool(np.isin(np.unique(reward), (0, 1)).all())
-    design = _design(context, item, position, n_items, n_positions)
-    fold = np.random.default_rng(seed).permutation(n) % folds
-    best = None
-    for c in STRENGTHS if strength is None else (strength,):
-        q_hat = _cross_fit(design, context, reward, fold, folds, binary, c, n_items, n_positions)
-        factual = q_hat[np.arange(n), item, position].astype(np.float64)
-        fit = calibration(reward, factual, binary)
-        if best is None or fit["held_out"] < best.calibration["held_out"]:
-            best = RewardModel(q_hat, factual, fit | {"strength": c})
-    return best
+    rng = np.random.default_rng(seed)
+    if strength is None:
+        sample = np.sort(rng.choice(n, select_rows, replace=False)) if n > select_rows else np.arange(n)
+        ctx = None if context is None else context[sample]
+        best_loss = np.inf
+        for c in STRENGTHS:
+            fit = _cross_fit(
+                ctx, item[sample], position[sample], reward[sample], n_items, n_positions, folds, seed, binary, c
+            )
+            if fit.calibration["held_out"] < best_loss:
+                best_loss, strength, best = fit.calibration["held_out"], c, fit
+        if len(sample) == n:
+            return best
+    return _cross_fit(context, item, position, reward, n_items, n_positions, folds, seed, binary, strength)
 
 
-def _cross_fit(design, context, reward, fold, folds, binary, strength, n_items, n_positions) -> np.ndarray:
+def _cross_fit(context, item, position, reward, n_items, n_positions, folds, seed, binary, strength) -> RewardModel:
     from sklearn.linear_model import LogisticRegression, Ridge
 
     n = len(reward)
+    design = _design(context, item, position, n_items, n_positions)
+    fold = np.random.default_rng(seed).permutation(n) % folds
     d = 0 if context is None else context.shape[1]
-    q_hat = np.empty((n, n_items, n_positions), dtype=np.float32)
+    base = np.empty(n)
+    b_item, c_pos = np.zeros((folds, n_items)), np.zeros((folds, n_positions))
     for k in range(folds):
         train, test = fold != k, fold == k
         if binary and len(np.unique(reward[train])) < 2:
-            q_hat[test] = float(reward[train].mean())
+            rate = min(max(float(reward[train].mean()), 1e-12), 1 - 1e-12)
+            base[test] = np.log(rate / (1 - rate))
             continue
         if binary:
             model = LogisticRegression(C=strength, max_iter=1000).fit(design[train], reward[train])
         else:
             model = Ridge(alpha=1 / strength).fit(design[train], reward[train])
         coef = np.ravel(model.coef_)
-        intercept = float(np.ravel(model.intercept_)[0])
-        base = intercept + (context[test] @ coef[:d] if d else np.zeros(int(test.sum())))
-        b_item, c_pos = coef[d : d + n_items], coef[d + n_items :]
-        score = base[:, None, None] + b_item[None, :, None] + c_pos[None, None, :]
-        q_hat[test] = 1 / (1 + np.exp(-score)) if binary else score
-    return q_hat
+        base[test] = float(np.ravel(model.intercept_)[0]) + (context[test] @ coef[:d] if d else 0.0)
+        b_item[k], c_pos[k] = coef[d : d + n_items], coef[d + n_items :]
+    score = base + b_item[fold, item] + c_pos[fold, position]
+    factual = 1 / (1 + np.exp(-score)) if binary else score
+    fit = calibration(reward, factual, binary) | {"strength": strength}
+    return RewardModel(base, b_item, c_pos, fold, binary, factual, fit)
 
 
 def calibration(reward: np.ndarray, predicted: np.ndarray, binary: bool, bins: int = 10) -> dict:
