@@ -203,37 +203,16 @@ def test_a_slate_as_list_columns_is_one_impression_per_entry(tmp_path: Path) -> 
     assert table["f"].to_list() == [0.5, 0.5, 0.5, -1.0, -1.0] and table["user_id"].to_list()[3] == "u2"
     counts = json.loads((tmp_path / "ds" / "manifest.json").read_text())["counts"]
     assert counts["n_slates"] == 2 and counts["slates_from"] == "one slate per row (list columns)"
-    # lists that do not line up: one line naming the row
-    rows[1]["clicks"] = [1]
-    (tmp_path / "bad.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    bad = run_cli(
-        "ingest",
-        tmp_path / "bad.jsonl",
-        "--user-col",
-        "uid",
-        "--item-col",
-        "items",
-        "--reward-col",
-        "clicks",
-        "-o",
-        tmp_path / "ds2",
-        "--no-track",
-    )
+
+    def refused(name: str):
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        flags = ["--user-col", "uid", "--item-col", "items", "--reward-col", "clicks"]
+        return run_cli("ingest", tmp_path / f"{name}.jsonl", *flags, "-o", tmp_path / name, "--no-track")
+
+    rows[1]["clicks"] = [1]  # lists that do not line up: one line naming the row
+    bad = refused("bad")
     assert bad.exit_code == 4 and "row 2" in bad.stderr and "different lengths" in bad.stderr
     for row in rows:
         row["clicks"] = 1  # one reward for a whole slate: refused, a reward belongs to a shown item
-    (tmp_path / "scalar.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    scalar = run_cli(
-        "ingest",
-        tmp_path / "scalar.jsonl",
-        "--user-col",
-        "uid",
-        "--item-col",
-        "items",
-        "--reward-col",
-        "clicks",
-        "-o",
-        tmp_path / "ds3",
-        "--no-track",
-    )
+    scalar = refused("scalar")
     assert scalar.exit_code == 4 and "one reward per shown item" in scalar.stderr

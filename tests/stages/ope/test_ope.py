@@ -115,32 +115,22 @@ def test_a_low_effective_sample_size_is_warned(logged, tmp_path):
     assert done.exit_code == 0 and "effective sample size" in done.stderr and "do not trust" in done.stderr
 
 
-def test_recommendation_lists_become_an_epsilon_mixture(logged, tmp_path):
+def test_recommendation_lists_become_an_epsilon_mixture(logged, with_users, tmp_path):
     root, world, _log, _ = logged
     recs = pl.DataFrame(
         {"user_id": ["u0", "u0", "u1"], "item_id": ["20", "70", "30"], "rank": [1, 2, 1], "score": [1.0, 0.5, 1.0]}
     )
     (tmp_path / "lists").mkdir()
     recs.write_parquet(tmp_path / "lists" / "recs.parquet")
-    run_cli(
-        "ingest",
-        root / "log.csv",
-        "--user-col",
-        "user",
-        "--item-col",
-        "item",
-        "--position-col",
-        "slot",
-        "--reward-col",
-        "click",
-        "--propensity-col",
-        "p",
-        "-o",
-        tmp_path / "ds",
-        "--no-track",
-    )
     result = _ope(
-        root, tmp_path / "ds", "--policy", tmp_path / "lists" / "recs.parquet", "--epsilon", "0.2", "-o", tmp_path / "o"
+        root,
+        with_users / "imp",
+        "--policy",
+        tmp_path / "lists" / "recs.parquet",
+        "--epsilon",
+        "0.2",
+        "-o",
+        tmp_path / "o",
     )
     assert result["policies"][0]["name"] == "lists" and "epsilon 0.2" in result["policies"][0]["note"]
     dist = np.load(tmp_path / "o" / "policies" / "lists.npy")
@@ -311,44 +301,40 @@ def test_logs_without_slates_say_the_slate_estimators_are_skipped(logged, tmp_pa
     assert not {"IIPS", "RIPS", "SIPS"} & {e["estimator"] for e in result["policies"][0]["estimates"]}
 
 
-def test_a_trained_model_is_a_target_through_its_lists(logged, tmp_path):
-    """A model directory's target is its `recommend` lists as the epsilon-mixture: the mass sits on
-    the item `recommend` lists at each rank for that impression's user."""
-    root, world, *_ = logged
-    clicks = pl.read_csv(root / "log.csv").filter(pl.col("click") == 1).select("user", "item")
-    clicks.write_csv(tmp_path / "clicks.csv")
+@pytest.fixture(scope="module")
+def with_users(logged, tmp_path_factory):
+    """The log ingested with its user ids, and a popular and an ItemKNN model trained on its clicks
+    (the same user and item ids)."""
+    root, *_ = logged
+    home = tmp_path_factory.mktemp("models")
+    pl.read_csv(root / "log.csv").filter(pl.col("click") == 1).select("user", "item").write_csv(home / "clicks.csv")
+    impressions = ["--position-col", "slot", "--reward-col", "click", "--propensity-col", "p"]
     steps = [
-        ("ingest", tmp_path / "clicks.csv", "--user-col", "user", "--item-col", "item", "-o", tmp_path / "ids"),
-        ("split", tmp_path / "ids", "--strategy", "random", "-o", tmp_path / "sp"),
-        ("train", tmp_path / "sp", "--model", "popular", "-o", tmp_path / "pop"),
-        (
-            "ingest",
-            root / "log.csv",
-            "--user-col",
-            "user",
-            "--item-col",
-            "item",
-            "--position-col",
-            "slot",
-            "--reward-col",
-            "click",
-            "--propensity-col",
-            "p",
-            "-o",
-            tmp_path / "imp",
-        ),
+        ("ingest", home / "clicks.csv", "--user-col", "user", "--item-col", "item", "-o", home / "ids"),
+        ("split", home / "ids", "--strategy", "random", "-o", home / "sp"),
+        ("train", home / "sp", "--model", "popular", "-o", home / "pop"),
+        ("train", home / "sp", "--model", "itemknn", "-o", home / "knn"),
+        ("ingest", root / "log.csv", "--user-col", "user", "--item-col", "item", *impressions, "-o", home / "imp"),
     ]
     for step in steps:
         done = run_cli(*step, "--no-track")
         assert done.exit_code == 0, (step[0], done.stderr)
-    result = _ope(tmp_path, tmp_path / "imp", "--policy", tmp_path / "pop", "-o", tmp_path / "o")
+    return home
+
+
+def test_a_trained_model_is_a_target_through_its_lists(logged, with_users, tmp_path):
+    """A model directory's target is its `recommend` lists as the epsilon-mixture: the mass sits on
+    the item `recommend` lists at each rank for that impression's user."""
+    _root, world, *_ = logged
+    home = with_users
+    result = _ope(tmp_path, home / "imp", "--policy", home / "pop", "-o", tmp_path / "o")
     policy = result["policies"][0]
     assert policy["name"] == "pop" and policy["kind"] == "model"
     dist = np.load(tmp_path / "o" / "policies" / "pop.npy")
     (tmp_path / "who.txt").write_text("u7\n")
     listed = run_cli(
         "recommend",
-        tmp_path / "pop",
+        home / "pop",
         "--users",
         tmp_path / "who.txt",
         "--k",
@@ -364,41 +350,17 @@ def test_a_trained_model_is_a_target_through_its_lists(logged, tmp_path):
         assert dist[row, int(item) // 10 - 1, rank] == pytest.approx(0.9 + 0.1 / world.items)
 
 
-def test_a_model_with_a_temperature_is_a_softmax_of_its_scores(logged, tmp_path):
-    root, world, *_ = logged
-    pl.read_csv(root / "log.csv").filter(pl.col("click") == 1).select("user", "item").write_csv(tmp_path / "c.csv")
-    for step in (
-        ("ingest", tmp_path / "c.csv", "--user-col", "user", "--item-col", "item", "-o", tmp_path / "ids"),
-        ("split", tmp_path / "ids", "--strategy", "random", "-o", tmp_path / "sp"),
-        ("train", tmp_path / "sp", "--model", "itemknn", "-o", tmp_path / "knn"),
-        (
-            "ingest",
-            root / "log.csv",
-            "--user-col",
-            "user",
-            "--item-col",
-            "item",
-            "--position-col",
-            "slot",
-            "--reward-col",
-            "click",
-            "--propensity-col",
-            "p",
-            "-o",
-            tmp_path / "imp",
-        ),
-    ):
-        assert run_cli(*step, "--no-track").exit_code == 0, step[0]
-    result = _ope(
-        tmp_path, tmp_path / "imp", "--policy", tmp_path / "knn", "--temperature", "0.5", "-o", tmp_path / "o"
-    )
+def test_a_model_with_a_temperature_is_a_softmax_of_its_scores(logged, with_users, tmp_path):
+    _root, world, *_ = logged
+    home = with_users
+    result = _ope(tmp_path, home / "imp", "--policy", home / "knn", "--temperature", "0.5", "-o", tmp_path / "o")
     assert "softmax" in result["policies"][0]["note"]
     dist = np.load(tmp_path / "o" / "policies" / "knn.npy")
     import persotool as pt
 
-    model = pt.TrainedModel(tmp_path / "knn")
-    users = pl.read_parquet(tmp_path / "ids" / "users.parquet")
-    items = pl.read_parquet(tmp_path / "ids" / "items.parquet").sort("item_idx")["item_id"].to_list()
+    model = pt.TrainedModel(home / "knn")
+    users = pl.read_parquet(home / "ids" / "users.parquet")
+    items = pl.read_parquet(home / "ids" / "items.parquet").sort("item_idx")["item_id"].to_list()
     row = 11  # impression 11's user is u11
     s = model.model.score(np.array([users.filter(pl.col("user_id") == "u11")["user_idx"][0]]))[0] / 0.5
     expected = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
