@@ -187,10 +187,12 @@ def estimate_all(
     level: float = 0.95,
     bootstrap: int = 2000,
     seed: int = 0,
+    check: bool = True,
 ) -> list[Estimate]:
     """Every estimator's value, interval and difference against the logger (model-based ones only
-    with `q_hat`)."""
-    check_action_dist(action_dist, logged)
+    with `q_hat`). `check=False` when the caller has already checked `action_dist`."""
+    if check:
+        check_action_dist(action_dist, logged)
     r = logged.reward.astype(np.float64)
     z = stats.norm.ppf(0.5 + level / 2)
     found = terms(logged, action_dist, q_hat)
@@ -233,11 +235,14 @@ def check_action_dist(action_dist: np.ndarray, logged: Logged) -> None:
         )
     if logged.item.max() >= action_dist.shape[1] or logged.position.max() >= action_dist.shape[2]:
         raise ValueError("action_dist has fewer items or positions than the log")
-    for sl in _blocks(logged.n):
+    for sl in _blocks(logged.n):  # block by block: the array may be a file larger than memory
         block = np.asarray(action_dist[sl])
-        if np.any(block < 0) or not np.allclose(block.sum(axis=1, dtype=np.float64), 1.0, atol=1e-5):
+        sums = block.sum(axis=1, dtype=np.float64)
+        if np.any(block < 0) or not np.allclose(sums, 1.0, atol=1e-5):
+            i, p = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
             raise ValueError(
-                "action_dist must be a probability distribution over items at every impression and position"
+                "action_dist must be a probability distribution over items at every impression and position: "
+                f"impression {sl.start + i}, position {p} sums to {sums[i, p]:.6g} (expected 1, no negative entries)"
             )
 
 

@@ -23,6 +23,7 @@ import polars as pl
 
 from persotool.errors import DataError
 from persotool.kernels import storage as artifacts
+from persotool.stages.ingest._encode import _sorted_ids
 from persotool.stages.ingest.config import IngestConfig
 from persotool.stages.ingest.parsing import id_expr, parse_time
 from persotool.stages.ingest.sources import discover, identify
@@ -273,17 +274,8 @@ def _rejects(raw: pl.DataFrame, reason: pl.Series, paths: list[Path]) -> pl.Data
     )
 
 
-def _sorted_ids(ids: pl.Series) -> pl.Series:
-    """Distinct ids in ascending order, numerically when every id is an integer."""
-    distinct = ids.unique()
-    as_int = distinct.cast(pl.Int64, strict=False)
-    if as_int.null_count() == 0:
-        return distinct.gather(as_int.arg_sort())
-    return distinct.sort()
-
-
 def _encode(rows: pl.DataFrame, features, context: list[str], cols):
-    ids = _sorted_ids(rows["item_id"])
+    ids = _sorted_ids(rows["item_id"].unique())
     code = pl.DataFrame({"item_id": ids, "item_idx": pl.int_range(0, len(ids), dtype=pl.Int32, eager=True)})
     table = rows.join(code, on="item_id", how="left", maintain_order="left")
     if cols.position:
