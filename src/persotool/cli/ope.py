@@ -9,7 +9,7 @@ EXAMPLES = """
   persotool ope build/obd-random --policy bts_action_dist.npy -o build/ope-bts
 
   persotool ope build/shop-impressions --policy build/recs/recs.parquet --epsilon 0.2 -o build/ope-recs \\
-      --min recs.diff_low=0
+      --max recs.loss_high=0.001
 """
 
 SPEC = Spec(

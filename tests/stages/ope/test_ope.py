@@ -115,6 +115,32 @@ def test_a_low_effective_sample_size_is_warned(logged, tmp_path):
     assert done.exit_code == 0 and "effective sample size" in done.stderr and "do not trust" in done.stderr
 
 
+def test_few_effective_rewards_are_warned(logged, tmp_path):
+    """The fixture's log clears the default of 50 (no warning, see the first test); a higher floor
+    shows the line, with the figure the manifest records."""
+    root, *_ = logged
+    floor = ("--set", "min_effective_rewards=1e6")
+    done = _ope(root, root / "ds", "--policy", root / "far.npy", *floor, "-o", tmp_path / "o")
+    rewards = done["policies"][0]["diagnostics"]["effective_rewards"]
+    assert 50 < rewards < 1e6
+    assert any(f"about {rewards:,.1f} effective rewards" in w for w in done["warnings"])
+
+
+def test_the_gates_hold_a_target_to_its_loss_against_the_logger(logged, tmp_path):
+    """`--max POLICY.loss_high` passes when the interval rules out a larger loss and fails (exit 1,
+    one line naming the measure) when it does not; `--min POLICY.diff_low` likewise."""
+    root, *_ = logged
+    done = _ope(root, root / "ds", "--policy", root / "near.npy", "-o", tmp_path / "a")
+    chosen = next(e for e in done["policies"][0]["estimates"] if e["selected"])
+    loss_high = -chosen["diff_low"]
+    base = ["ope", root / "ds", "--policy", root / "near.npy", "--no-track"]
+    assert run_cli(*base, "-o", tmp_path / "b", "--max", f"near.loss_high={loss_high + 1e-6}").exit_code == 0
+    failed = run_cli(*base, "-o", tmp_path / "c", "--max", f"near.loss_high={loss_high - 1e-6}")
+    assert failed.exit_code == 1 and "near.loss_high" in failed.stderr
+    failed = run_cli(*base, "-o", tmp_path / "d", "--min", f"near.diff_low={chosen['diff_low'] + 1e-6}")
+    assert failed.exit_code == 1 and "near.diff_low" in failed.stderr
+
+
 def test_recommendation_lists_become_an_epsilon_mixture(logged, with_users, tmp_path):
     root, world, _log, _ = logged
     recs = pl.DataFrame(

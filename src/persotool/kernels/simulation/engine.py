@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from persotool.errors import ConfigError
-from persotool.kernels.simulation import feedback
+from persotool.kernels.simulation import feedback, impressions
 from persotool.kernels.simulation.policies import Candidates, candidates
 from persotool.kernels.simulation.spec import ArmSpec, SimulationConfig
 from persotool.kernels.simulation.world import SimulatedWorld
@@ -45,18 +45,25 @@ class DayDraws:
     proceed: np.ndarray
     churn: np.ndarray
     react: np.ndarray
+    explore: np.ndarray | None = None  # (N,) epsilon-mixture arms: a random slate when below epsilon
+    keys: np.ndarray | None = None  # (N, items): the random slate is the available items with the smallest keys
 
 
-def draws_for(seed: int, day: int, n_users: int, k: int) -> DayDraws:
-    """The day's uniforms for every user; the same in every arm (common random numbers)."""
+def draws_for(seed: int, day: int, n_users: int, k: int, n_items: int = 0) -> DayDraws:
+    """The day's uniforms for every user; the same in every arm (common random numbers). With
+    `n_items`, also the exploration draws of epsilon-mixture arms (drawn last: the others do not move)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 101, day]))
-    return DayDraws(
+    draws = DayDraws(
         visit=rng.random(n_users, dtype=np.float32),
         engage=rng.random((n_users, k), dtype=np.float32),
         proceed=rng.random((n_users, k), dtype=np.float32),
         churn=rng.random(n_users, dtype=np.float32),
         react=rng.random(n_users, dtype=np.float32),
     )
+    if n_items:
+        draws.explore = rng.random(n_users, dtype=np.float32)
+        draws.keys = rng.random((n_users, n_items), dtype=np.float32)
+    return draws
 
 
 @dataclass
@@ -176,8 +183,11 @@ def _first_available(state: ArmState, rows: np.ndarray, light: np.ndarray, k: in
     return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
 
 
-def step(state: ArmState, draws: DayDraws, day: int, world: SimulatedWorld, cfg: SimulationConfig) -> None:
-    """One day of one arm, for every simulated user at once."""
+def step(
+    state: ArmState, draws: DayDraws, day: int, world: SimulatedWorld, cfg: SimulationConfig, *, keep: bool = False
+) -> impressions.Served | None:
+    """One day of one arm, for every simulated user at once. With exploration draws (an
+    epsilon-mixture arm) and `keep`, what was served, for the impression log."""
     beh, k = cfg.behaviour, cfg.slate_size
     visit = state.active & (draws.visit < world.propensity)
     rows = np.flatnonzero(visit)
@@ -187,6 +197,12 @@ def step(state: ArmState, draws: DayDraws, day: int, world: SimulatedWorld, cfg:
     r_idx, c_idx, slot = _first_available(state, rows, light, k)
     pos = np.full((len(rows), k), -1, dtype=np.int32)
     pos[r_idx, slot] = c_idx
+    epsilon = cfg.impressions.epsilon if draws.explore is not None else 0.0
+    if epsilon:
+        own, available = pos, (state.items[rows] >= 0) & ~state.consumed[rows]
+        pos = impressions.explore(state.items[rows], available, own, draws.explore[rows], draws.keys[rows], epsilon)
+        r_idx, slot = np.nonzero(pos >= 0)
+        c_idx = pos[r_idx, slot]
     valid = pos >= 0
     safe = np.maximum(pos, 0)
     rr = rows[:, None]
@@ -210,6 +226,10 @@ def step(state: ArmState, draws: DayDraws, day: int, world: SimulatedWorld, cfg:
     else:
         examined = valid & (proceed < (1 / np.log2(np.arange(k) + 2))[None, :])
     engaged = examined & engage  # examined slots are served slots
+    served = None
+    if epsilon and keep:
+        fatigued = world.intercept + state.logit[rows] - beh.fatigue_weight * state.exposure[rows]
+        served = impressions.Served(rows, own, pos, engaged, available, fatigued)
     # state by candidate position: only the served (row, position) pairs, which are unique
     ex_flat, en_flat = examined[r_idx, slot], engaged[r_idx, slot]
     users = rows[r_idx]
@@ -252,6 +272,7 @@ def step(state: ArmState, draws: DayDraws, day: int, world: SimulatedWorld, cfg:
         ("gini", gini(state.item_exposure)),
     ):
         log.setdefault(key, []).append(float(value))
+    return served
 
 
 def _retrain(
@@ -316,14 +337,22 @@ def excluding(users: np.ndarray, items: np.ndarray):
 
 
 def run_days(
-    world: SimulatedWorld, cfg: SimulationConfig, dataset_digest: str, *, retrain: feedback.Retrain | None = None
+    world: SimulatedWorld,
+    cfg: SimulationConfig,
+    dataset_digest: str,
+    *,
+    retrain: feedback.Retrain | None = None,
+    recorder: impressions.Recorder | None = None,
 ) -> Simulation:
     """Pre-period under control, then every arm over `days` days from the same starting state.
-    With the feedback loop on, `retrain` refits the arms that learn (the simulate stage's)."""
+    With the feedback loop on, `retrain` refits the arms that learn (the simulate stage's). With
+    `impressions.epsilon`, every arm is an epsilon-mixture over a whole-catalog lineup, and
+    `recorder` (if given) keeps each arm's impression log."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     cfg = world.behaviour(cfg)
-    size = cfg.slate_size + cfg.candidates
+    explore = world.n_items if cfg.impressions.epsilon else 0
+    size = world.n_items if explore else cfg.slate_size + cfg.candidates
     control = next(a for a in cfg.arms if a.name == cfg.control)
 
     def lineup(arm: ArmSpec, exclude=None, score=None) -> Candidates:
@@ -338,7 +367,7 @@ def run_days(
     if cfg.pre_days:
         pre = ArmState.start(lineup(control), world, cfg.pre_days)
         for day in range(cfg.pre_days):
-            step(pre, draws_for(cfg.seed, day, world.n_users, cfg.slate_size), day, world, cfg)
+            step(pre, draws_for(cfg.seed, day, world.n_users, cfg.slate_size, explore), day, world, cfg)
         pre_users, pre_items = pre.consumed_pairs()
         exclude = excluding(pre_users, pre_items)  # consumed in the pre-period: not served again
     timings["pre_period"] = time.perf_counter() - started
@@ -370,9 +399,11 @@ def run_days(
                         raise ConfigError("the feedback loop (`feedback.every`) needs a way to retrain the arms")
                     _retrain(arms[arm.name], arm, day, world, cfg, (pre_users, pre_items), lineup, retrain)
             timings["retrain"] += time.perf_counter() - r
-        draws = draws_for(cfg.seed, cfg.pre_days + day, world.n_users, cfg.slate_size)
-        for state in arms.values():
-            step(state, draws, day, world, cfg)
+        draws = draws_for(cfg.seed, cfg.pre_days + day, world.n_users, cfg.slate_size, explore)
+        for name, state in arms.items():
+            served = step(state, draws, day, world, cfg, keep=recorder is not None)
+            if recorder is not None and served is not None:
+                recorder.record(name, served, day, {a: s.items for a, s in arms.items()})
             users, items = state.consumed_pairs(sample)
             jaccard = feedback.mean_jaccard(users, items, sample, world.n_items)
             state.per_day.setdefault("jaccard", []).append(jaccard)

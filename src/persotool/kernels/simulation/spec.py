@@ -300,6 +300,20 @@ class RobustnessSpec(Strict):
         return self
 
 
+class ImpressionLogSpec(Strict):
+    """Each arm's impression log with exact propensities, for off-policy evaluation (`persotool ope`)."""
+
+    epsilon: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="0: off. Else every arm is an epsilon-mixture of whole slates: at each visit, with this chance, a "
+        "uniformly random slate of the items the user can still be served, else the arm's own slate; lineups then "
+        "span the whole catalog, and each arm's log of its assigned users, every arm's action distribution on it "
+        "and their exact values are written to impressions/",
+    )
+
+
 class SimulationConfig(Strict):
     """An experiment: its world, users' behaviour, arms, analysis, feedback loop and robustness."""
 
@@ -318,6 +332,7 @@ class SimulationConfig(Strict):
     feedback: FeedbackSpec = Field(default_factory=FeedbackSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     robustness: RobustnessSpec = Field(default_factory=RobustnessSpec)
+    impressions: ImpressionLogSpec = Field(default_factory=ImpressionLogSpec)
 
     @model_validator(mode="after")
     def _arms(self) -> SimulationConfig:

@@ -31,14 +31,23 @@ class OpeConfig(Strict):
         description="model targets: a softmax of the model's scores / temperature over the log's items (in the "
         "model's score units), the same at every position, instead of the epsilon-mixture of its lists",
     )
-    interval: Literal["normal", "bootstrap"] = Field(
-        "normal", description="normal: from the estimator's variance (delta method for ratios); bootstrap: percentile"
+    interval: Literal["skew", "normal", "bootstrap"] = Field(
+        "skew",
+        description="skew: from the estimator's variance (delta method for ratios) and skewness (Hall's "
+        "transformation: importance-weighted rewards are right-skewed, and a normal interval misses low); normal: "
+        "symmetric; bootstrap: percentile",
     )
     bootstrap: int = Field(2000, ge=100, le=100_000, description="bootstrap resamples (interval = bootstrap)")
     level: float = Field(0.95, gt=0.5, lt=1, description="confidence level of every interval")
     folds: int = Field(3, ge=2, le=20, description="cross-fitting folds of the reward model")
     min_ess: float = Field(100, ge=0, description="warn when the effective sample size is below this")
     min_ess_share: float = Field(0.01, ge=0, le=1, description="or below this share of the impressions")
+    min_effective_rewards: float = Field(
+        50,
+        ge=0,
+        description="0/1 rewards: warn when ESS x the rarer outcome's share (the rewards an estimate effectively "
+        "rests on) is below this; intervals undercover there (benchmarks/loop_ope.py)",
+    )
     seed: int = Field(0, ge=0, description="folds, bootstrap and the logging-policy model")
 
     @model_validator(mode="after")

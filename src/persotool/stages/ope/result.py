@@ -69,8 +69,10 @@ class OpeResult(Artifact):
         }
 
     def measures(self) -> dict[str, float]:
-        """For gates and MLflow: POLICY.value and POLICY.diff (the selected estimator's), each
-        estimator's POLICY.ESTIMATOR.value, and POLICY.ess."""
+        """For gates and MLflow: POLICY.value, POLICY.diff and its lower bound POLICY.diff_low (the
+        selected estimator's, against the logger), the loss against the logger POLICY.loss = -diff and
+        its upper bound POLICY.loss_high (`--max POLICY.loss_high=0.001`: the target may lose at most
+        0.001 per impression), each estimator's POLICY.ESTIMATOR.value, and POLICY.ess."""
         out: dict[str, float] = {"logger_value": self.manifest.logger_value}
         for row in self.manifest.estimates:
             out[f"{row['policy']}.{row['estimator']}.value"] = row["value"]
@@ -78,6 +80,8 @@ class OpeResult(Artifact):
                 out[f"{row['policy']}.value"] = row["value"]
                 out[f"{row['policy']}.diff"] = row["diff"]
                 out[f"{row['policy']}.diff_low"] = row["diff_low"]
+                out[f"{row['policy']}.loss"] = -row["diff"]
+                out[f"{row['policy']}.loss_high"] = -row["diff_low"]
         for p in self.manifest.policies:
             out[f"{p['name']}.ess"] = p["diagnostics"]["ess"]
         return out

@@ -319,6 +319,13 @@ def _warnings(name: str, diag: dict[str, float], n: int, cfg: OpeConfig) -> list
             f"{name}: effective sample size {diag['ess']:,.0f} of {n:,} impressions (below {cfg.min_ess:g} or "
             f"{cfg.min_ess_share:.0%}): the target is far from the logger; do not trust these estimates"
         )
+    rewards = diag.get("effective_rewards")
+    if rewards is not None and rewards < cfg.min_effective_rewards:
+        out.append(
+            f"{name}: the estimates rest on about {rewards:,.1f} effective rewards (ESS x the rarer outcome's share, "
+            f"below {cfg.min_effective_rewards:g}): their intervals are too narrow (coverage well under 95% in "
+            "simulated logs like this); log more impressions or explore more"
+        )
     if diag["mass_on_unshown_items"] > 0.01:
         out.append(
             f"{name}: {diag['mass_on_unshown_items']:.1%} of the target's mass is on items the logger never showed: "

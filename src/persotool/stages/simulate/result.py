@@ -23,6 +23,7 @@ class ExperimentManifest(Manifest):
     srm_p: float | None
     user_days: int
     seconds: dict[str, float]
+    impressions: dict[str, Any] | None = None  # truth.json of the impression logs (impressions.epsilon)
 
 
 class Experiment(Artifact):
@@ -68,7 +69,16 @@ class Experiment(Artifact):
         return {**self.summary, "output": str(self.path), "mlflow_run_id": self.mlflow_run_id}
 
     def notes(self) -> list[str]:
-        return list(getattr(self.manifest, "warnings", None) or [])
+        notes = list(getattr(self.manifest, "warnings", None) or [])
+        logs = self.manifest.impressions
+        if logs:
+            loggers = ", ".join(logs["loggers"])
+            notes.append(
+                f"impression logs with exact propensities (epsilon {logs['epsilon']:g}) of {loggers} in "
+                f"{self.path / 'impressions'}: ingest ARM.parquet with its schema.toml, then `persotool ope` with "
+                "targets/LOGGER/ARM.npy; truth.json holds the exact values"
+            )
+        return notes
 
     def blocks(self) -> list[render.Block]:
         from persotool.stages.simulate.report import blocks

@@ -12,9 +12,10 @@ from typing import Any
 import polars as pl
 
 from persotool.kernels.simulation import build, engine, world
+from persotool.kernels.simulation.impressions import ImpressionLog
 from persotool.kernels.simulation.spec import SimulationConfig
 from persotool.stages.ingest.result import Dataset
-from persotool.stages.simulate import fidelity
+from persotool.stages.simulate import fidelity, impressions
 from persotool.stages.simulate.analysis import Analysis, analyse, balance_warnings
 from persotool.stages.simulate.retrain import retrainer
 
@@ -29,6 +30,7 @@ class Outcome:
     fidelity: fidelity.Fidelity
     robustness: pl.DataFrame | None = None  # per world, arm and metric
     robust: pl.DataFrame | None = None  # combined over the worlds
+    impressions: dict[str, ImpressionLog] | None = None  # each arm's log (impressions.epsilon)
 
 
 def check_memory(cfg: SimulationConfig) -> None:
@@ -86,7 +88,10 @@ def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: b
     Dataset(dataset).require_times("simulate (visits and fidelity are measured in days)")
     built = build.build(dataset, cfg)
     world_seconds = time.perf_counter() - started
-    sim = engine.run_days(built, cfg, dataset_manifest["dataset_digest"], retrain=retrainer(cfg, Path(dataset)))
+    recorder = impressions.recorder(built, cfg)
+    sim = engine.run_days(
+        built, cfg, dataset_manifest["dataset_digest"], retrain=retrainer(cfg, Path(dataset)), recorder=recorder
+    )
     t = time.perf_counter()
     result = analyse(sim, built, cfg)
     table, real, simulated = fidelity.report(sim, built, cfg)
@@ -115,6 +120,8 @@ def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: b
         + balance_warnings(result.balance, cfg.control),
     )
     experiment = Outcome(cfg, built, sim, result, manifest, fidelity.Fidelity(table, real, simulated))
+    if recorder is not None:
+        experiment.impressions = recorder.finish()
     if cfg.robustness.worlds:
         from persotool.stages.simulate import robustness
 
@@ -154,6 +161,11 @@ def write(experiment: Outcome, out: Path, *, force: bool = False) -> None:
             experiment.robust.write_csv(tmp / "robustness.csv")
         report.survival_table(a).write_parquet(tmp / "retention_curves.parquet")
         report.write_all(a, experiment.config, experiment.fidelity, experiment.world.calibration, tmp, payload)
+        if experiment.impressions is not None:
+            items = Dataset(Path(experiment.manifest["dataset"]["path"])).items.sort("item_idx")["item_id"].to_list()
+            found = impressions.write(experiment.impressions, experiment.world, items, experiment.config, tmp)
+            experiment.manifest["warnings"] = [*experiment.manifest["warnings"], *found]
+            experiment.manifest["impressions"] = json.loads((tmp / "impressions" / "truth.json").read_text())
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, experiment.manifest)
 
 
