@@ -56,6 +56,8 @@ bench: $(STAMP)
 	$(RUN)/python benchmarks/simulate.py
 	$(RUN)/python benchmarks/validate_simulation.py
 	$(RUN)/python benchmarks/validate_ope.py
+	$(RUN)/python benchmarks/loop_ope.py
+	$(RUN)/python benchmarks/obp_reference.py
 	$(RUN)/python benchmarks/ope.py
 	$(RUN)/python benchmarks/tracking.py
 	$(RUN)/python benchmarks/cli_help.py

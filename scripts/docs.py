@@ -688,6 +688,82 @@ def bench_validate_ope(r: dict) -> list[str]:
     return [first, second]
 
 
+def bench_loop_ope(r: dict) -> list[str]:
+    """part=1: one arm estimated from the other's simulated log, against the simulator's exact
+    value; part=2: coverage by the effective number of rewards, over the grid of worlds."""
+    rows = []
+    for pair, t in r["pairs"].items():
+        for name, e in t["estimators"].items():
+            rows.append(
+                [
+                    f"{pair}: value {t['value']:.4f}, own run {t['own_run']:.4f}, ESS {t['ess']:,.0f}, "
+                    f"effective rewards {t['effective_rewards']:,.0f}"
+                    if name == "IPS"
+                    else "",
+                    name,
+                    f"{e['bias']:+.4f} ± {e['bias_mc_se']:.4f}",
+                    f"{e['rmse']:.4f}",
+                    f"{e['coverage']:.1%}",
+                    f"{e['coverage_normal']:.1%}",
+                    f"{e['covers_own_run']:.1%}",
+                    f"{e['width']:.4f}",
+                ]
+            )
+    first = _table(
+        [
+            "target from logger",
+            "estimator",
+            "bias ± MC s.e.",
+            "RMSE",
+            "covers the value",
+            "normal interval",
+            "covers own run",
+            "width",
+        ],
+        rows,
+        f"{r['seeds']} seeds of one world ({r['items']} items, slates of {r['slate_size']}, {r['days']} days, "
+        f"{r['population']:,} simulated users, base click rate {r['base_engagement']}, epsilon {r['epsilon']}); "
+        f"value: the target's exact value per impression on the logger's visits (covered by the default interval, "
+        "and by a symmetric normal one); own run: its realised value in its own arm, covered by the default "
+        f"interval. Machine: {_machine(r)}; {_s(r['seconds'])} with the grid below.",
+    )
+    g = r["grid"]
+    names = list(g["bins"][0]["coverage"])
+    rows = [
+        [
+            f"{b['low']:g}-{b['high']:g}" if b["high"] is not None else f"{b['low']:g} or more",
+            f"{b['estimates']:,}",
+            f"{b['ess'][0]:,.0f}-{b['ess'][1]:,.0f}" if b["ess"] else "",
+            *(f"{b['coverage'][n]:.1%}" if b["coverage"][n] is not None else "" for n in names),
+        ]
+        for b in g["bins"]
+    ]
+    second = _table(
+        ["effective rewards", "estimates", "ESS", *names],
+        rows,
+        f"Coverage of the exact value by 95% intervals, binned by ESS x the click rate; worlds with base click rates "
+        f"{', '.join(map(str, g['bases']))} and epsilon {', '.join(map(str, g['epsilons']))}, {g['seeds']} seeds "
+        "each, both directions.",
+    )
+    return [first, second]
+
+
+def bench_obp_reference(r: dict) -> str:
+    rows = [
+        [name, f"{e['persotool']:.15f}", f"{e['obp']:.15f}", f"{e['difference']:.1e}"]
+        for name, e in r["estimators"].items()
+    ]
+    rows.append(["time (best of 3)", _s(r["seconds"]["persotool"]), _s(r["seconds"]["obp"]), ""])
+    note = (
+        f"{r['impressions']:,} impressions, {r['items']} items, {r['positions']} positions, the same arrays on both "
+        f"sides; OBP {r['obp']} in its own virtualenv. persotool's time is all seven estimators with their "
+        f"intervals and threshold tuning (tuned: tau {r['thresholds']['Switch-DR']:g}, lambda "
+        f"{r['thresholds']['DRos']:g}); OBP's is its six point estimates with the thresholds given: OBP takes "
+        f"{r['ratio_obp_to_persotool']:.1f}x persotool's time. Machine: {_machine(r)}."
+    )
+    return _table(["estimator", "persotool", "OBP", "difference"], rows, note)
+
+
 BENCHES: dict[str, Callable[[dict], str]] = {
     name.removeprefix("bench_"): fn for name, fn in globals().items() if name.startswith("bench_") and callable(fn)
 }
