@@ -19,5 +19,5 @@ SPEC = Spec(
     examples=EXAMPLES,
     source=Source("A dataset directory of an impression log (`persotool ingest` with a reward column)."),
     flags={"policies": "--policy"},
-    after="Written to {out}/estimates.csv, forest.png and weights.png.",
+    after="Written to {out}/estimates.csv (and .json), forest.png, weights.png and report.html.",
 )

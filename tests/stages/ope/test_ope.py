@@ -70,6 +70,7 @@ def test_the_command_gives_the_estimators_values_on_the_logs_arrays(logged, tmp_
     assert {p["name"]: p["selected"] for p in result["policies"]}.keys() == {"near", "far"}
     table = pl.read_csv(tmp_path / "o" / "estimates.csv")
     assert len(table) == 14 and table.filter(pl.col("selected")).height == 2
+    assert pl.read_json(tmp_path / "o" / "estimates.json").equals(table)  # the same rows, as JSON
     for name in ("forest.png", "weights.png", "manifest.json"):
         assert (tmp_path / "o" / name).stat().st_size > 0
     page = (tmp_path / "o" / "report.html").read_text()

@@ -1,4 +1,4 @@
-"""An ope directory: estimates.csv, the action distributions made from recommendation lists
+"""An ope directory: estimates.csv (and .json), the action distributions made from recommendation lists
 (policies/*.npy), forest.png, weights.png and the manifest (diagnostics, the reward model's
 held-out fit, warnings)."""
 

@@ -111,6 +111,7 @@ def run(dataset, cfg: OpeConfig, out: Path, *, force: bool = False) -> OpeResult
     estimates = pl.DataFrame(rows)
     with storage.atomic_directory(out, force=force, inputs=inputs) as tmp:
         estimates.write_csv(tmp / "estimates.csv")
+        estimates.write_json(tmp / "estimates.json")
         (tmp / "policies").mkdir()
         for name, dist in dists.items():
             np.save(tmp / "policies" / f"{name}.npy", dist.astype(np.float32), allow_pickle=False)
