@@ -184,7 +184,7 @@ def test_secondary_table_shows_the_test_without_cuped_beside_the_tested_one() ->
     assert table[1]["test"] == "log-rank" and table[1]["p (uncorrected)"] == 0.0037 and table[1]["effect"] is None
 
 
-@pytest.mark.parametrize("method", ["holm", "bonferroni"])
+@pytest.mark.parametrize("method", ["holm", "bonferroni", "bh"])
 def test_family_adjustment_matches_statsmodels(method: str) -> None:
     from statsmodels.stats.multitest import multipletests
 
@@ -196,8 +196,10 @@ def test_family_adjustment_matches_statsmodels(method: str) -> None:
         finite = np.isfinite(p)
         assert np.isnan(ours[~finite]).all()
         if finite.any():
-            theirs = multipletests(p[finite], method=method)[1]
+            theirs = multipletests(p[finite], method={"bh": "fdr_bh"}.get(method, method))[1]
             assert np.allclose(ours[finite], theirs)
     assert np.array_equal(st.adjust(np.array([0.01, 0.04]), "none"), [0.01, 0.04])
     # Holm by hand: 0.01 x 3, then max(0.03, 0.02 x 2), then max(0.04, 0.04 x 1)
     assert np.allclose(st.adjust(np.array([0.04, 0.01, 0.02]), "holm"), [0.04, 0.03, 0.04])
+    # Benjamini-Hochberg by hand: 0.04 x 3/3, 0.02 x 3/2 = 0.03, 0.01 x 3/1 = 0.03 (capped by the next)
+    assert np.allclose(st.adjust(np.array([0.04, 0.01, 0.02]), "bh"), [0.04, 0.03, 0.03])

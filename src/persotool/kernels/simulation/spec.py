@@ -188,6 +188,19 @@ class AnalysisSpec(Strict):
     cuped: bool = Field(
         True, description="test engagements, visits and examined on their CUPED-adjusted values (needs pre_days)"
     )
+    segments: list[str] = Field(
+        [],
+        description="report every metric's effect per segment of users: activity (logged interactions), tenure (days "
+        "from a user's first logged event to the log's end), taste_breadth (entropy of the popularity tiers of what "
+        "they consumed) or any column of the dataset's users.parquet; numeric ones cut into quantile bins",
+    )
+    segment_bins: int = Field(3, ge=2, le=20, description="quantile bins of a numeric segment")
+    segment_correction: Literal["holm", "bh"] = Field(
+        "holm",
+        description="correction of segment effects and of their heterogeneity tests, each over every segment, "
+        "metric and arm (holm: family-wise error; bh: false discovery rate)",
+    )
+    min_segment_users: int = Field(50, ge=2, description="segments with fewer enrolled users per arm are not tested")
     bootstrap: int = Field(0, ge=0, description="bootstrap resamples for mean metrics (0: off)")
     power: float = Field(0.8, gt=0, lt=1, description="power at which the minimum detectable effect is reported")
     sequential_window: int = Field(

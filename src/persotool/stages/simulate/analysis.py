@@ -52,6 +52,8 @@ CUPED_COVARIATE = {
     "retention_d30": "pre_visits",
     "churned": "pre_visits",
 }
+# guardrails where a rise is harm (the rest: a fall is harm)
+HARMFUL_WHEN_HIGHER = ("churned",)
 # what the balance check compares between arms: each pre-period measure, by the metric it stands for
 BALANCE = {"pre_visits": "visits", "pre_engagements": "engagements"}
 DAILY = {"engagements": "daily_engagements", "visits": "daily_visits", "examined": "daily_examined"}
@@ -134,6 +136,8 @@ class Analysis:
     per_user: pl.DataFrame
     homogenization: dict[str, dict[str, Any]] = field(default_factory=dict)
     balance: list[dict[str, Any]] = field(default_factory=list)  # pre-period balance, arm against control
+    segments: pl.DataFrame = field(default_factory=pl.DataFrame)  # per segment, arm and metric (analysis.segments)
+    segments_skipped: list[dict[str, Any]] = field(default_factory=list)  # too few users to test
 
 
 def _row(metric: str, kind: str, method: str, arm: str, effect: st.Effect, true: float, **extra) -> dict[str, Any]:
@@ -161,6 +165,7 @@ def analyse(
     *,
     light: bool = False,
     sequential: bool | None = None,
+    segments: dict[str, np.ndarray] | None = None,
 ) -> Analysis:
     """The experiment's results. `light` skips what replicated validation runs do not need
     (minimum detectable effects, the per-user table, and the sequential looks unless `sequential`
@@ -204,7 +209,10 @@ def analyse(
         results = results.join(first, on=["arm", "metric"], how="left")
     per_user = pl.DataFrame() if light else _per_user(world, tables, arm_of, in_arm, names)
     balance_rows = _balance(tables, in_arm, names, control, cfg)
+    by_segment, skipped = _segment_effects(segments or {}, tables, in_arm, truth_users, names, control, cfg, level)
     return Analysis(
+        segments=by_segment,
+        segments_skipped=skipped,
         balance=balance_rows,
         results=results,
         srm_p=srm_p,
@@ -271,6 +279,72 @@ def _effect(metric, arm, control, tables, in_arm, truth_users, cfg, level, light
         boot = st.bootstrap(y_t[seen_t], y_c[seen_c], resamples=a.bootstrap, seed=cfg.seed, level=level)
         extra |= {"bootstrap_ci_low": boot.ci_low, "bootstrap_ci_high": boot.ci_high}
     return _row(metric, kind, method, arm, effect, true, **extra)
+
+
+def _segment_effects(labels, tables, in_arm, truth_users, names, control, cfg, level):
+    """Every metric's effect per segment and arm, with the exact true effect in the segment; its
+    difference from the effect in the rest of the users (a heterogeneity z-test); both p-values
+    corrected over every segment, metric and arm (`segment_correction`). Harmed: a guardrail the
+    arm significantly worsens in the segment. Segments with fewer than `min_segment_users` enrolled
+    users in an arm are not tested, and listed. Returns (the rows, the skipped segments)."""
+    a = cfg.analysis
+    z = st.stats.norm.ppf(0.5 + level / 2)
+    families = a.family()
+    rows, skipped = [], []
+    for by, label in labels.items():
+        for value in sorted(set(label.tolist())):
+            inside = label == value
+            users = {arm: int((in_arm[arm] & inside).sum()) for arm in names}
+            if min(users.values()) < a.min_segment_users:
+                skipped.append({"segment_by": by, "segment": value, "users": users})
+                continue
+            for arm in names:
+                if arm == control:
+                    continue
+                for metric in families:
+                    found = []
+                    for part in (inside, ~inside):
+                        masks = {arm: in_arm[arm] & part, control: in_arm[control] & part}
+                        found.append(_effect(metric, arm, control, tables, masks, truth_users & part, cfg, level, True))
+                    row, rest = found
+                    if row is None or rest is None:
+                        continue
+                    se = (row["ci_high"] - row["ci_low"]) / (2 * z)
+                    se_rest = (rest["ci_high"] - rest["ci_low"]) / (2 * z)
+                    gap = (row["effect"] - rest["effect"]) / np.sqrt(se**2 + se_rest**2) if se + se_rest > 0 else 0.0
+                    rows.append(
+                        {
+                            "segment_by": by,
+                            "segment": value,
+                            "arm": arm,
+                            "metric": metric,
+                            "family": families[metric],
+                            "users": row["n_treatment"] + row["n_control"],
+                            **{k: row[k] for k in ("control", "treatment", "effect", "ci_low", "ci_high", "p_value")},
+                            "true_effect": row["true_effect"],
+                            "rest_effect": rest["effect"],
+                            "rest_true_effect": rest["true_effect"],
+                            "heterogeneity_p": float(2 * st.stats.norm.sf(abs(gap))),
+                        }
+                    )
+    if not rows:
+        return pl.DataFrame(), skipped
+    frame = pl.DataFrame(rows, infer_schema_length=None)
+    method = a.segment_correction
+    frame = frame.with_columns(
+        p_adjusted=pl.Series(st.adjust(frame["p_value"].to_numpy(), method)),
+        heterogeneity_p_adjusted=pl.Series(st.adjust(frame["heterogeneity_p"].to_numpy(), method)),
+    )
+    worse = (
+        pl.when(pl.col("metric").is_in(HARMFUL_WHEN_HIGHER)).then(pl.col("effect") > 0).otherwise(pl.col("effect") < 0)
+    )
+    frame = frame.with_columns(
+        significant=pl.col("p_adjusted") < a.alpha,
+        differential=pl.col("heterogeneity_p_adjusted") < a.alpha,
+        covers_truth=(pl.col("ci_low") <= pl.col("true_effect")) & (pl.col("true_effect") <= pl.col("ci_high")),
+    ).with_columns(harmed=(pl.col("family") == "guardrail") & pl.col("significant") & worse)
+    order = ["harmed", "differential", "segment_by", "segment", "arm"]
+    return frame.sort(order, descending=[True, True, False, False, False], maintain_order=True), skipped
 
 
 def _balance(tables, in_arm, names, control, cfg) -> list[dict[str, Any]]:

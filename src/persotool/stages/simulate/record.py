@@ -1,6 +1,8 @@
 """What a simulated A/B test's MLflow runs record: a parent run with every tested effect, its
 adjusted p-value and its true effect (and, with several worlds, the robust effects and verdicts),
-the report and tables; one nested run per arm with its daily metrics."""
+the report and tables, segment effects; one nested run per arm with its daily metrics."""
+
+import re
 
 from persotool.kernels.runspec import RunSpec, flatten
 
@@ -41,6 +43,15 @@ def run_spec(experiment) -> RunSpec:
         metrics[f"{key}.effect"] = row["effect"]
         metrics[f"{key}.p_adjusted"] = row["p_adjusted"]
         metrics[f"{key}.true_effect"] = row["true_effect"]
+    segments = summary.get("segments")
+    if segments:
+        metrics["harmed_segments"] = len(segments["harmed"])
+        metrics["differential_segments"] = len(segments["differential"])
+        for row in segments["rows"]:
+            label = re.sub(r"[^A-Za-z0-9_.\- /]", "_", str(row["segment"]))  # MLflow's allowed characters
+            key = f"segment.{row['segment_by']}.{label}.{row['arm']}.{row['metric']}"
+            metrics[f"{key}.effect"] = row["effect"]
+            metrics[f"{key}.true_effect"] = row["true_effect"]
     tags = {"persotool.dataset_digest": m.dataset.digest}
     if m.calibration.get("truth"):
         tags["persotool.truth"] = m.calibration["truth"]
@@ -57,7 +68,7 @@ def run_spec(experiment) -> RunSpec:
             metrics[f"{key}.robust_power"] = row["power"]
             tags[f"robustness.{key}"] = row["verdict"]
     files = ["results.csv", "results.json", "fidelity.csv", "report.html", "manifest.json", *PLOTS]
-    files += [f for f in ("robustness.csv", "robustness_worlds.csv") if (out / f).is_file()]
+    files += [f for f in ("robustness.csv", "robustness_worlds.csv", "segments.csv") if (out / f).is_file()]
     return RunSpec(
         name=f"{cfg.name} · simulate",
         command="simulate",

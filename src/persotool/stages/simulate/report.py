@@ -331,8 +331,54 @@ def blocks(summary: dict, results: pl.DataFrame, cfg: SimulationConfig) -> list:
     shown += _secondary_blocks(results)
     shown += _monitoring_lines(summary, results, cfg)
     shown += _robustness_blocks(summary)
+    shown += _segment_blocks(summary)
     shown.append(_homogenization_block(summary))
     return shown
+
+
+def _segment_blocks(summary: dict) -> list:
+    """The primary and guardrail metrics per segment, harmed segments first (every metric is in
+    segments.csv)."""
+    from persotool.kernels import render
+
+    segments = summary.get("segments")
+    if not segments:
+        return []
+    rows = [r for r in segments["rows"] if r["family"] in ("primary", "guardrail")]
+    cells = [
+        [
+            f"{r['segment_by']}: {r['segment']}",
+            r["arm"],
+            r["metric"],
+            f"{r['users']:,}",
+            f"{r['effect']:+.3g}",
+            f"{r['ci_low']:+.3g},{r['ci_high']:+.3g}",
+            f"{r['p_adjusted']:.2g}",
+            f"{r['true_effect']:+.3g}",
+            f"{r['rest_effect']:+.3g}",
+            f"{r['heterogeneity_p_adjusted']:.2g}",
+            "[red]harmed[/red]" if r["harmed"] else ("differs" if r["differential"] else ""),
+        ]
+        for r in rows
+    ]
+    harmed = ", ".join(f"{h['segment_by']} {h['segment']} ({h['arm']}: {h['metric']})" for h in segments["harmed"])
+    return [
+        render.Table(
+            "Segments: " + (f"[red]harmed: {harmed}[/red]" if harmed else "no segment harmed"),
+            ["segment", "arm", "metric", "users", "effect", "95% CI", "p", "true", "rest", "p vs rest", ""],
+            cells,
+            caption=f"p: {segments['correction']}. rest: the effect in every other user; p vs rest: the test "
+            "that the two differ. harmed: a guardrail significantly worse in the segment; differs: the effect "
+            "differs significantly from the rest's. Every metric: segments.csv."
+            + "".join(
+                f" Not tested ({', '.join(f'{arm} {n:,}' for arm, n in x['users'].items())} users, fewer than the "
+                f"minimum per arm): {x['segment_by']} {x['segment']}."
+                for x in segments["skipped"]
+            ),
+            left={"segment", "metric", ""},
+            compact=True,
+        )
+    ]
 
 
 def _design_line(summary: dict, cfg: SimulationConfig) -> str:

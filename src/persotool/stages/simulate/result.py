@@ -9,9 +9,7 @@ from typing import Any
 
 from persotool.kernels import render
 from persotool.kernels.artifact import Artifact, Manifest, Ref
-
-# guardrails where a rise is harm (the rest: a fall is harm)
-HARMFUL_WHEN_HIGHER = ("churned",)
+from persotool.stages.simulate.analysis import HARMFUL_WHEN_HIGHER
 
 
 class ExperimentManifest(Manifest):
@@ -88,7 +86,9 @@ class Experiment(Artifact):
     def measures(self) -> dict[str, float]:
         """Every tested effect as `ARM.METRIC.effect`, its family-adjusted p-value as
         `.p_adjusted`, and `harmed_guardrails`: how many guardrails an arm significantly harms
-        (`require(ceilings={"harmed_guardrails": 0})` fails an experiment that harms one)."""
+        (`require(ceilings={"harmed_guardrails": 0})` fails an experiment that harms one); with
+        segments, `harmed_segments` (a guardrail significantly worse in a segment) and
+        `differential_segments` (an effect that differs from the rest's)."""
         found: dict[str, float] = {}
         harmed = 0
         for row in self.results.iter_rows(named=True):
@@ -98,4 +98,8 @@ class Experiment(Artifact):
             worse = row["effect"] is not None and (row["effect"] > 0) == (row["metric"] in HARMFUL_WHEN_HIGHER)
             harmed += int(row["family"] == "guardrail" and bool(row["significant"]) and worse)
         found["harmed_guardrails"] = float(harmed)
+        segments = self.summary.get("segments")
+        if segments:
+            found["harmed_segments"] = float(len(segments["harmed"]))
+            found["differential_segments"] = float(len(segments["differential"]))
         return found

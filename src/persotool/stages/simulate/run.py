@@ -15,7 +15,7 @@ from persotool.kernels.simulation import build, engine, world
 from persotool.kernels.simulation.impressions import ImpressionLog
 from persotool.kernels.simulation.spec import SimulationConfig
 from persotool.stages.ingest.result import Dataset
-from persotool.stages.simulate import fidelity, impressions
+from persotool.stages.simulate import fidelity, impressions, segments
 from persotool.stages.simulate.analysis import Analysis, analyse, balance_warnings
 from persotool.stages.simulate.retrain import retrainer
 
@@ -93,7 +93,7 @@ def simulate(dataset: Path, cfg: SimulationConfig, out: Path | None, *, force: b
         built, cfg, dataset_manifest["dataset_digest"], retrain=retrainer(cfg, Path(dataset)), recorder=recorder
     )
     t = time.perf_counter()
-    result = analyse(sim, built, cfg)
+    result = analyse(sim, built, cfg, segments=segments.labels(Path(dataset), built, cfg.analysis))
     table, real, simulated = fidelity.report(sim, built, cfg)
     seconds = {
         "world": round(world_seconds, 3),
@@ -156,6 +156,8 @@ def write(experiment: Outcome, out: Path, *, force: bool = False) -> None:
         a.per_user.write_parquet(tmp / "per_user.parquet")
         a.per_day.write_parquet(tmp / "per_day.parquet")
         a.sequential.write_parquet(tmp / "sequential.parquet")
+        if len(a.segments):
+            a.segments.write_csv(tmp / "segments.csv")
         if experiment.robustness is not None:
             experiment.robustness.write_csv(tmp / "robustness_worlds.csv")
             experiment.robust.write_csv(tmp / "robustness.csv")
@@ -218,10 +220,39 @@ def summary(experiment: Outcome) -> dict[str, Any]:
         },
         "metrics": metrics,
         "simulator_truth": simulator_truth(experiment),
+        "segments": segment_summary(experiment),
         "homogenization": a.homogenization,
         "calibration": experiment.world.calibration,
         "robustness": robustness_summary(experiment),
         "seconds": experiment.manifest["seconds"],
+    }
+
+
+def segment_summary(experiment: Outcome) -> dict[str, Any] | None:
+    """Segment effects for --json and the report: the scope of the correction, the harmed and the
+    differential segments, and every row (harmed first)."""
+    frame, a = experiment.analysis.segments, experiment.config.analysis
+    skipped = experiment.analysis.segments_skipped
+    if not len(frame) and not skipped:
+        return None
+    method = {"holm": "Holm", "bh": "Benjamini-Hochberg"}[a.segment_correction]
+    scope = (
+        f"{method} over {len(frame):,} segment effects (every segment, metric and arm), and again over their "
+        "heterogeneity tests"
+    )
+    return {
+        "by": a.segments,
+        "correction": scope,
+        "harmed": frame.filter(pl.col("harmed")).select("segment_by", "segment", "arm", "metric").to_dicts()
+        if len(frame)
+        else [],
+        "differential": frame.filter(pl.col("differential"))
+        .select("segment_by", "segment", "arm", "metric", "effect", "rest_effect")
+        .to_dicts()
+        if len(frame)
+        else [],
+        "rows": frame.to_dicts(),
+        "skipped": skipped,
     }
 
 
