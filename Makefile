@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(RUN)/python benchmarks/evaluate.py
 	$(RUN)/python benchmarks/simulate.py
 	$(RUN)/python benchmarks/validate_simulation.py
+	$(RUN)/python benchmarks/validate_segments.py
 	$(RUN)/python benchmarks/validate_ope.py
 	$(RUN)/python benchmarks/loop_ope.py
 	$(RUN)/python benchmarks/obp_reference.py

@@ -27,7 +27,6 @@ import itertools
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from public_data import synthetic_dataset
 from results_file import machine, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -44,13 +44,7 @@ PAIRS = (("popular", "oracle"), ("oracle", "popular"))
 
 def data(folder: Path) -> Path:
     """The `datasets synth` log the worlds are calibrated on, ingested."""
-    cli = [sys.executable, "-m", "persotool"]
-    raw, ds = folder / "raw", folder / "ds"
-    synth = ["datasets", "synth", "--users", "1000", "--items", "60", "--events", "20000", "--days", "60"]
-    subprocess.run([*cli, *synth, "-o", raw, "--no-track"], check=True, capture_output=True)
-    ingest = ["ingest", raw / "events.csv", "--schema", raw / "schema.toml", "-o", ds, "--no-track"]
-    subprocess.run([*cli, *ingest], check=True, capture_output=True)
-    return ds
+    return synthetic_dataset(folder, users=1000, items=60, events=20_000, days=60)
 
 
 def world(ds: Path, epsilon: float, population: int, days: int, base: float):

@@ -1,9 +1,11 @@
-"""Public data the benchmarks use, fetched from the package index (the only network this project's
-machines reach) into benchmarks/data/ on the first run."""
+"""Data the benchmarks use: public data fetched from the package index (the only network this
+project's machines reach) into benchmarks/data/ on the first run, and `datasets synth` logs."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -25,3 +27,14 @@ def from_index(package: str, filename: str, data: Path) -> Path:
     urllib.request.urlretrieve(urllib.parse.urljoin(index, href), tmp)
     tmp.replace(path)
     return path
+
+
+def synthetic_dataset(folder: Path, *, users: int, items: int, events: int, days: int) -> Path:
+    """A `datasets synth` log written and ingested under `folder`; returns the dataset directory."""
+    cli = [sys.executable, "-m", "persotool"]
+    raw, ds = folder / "raw", folder / "ds"
+    synth = ["datasets", "synth", "--users", users, "--items", items, "--events", events, "--days", days]
+    subprocess.run([*cli, *map(str, synth), "-o", raw, "--no-track"], check=True, capture_output=True)
+    ingest = ["ingest", raw / "events.csv", "--schema", raw / "schema.toml", "-o", ds, "--no-track"]
+    subprocess.run([*cli, *ingest], check=True, capture_output=True)
+    return ds

@@ -764,6 +764,39 @@ def bench_obp_reference(r: dict) -> str:
     return _table(["estimator", "persotool", "OBP", "difference"], rows, note)
 
 
+def bench_validate_segments(r: dict) -> str:
+    margin = 1.96 * (r["alpha"] * (1 - r["alpha"]) / r["replicates"]) ** 0.5  # Monte Carlo error at 95%
+    rows = [
+        [
+            f"planted harm in {r['segment']} ({r['segment_share']:.0%} of users; true effect "
+            f"{r['true_effect']:+.2f} engagements, {r['true_effect_sd']:+.2f} sd)",
+            "significant and negative",
+            f"{r['found']:.1%}",
+            ">= 90%",
+        ],
+        ["", "differs from the rest", f"{r['differential']:.1%}", ">= 90%"],
+        [
+            f"A/A, {r['aa_tests_per_replicate']} segment tests per experiment",
+            "any segment significant",
+            f"{r['aa_significant']:.1%}",
+            f"<= {r['alpha']:.0%} +- {margin:.1%}",
+        ],
+        [
+            "",
+            "any segment differs from the rest",
+            f"{r['aa_differential']:.1%}",
+            f"<= {r['alpha']:.0%} +- {margin:.1%}",
+        ],
+    ]
+    others = ", ".join(f"{e:+.2f}" for e in r["other_segments_true_effects"])
+    note = (
+        f"{r['replicates']} assignments of {r['population']:,} simulated users; segments: activity in five quantile "
+        f"bins, Holm over every segment, metric and arm. The other segments' true engagement effects: {others} "
+        f"(helped). Machine: {_machine(r)}; {_s(r['seconds'])}."
+    )
+    return _table(["check", "flag", "rate", "target"], rows, note)
+
+
 BENCHES: dict[str, Callable[[dict], str]] = {
     name.removeprefix("bench_"): fn for name, fn in globals().items() if name.startswith("bench_") and callable(fn)
 }

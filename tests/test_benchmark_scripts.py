@@ -140,3 +140,11 @@ def test_loop_ope_small(tmp_path: Path) -> None:
     spec.loader.exec_module(docs)
     first, second = docs.bench_loop_ope(report)
     assert "oracle from popular" in first and "effective rewards" in second
+
+
+def test_validate_segments_small(tmp_path: Path) -> None:
+    """The planted segment harm is what it says (negative in the heaviest fifth, the others helped)."""
+    report = _run("validate_segments.py", "--replicates", "2", "--population", "3000", out=tmp_path / "seg.json")
+    assert 0.15 < report["segment_share"] < 0.25
+    assert report["true_effect"] < 0 and all(e > 0 for e in report["other_segments_true_effects"])
+    assert 0 <= report["found"] <= 1 and 0 <= report["aa_significant"] <= 1 and report["aa_tests_per_replicate"] > 0

@@ -74,3 +74,15 @@ def test_an_unknown_segment_is_refused_in_one_line(dataset, tmp_path) -> None:
     assert done.exit_code == 3, done.stderr  # a config error
     assert "cannot segment by 'age'; use activity, tenure, taste_breadth" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
+
+
+def test_explicit_edges_cut_a_numeric_segment(harmed, dataset) -> None:
+    cfg, built, *_ = harmed
+    spec = cfg.analysis.model_copy(update={"segments": ["activity"], "segment_edges": {"activity": [50, 200]}})
+    labels = segments.labels(dataset, built, spec)["activity"]
+    assert set(labels.tolist()) == {"<50", "50 to <200", "200+"}
+    logged = pl.read_parquet(dataset / "interactions.parquet").group_by("user_idx").len()
+    counts = dict(zip(logged["user_idx"].to_list(), logged["len"].to_list(), strict=True))
+    for user in range(0, built.n_users, 97):  # each simulated user's label is their logged user's activity's bin
+        n = counts[int(built.source_user[user])]
+        assert labels[user] == ("<50" if n < 50 else "50 to <200" if n < 200 else "200+")

@@ -195,6 +195,9 @@ class AnalysisSpec(Strict):
         "they consumed) or any column of the dataset's users.parquet; numeric ones cut into quantile bins",
     )
     segment_bins: int = Field(3, ge=2, le=20, description="quantile bins of a numeric segment")
+    segment_edges: dict[str, list[float]] = Field(
+        {}, description="explicit bin edges of a numeric segment instead of quantiles, e.g. {activity = [10, 50]}"
+    )
     segment_correction: Literal["holm", "bh"] = Field(
         "holm",
         description="correction of segment effects and of their heterogeneity tests, each over every segment, "

@@ -7,8 +7,9 @@ user carries the segment of the logged user they were drawn from.
   what they consumed: 0 for a user who only takes hits or only niche items, 2 for an even spread;
 - any column of the dataset's users.parquet.
 
-Numeric ones are cut into `segment_bins` quantile bins over the logged users, the way `evaluate
---segment-by` cuts them; text columns keep their values; users without one are `(missing)`.
+Numeric ones are cut into `segment_bins` quantile bins over the logged users (or at
+`segment_edges`), the way `evaluate --segment-by` cuts them; text columns keep their values; users
+without one are `(missing)`.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ def labels(dataset: Path, world: SimulatedWorld, spec: AnalysisSpec) -> dict[str
                 )
             column = numeric(users[by])
             values = users.select("user_idx", value=column if column is not None else pl.col(by).cast(pl.String))
-        column = values["value"]
+        column, edges = values["value"], spec.segment_edges.get(by)
+        if edges and not column.dtype.is_numeric():
+            raise ConfigError(f"analysis.segment_edges: {by!r} is not numeric; edges cut numbers")
         text = (
-            binned(column.cast(pl.Float64), spec.segment_bins, None)
+            binned(column.cast(pl.Float64), spec.segment_bins, edges)
             if column.dtype.is_numeric()
             else column.fill_null("(missing)").to_list()
         )
