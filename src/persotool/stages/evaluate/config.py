@@ -27,6 +27,11 @@ class EvaluateConfig(Strict):
     min_segment_users: int = Field(
         20, ge=1, description="smaller segments are pooled into one '(small segments pooled)' segment"
     )
+    exposure_by: str = Field(
+        "popularity",
+        description="item groups of the exposure table: popularity (quartiles of training interactions) or a text "
+        "column of items.parquet",
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the bootstrap and the sampled measures")
     compare: Path | None = Field(
         None, description="another model of the same dataset: how much its top-k lists differ (Jaccard, RBO)"

@@ -52,6 +52,7 @@ class Evaluation(Artifact):
             **self.summary,
             "segment_by": self.context.get("segment_by"),
             **({"stability": self.context["stability"]} if self.context.get("stability") else {}),
+            **({"exposure": self.context["exposure"]} if self.context.get("exposure") else {}),
             "segments": segments,
             "mlflow_run_id": self.mlflow_run_id,
         }
@@ -82,6 +83,28 @@ class Evaluation(Artifact):
                 f"(p = 0.9), changed: share of users with Jaccard below {stable['changed_below']}"
             )
             blocks.append(render.Table(title, ["measure", "mean", "95% CI"], rows, caption=caption))
+        exposure = self.context.get("exposure")
+        if exposure:
+            rows = [
+                [
+                    g["group"],
+                    f"{g['items']:,}",
+                    f"{g['catalogue_share']:.1%}",
+                    f"{g['exposure_share']:.1%} [{g['ci_low']:.1%}, {g['ci_high']:.1%}]",
+                    f"{g['ratio']:.2f} [{g['ratio_ci_low']:.2f}, {g['ratio_ci_high']:.2f}]",
+                    f"{g['gini_within']:.3f}",
+                ]
+                for g in exposure["groups"]
+            ]
+            blocks.append(
+                render.Table(
+                    f"Exposure by {exposure['by']} (top {exposure['k']})",
+                    ["items", "count", "of catalogue", "of exposure (95% CI)", "ratio", "Gini within"],
+                    rows,
+                    caption="ratio: share of exposure / share of catalogue (1: in proportion); bootstrap over users",
+                    left={"items"},
+                )
+            )
         segments = self.segments
         if len(segments):
             shown = segments.filter(segments["metric"].str.starts_with("ndcg"))

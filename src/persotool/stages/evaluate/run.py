@@ -85,6 +85,7 @@ def _model(model_dir: Path, names: list[str], cfg: EvaluateConfig):
         result.per_user, labels, list(result.summary), seed=cfg.seed, min_users=cfg.min_segment_users
     )
     context = {
+        "exposure": _exposure(result.recommendations, split, cfg),
         "model": manifest["model"],
         "model_dir": str(model_dir),
         "split": str(split.path),
@@ -96,6 +97,39 @@ def _model(model_dir: Path, names: list[str], cfg: EvaluateConfig):
         **({"stability": result.stability} if getattr(result, "stability", None) else {}),
     }
     return result, per_segment, context
+
+
+def _exposure(recs, split, cfg: EvaluateConfig) -> dict:
+    """Each item group's share of the top-k exposure against its share of the catalogue, at the
+    widest k (kernels.metrics.exposure)."""
+    import numpy as np
+    import polars as pl
+
+    from persotool.errors import ConfigError
+    from persotool.kernels.metrics import exposure
+
+    k = max(cfg.k) if not isinstance(cfg.k, int) else cfg.k
+    if cfg.exposure_by == "popularity":
+        counts = np.bincount(split.train["item_idx"].to_numpy(), minlength=split.n_items)
+        groups, names = exposure.popularity_tiers(counts)
+    else:
+        items = pl.read_parquet(split.dataset_path / "items.parquet")
+        allowed = [
+            c for c in items.columns if c not in ("item_idx", "item_id", "features") and items[c].dtype == pl.String
+        ]
+        if cfg.exposure_by not in allowed:
+            raise ConfigError(
+                f"exposure_by {cfg.exposure_by!r}: use popularity or a text column of the items "
+                f"({', '.join(allowed) or 'the dataset has none'})"
+            )
+        values = items.sort("item_idx")[cfg.exposure_by].fill_null("(missing)")
+        names = sorted(set(values.to_list()))
+        groups = np.array([names.index(v) for v in values.to_list()])
+    return {
+        "by": cfg.exposure_by,
+        "k": k,
+        "groups": exposure.exposure_table(recs, groups, names, k, seed=cfg.seed),
+    }
 
 
 def _stability(result, other_dir: Path, split, truth, cfg: EvaluateConfig) -> None:
