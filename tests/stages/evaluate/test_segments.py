@@ -112,3 +112,23 @@ def test_bins_by_hand() -> None:
     ]
     assert binned(pl.Series([5.0] * 4), 4, None) == ["5"] * 4  # one value: one bin
     assert np.array_equal(np.array(binned(pl.Series([0.5, 0.25]), 2, None)), ["0.375 to 0.5", "0.25 to <0.375"])
+
+
+def test_the_accuracy_gap_between_user_groups() -> None:
+    from persotool.kernels.metrics.segments import accuracy_gap
+
+    per_user = pl.DataFrame({"user_idx": list(range(90)), "ndcg@10": [0.1] * 30 + [0.3] * 30 + [0.2] * 29 + [0.5]})
+    labels = pl.DataFrame({"user_idx": list(range(90)), "segment": ["a"] * 30 + ["b"] * 30 + ["c"] * 30})
+    gap = accuracy_gap(per_user, labels, "ndcg@10", min_users=20)
+    assert (gap["best"], gap["worst"], gap["segments"]) == ("b", "a", 3)
+    assert gap["gap"] == pytest.approx(0.2) and gap["ci_low"] == pytest.approx(0.2)  # constant within segments
+    assert accuracy_gap(per_user, labels, "ndcg@10", min_users=31) is None  # no segment large enough
+
+
+def test_the_accuracy_gap_is_in_json(model: Path) -> None:
+    done = run_cli("evaluate", model, "--k", "10", "--json", "--no-track")
+    assert done.exit_code == 0, done.stderr
+    gaps = {g["metric"]: g for g in json.loads(done.stdout)["accuracy_gap"]}
+    ndcg = gaps["ndcg@10"]
+    assert ndcg["gap"] == pytest.approx(ndcg["best_mean"] - ndcg["worst_mean"]) and ndcg["gap"] >= 0
+    assert ndcg["ci_low"] <= ndcg["gap"] <= ndcg["ci_high"]

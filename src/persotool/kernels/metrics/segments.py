@@ -171,3 +171,46 @@ def binned(values: pl.Series, bins: int, edges: list[float] | None) -> list[str]
             names.append(f"{cuts[-2]:g} to {cuts[-1]:g}")  # the last bin holds the maximum
             index = np.clip(np.searchsorted(cuts, x, side="right") - 1, 0, len(names) - 1)
     return [names[i] if np.isfinite(v) else "(missing)" for i, v in zip(index, x, strict=True)]
+
+
+def accuracy_gap(
+    per_user: pl.DataFrame,
+    labels: pl.DataFrame,
+    metric: str,
+    *,
+    min_users: int = MIN_SEGMENT_USERS,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict | None:
+    """The accuracy gap between user groups: the best segment's mean `metric` minus the worst's
+    (the two chosen on the point estimates, among segments of at least `min_users` users), with a
+    95% percentile interval from resampling users within each segment. None with fewer than two
+    such segments."""
+    joined = per_user.join(labels, on="user_idx", how="left").with_columns(pl.col("segment").fill_null("0 (cold)"))
+    parts = {}
+    for (segment,), part in joined.group_by("segment"):
+        values = part[metric].drop_nans().drop_nulls().to_numpy().astype(np.float64)
+        if len(values) >= min_users:
+            parts[segment] = values
+    if len(parts) < 2:
+        return None
+    means = {s: float(v.mean()) for s, v in parts.items()}
+    best, worst = max(means, key=means.get), min(means, key=means.get)
+    rng = np.random.default_rng(seed)
+
+    def resampled(values: np.ndarray) -> np.ndarray:
+        return values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+
+    gaps = resampled(parts[best]) - resampled(parts[worst])
+    low, high = np.quantile(gaps, [0.025, 0.975])
+    return {
+        "metric": metric,
+        "best": best,
+        "best_mean": means[best],
+        "worst": worst,
+        "worst_mean": means[worst],
+        "gap": means[best] - means[worst],
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "segments": len(parts),
+    }

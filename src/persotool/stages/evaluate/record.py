@@ -13,7 +13,7 @@ def run_spec(evaluation) -> RunSpec:
         name=f"{label} · evaluate",
         command="evaluate",
         output=None if evaluation.scratch is not None else out,
-        params={k: v for k, v in context.items() if k not in ("config", "cold", "exposure")}
+        params={k: v for k, v in context.items() if k not in ("config", "cold", "exposure", "accuracy_gap")}
         | {"config": context.get("config", {})},
         metrics={
             **evaluation.summary,
@@ -22,6 +22,7 @@ def run_spec(evaluation) -> RunSpec:
                 "exposure_ratio." + re.sub(r"[^A-Za-z0-9_.\- /]", "_", g["group"]): g["ratio"]
                 for g in (context.get("exposure") or {}).get("groups", [])
             },
+            **{f"accuracy_gap.{g['metric']}": g["gap"] for g in context.get("accuracy_gap") or []},
         },
         tags={k: str(v) for k, v in context.items() if k.endswith("digest")},
         artifacts=[(out / f"{name}.parquet", "evaluation") for name in ("per_user", "segments")],

@@ -53,6 +53,7 @@ class Evaluation(Artifact):
             "segment_by": self.context.get("segment_by"),
             **({"stability": self.context["stability"]} if self.context.get("stability") else {}),
             **({"exposure": self.context["exposure"]} if self.context.get("exposure") else {}),
+            **({"accuracy_gap": self.context["accuracy_gap"]} if self.context.get("accuracy_gap") else {}),
             "segments": segments,
             "mlflow_run_id": self.mlflow_run_id,
         }
@@ -121,7 +122,16 @@ class Evaluation(Artifact):
                 for row in shown.iter_rows(named=True)
             ]
             title = f"By {self.context.get('segment_by')} (bootstrap 95% CI)"
-            blocks.append(render.Table(title, ["segment", "users", "metric", "mean", "95% CI"], rows, left={"metric"}))
+            gaps = "; ".join(
+                f"{g['metric']} {g['gap']:.4f} [{g['ci_low']:.4f}, {g['ci_high']:.4f}] ({g['best']} over {g['worst']})"
+                for g in self.context.get("accuracy_gap") or []
+            )
+            caption = f"accuracy gap, best segment minus worst (95% CI): {gaps}" if gaps else ""
+            blocks.append(
+                render.Table(
+                    title, ["segment", "users", "metric", "mean", "95% CI"], rows, left={"metric"}, caption=caption
+                )
+            )
         return blocks
 
     @staticmethod

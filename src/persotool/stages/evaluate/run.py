@@ -84,7 +84,13 @@ def _model(model_dir: Path, names: list[str], cfg: EvaluateConfig):
     per_segment = segments.segment_table(
         result.per_user, labels, list(result.summary), seed=cfg.seed, min_users=cfg.min_segment_users
     )
+    gaps = [
+        segments.accuracy_gap(result.per_user, labels, metric, min_users=cfg.min_segment_users, seed=cfg.seed)
+        for metric in result.summary
+        if metric.startswith(("ndcg@", "recall@"))
+    ]
     context = {
+        "accuracy_gap": [g for g in gaps if g is not None],
         "exposure": _exposure(result.recommendations, split, cfg),
         "model": manifest["model"],
         "model_dir": str(model_dir),
