@@ -43,7 +43,7 @@ def run(name: str, source: Any = None, config: Any = None, out: Path | str | Non
     stage = stages.get(name)
     force, track = bool(options.pop("force", False)), options.pop("track", None)
     runtime = {key: options.pop(key) for key in stage.runtime if key in options}
-    if out is None and name != "evaluate":
+    if out is None and not stage.out_optional:
         if isinstance(config, str | Path) and not Path(config).is_file():
             raise ConfigError(
                 f"`config` {str(config)!r} is not a config file; the output directory is `out`, "

@@ -30,6 +30,7 @@ STAGES = (
     "simulate",
     "recommend",
     "ope",
+    "explain",
 )
 
 
@@ -44,6 +45,7 @@ class Stage:
     source: str | None = None  # what its first argument is (None: it takes no input artifact)
     runtime: tuple[str, ...] = ()  # keyword arguments of `run` that are not config (callbacks)
     exports: tuple[str, ...] = field(default=())  # more names pt exposes from <stage>.result
+    out_optional: bool = False  # without `out` its result lives in a temporary directory (evaluate, explain)
 
     def module(self, part: str):
         return importlib.import_module(f"persotool.stages.{self.name}.{part}")

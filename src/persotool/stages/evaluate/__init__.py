@@ -3,4 +3,6 @@ lists, with beyond-accuracy measures and per-segment bootstrap intervals."""
 
 from persotool.stages import Stage
 
-STAGE = Stage(name="evaluate", kind="evaluation", config="EvaluateConfig", result="Evaluation", source="model")
+STAGE = Stage(
+    name="evaluate", kind="evaluation", config="EvaluateConfig", result="Evaluation", source="model", out_optional=True
+)
