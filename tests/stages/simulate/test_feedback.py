@@ -165,3 +165,23 @@ def test_model_arms_retrain_with_their_own_hyperparameters(dataset: Path, built,
     assert scores.shape == (2, built.n_items) and np.array_equal(scores[0], scores[1])  # known by their logged user
     _, info = retrain.refit(cfg.arms[0], built, matrix, cfg.feedback.model_copy(update={"epochs": 2}), dataset)
     assert info == {"epochs": 2}
+
+
+def test_slate_jaccard_by_hand() -> None:
+    a = np.array([[1, 2, 3], [4, 5, -1], [-1, -1, -1]])
+    b = np.array([[3, 2, 9], [6, 7, 8], [-1, -1, -1]])
+    assert engine.slate_jaccard(a, b).tolist() == [0.5, 0.0, 1.0]  # {2,3} of {1,2,3,9}; nothing shared; both empty
+    items = np.array([[7, 8, 9, -1]])
+    consumed = np.array([[True, False, False, False]])
+    assert engine.next_slates(items, consumed, 2).tolist() == [[8, 9]]
+
+
+def test_each_retrain_records_how_much_the_next_slates_changed(looped) -> None:
+    _cfg, _built, sim = looped
+    loop, static = sim.arms["loop"], sim.arms["static"]
+    assert [row["day"] for row in loop.stability] == [3, 6, 9] and static.stability == []
+    for row in loop.stability:
+        assert 0 <= row["jaccard"] <= 1 and 0 <= row["changed"] <= 1
+    # retraining on the arm's own engagements only (no logs) moves the lists: not every slate survives
+    assert loop.stability[0]["jaccard"] < 1
+    assert sim.arms["twin"].stability == loop.stability  # deterministic

@@ -93,6 +93,7 @@ class ArmState:
     past_users: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # consumed in
     past_items: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))  # earlier lineups
     retrained: list[int] = field(default_factory=list)  # days on which the arm retrained
+    stability: list[dict] = field(default_factory=list)  # per retrain: how much active users' next slates changed
     n_consumed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # per row, this lineup
 
     def __post_init__(self) -> None:
@@ -283,8 +284,44 @@ def _retrain(
     users, items = np.concatenate([pre_pairs[0], users]), np.concatenate([pre_pairs[1], items])
     matrix = feedback.training_matrix(world, users, items, with_logs=cfg.feedback.with_logs)
     score = retrain(arm, world, matrix)
+    before = next_slates(state.items, state.consumed, cfg.slate_size)
     state.relineup(lineup(arm, excluding(users, items), score), world.n_items)
+    after = next_slates(state.items, state.consumed, cfg.slate_size)
+    overlap = slate_jaccard(before, after)
+    active = state.active
+    state.stability.append(
+        {
+            "day": day,
+            "jaccard": float(overlap[active].mean()) if active.any() else float("nan"),
+            "changed": float((overlap[active] < CHANGED_BELOW).mean()) if active.any() else float("nan"),
+        }
+    )
     state.retrained.append(day)
+
+
+CHANGED_BELOW = 0.5  # a user's next slate counts as changed by a retrain below this Jaccard similarity
+
+
+def next_slates(items: np.ndarray, consumed: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) each user's next slate: the first k unconsumed items of their lineup (-1 beyond)."""
+    ok = (items >= 0) & ~consumed
+    rank = np.cumsum(ok, axis=1)
+    out = np.full((len(items), k), -1, dtype=np.int64)
+    r, c = np.nonzero(ok & (rank <= k))
+    out[r, rank[r, c] - 1] = items[r, c]
+    return out
+
+
+def slate_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, |A & B| / |A | B| of two rows of item ids (-1: none; 1 when both are empty)."""
+    size_a, size_b = (a >= 0).sum(axis=1), (b >= 0).sum(axis=1)
+    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+    present = both >= 0
+    new = np.ones_like(both, dtype=bool)
+    new[:, 1:] = both[:, 1:] != both[:, :-1]
+    union = (new & present).sum(axis=1)
+    shared = size_a + size_b - union
+    return np.where(union > 0, shared / np.maximum(union, 1), 1.0)
 
 
 def gini(counts: np.ndarray) -> float:

@@ -422,7 +422,9 @@ def _families(results: pl.DataFrame, families: dict[str, str], a) -> pl.DataFram
 
 def homogenization(sim: Simulation, names: list[str]) -> dict[str, dict[str, Any]]:
     """Per arm, at the end of the test: mean Jaccard similarity of consumed sets, catalog
-    coverage and Gini of exposure, with the days on which the arm retrained."""
+    coverage and Gini of exposure, with the days on which the arm retrained and, per retrain, how
+    much the active users' next slates changed (mean Jaccard of the slates before and after, and
+    the share of users below 0.5)."""
     out = {}
     for arm in names:
         state = sim.arms[arm]
@@ -431,6 +433,7 @@ def homogenization(sim: Simulation, names: list[str]) -> dict[str, dict[str, Any
             "coverage": state.per_day["coverage"][-1],
             "gini": state.per_day["gini"][-1],
             "retrained_on_days": list(state.retrained),
+            "retrain_stability": list(state.stability),
         }
     return out
 

@@ -38,6 +38,9 @@ def run_spec(experiment) -> RunSpec:
     for arm, h in summary["homogenization"].items():
         metrics |= {f"{arm}.{key}_final": h[key] for key in ("jaccard", "coverage", "gini")}
         metrics[f"{arm}.retrains"] = len(h["retrained_on_days"])
+        for row in h.get("retrain_stability") or []:
+            metrics[f"{arm}.retrain_day{row['day']}.jaccard"] = row["jaccard"]
+            metrics[f"{arm}.retrain_day{row['day']}.changed"] = row["changed"]
     for row in results.iter_rows(named=True):
         key = f"{row['arm']}.{row['metric']}"
         metrics[f"{key}.effect"] = row["effect"]
