@@ -304,12 +304,7 @@ CHANGED_BELOW = 0.5  # a user's next slate counts as changed by a retrain below 
 
 def next_slates(items: np.ndarray, consumed: np.ndarray, k: int) -> np.ndarray:
     """(N, k) each user's next slate: the first k unconsumed items of their lineup (-1 beyond)."""
-    ok = (items >= 0) & ~consumed
-    rank = np.cumsum(ok, axis=1)
-    out = np.full((len(items), k), -1, dtype=np.int64)
-    r, c = np.nonzero(ok & (rank <= k))
-    out[r, rank[r, c] - 1] = items[r, c]
-    return out
+    return impressions.first_k(items, (items >= 0) & ~consumed, k)
 
 
 def slate_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -136,9 +136,11 @@ class Recorder:
         log.add("propensity", (1 - eps) * (mine[at_r, at_j] == shown[at_r, at_j]) + uniform[at_r])
         log.slates += len(rows)
         exam = exam_chances(k)
-        mass = (chance * can).sum(axis=1)  # sum of engagement chances over what can be served
+        mass = chance.sum(axis=1)  # engagement chances summed over what can be served (0 elsewhere)
         for target, lineup in lineups.items():
-            slate = _first_servable(lineup[rows], can, k)
+            items_of = lineup[rows]
+            servable = (items_of >= 0) & np.take_along_axis(can, np.maximum(items_of, 0), axis=1)
+            slate = first_k(items_of, servable, k)
             dist = np.repeat((can * uniform[:, None])[:, :, None], k, axis=2).astype(np.float32)
             j, c = np.nonzero(slate >= 0)
             dist[j, slate[j, c], c] += 1 - eps
@@ -176,13 +178,12 @@ class Recorder:
         return out
 
 
-def _first_servable(lineup: np.ndarray, can: np.ndarray, k: int) -> np.ndarray:
-    """(R, k) item ids: each row's first k lineup items that can be served (-1 beyond)."""
-    ok = (lineup >= 0) & np.take_along_axis(can, np.maximum(lineup, 0), axis=1)
+def first_k(items: np.ndarray, ok: np.ndarray, k: int) -> np.ndarray:
+    """(R, k) item ids: each row's first k items where `ok`, in lineup order (-1 beyond)."""
     rank = np.cumsum(ok, axis=1)
-    out = np.full((len(lineup), k), -1, dtype=np.int64)
+    out = np.full((len(items), k), -1, dtype=np.int64)
     r, c = np.nonzero(ok & (rank <= k))
-    out[r, rank[r, c] - 1] = lineup[r, c]
+    out[r, rank[r, c] - 1] = items[r, c]
     return out
 
 

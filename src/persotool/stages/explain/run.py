@@ -28,10 +28,10 @@ def run(model, cfg: ExplainConfig, out: Path | None, *, force: bool = False) -> 
         storage.check_output(Path(out), force=force, inputs=[model_dir])
     trained = TrainedModel(model_dir)
     user_ids, item_ids = id_maps(Path(trained.manifest.dataset.path))
-    found = user_ids.filter(pl.col("user_id") == cfg.user)
-    if found.is_empty():
+    match = user_ids.filter(pl.col("user_id") == cfg.user)
+    if match.is_empty():
         raise DataError(f"user {cfg.user!r} is not in the model's dataset", where=str(model_dir))
-    user = int(found["user_idx"][0])
+    user = int(match["user_idx"][0])
     recommender = trained.model
     if not recommender.known_users_[user]:
         raise DataError(

@@ -63,8 +63,11 @@ def recorder(world: SimulatedWorld, cfg: SimulationConfig) -> Recorder | None:
     return Recorder(world.n_items, cfg.slate_size, epsilon, keep, exact=not exact(cfg))
 
 
-def write(logs: dict[str, ImpressionLog], world: SimulatedWorld, item_ids: list[str], cfg, out: Path) -> list[str]:
-    """Write impressions/ under `out`; returns warnings (targets whose file could not be written)."""
+def write(
+    logs: dict[str, ImpressionLog], world: SimulatedWorld, item_ids: list[str], cfg, out: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """Write impressions/ under `out`; returns truth.json's content and warnings (targets whose
+    file could not be written)."""
     folder = out / "impressions"
     (folder / "targets").mkdir(parents=True)
     (folder / "schema.toml").write_text(SCHEMA)
@@ -123,4 +126,4 @@ def write(logs: dict[str, ImpressionLog], world: SimulatedWorld, item_ids: list[
             entry["targets"][target] = item
         truth["loggers"][name] = entry
     (folder / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
-    return warnings
+    return truth, warnings

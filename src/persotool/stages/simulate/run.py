@@ -165,9 +165,9 @@ def write(experiment: Outcome, out: Path, *, force: bool = False) -> None:
         report.write_all(a, experiment.config, experiment.fidelity, experiment.world.calibration, tmp, payload)
         if experiment.impressions is not None:
             items = Dataset(Path(experiment.manifest["dataset"]["path"])).items.sort("item_idx")["item_id"].to_list()
-            found = impressions.write(experiment.impressions, experiment.world, items, experiment.config, tmp)
+            truth, found = impressions.write(experiment.impressions, experiment.world, items, experiment.config, tmp)
             experiment.manifest["warnings"] = [*experiment.manifest["warnings"], *found]
-            experiment.manifest["impressions"] = json.loads((tmp / "impressions" / "truth.json").read_text())
+            experiment.manifest["impressions"] = truth
         artifacts.write_json_atomic(tmp / artifacts.MANIFEST, experiment.manifest)
 
 
